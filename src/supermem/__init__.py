@@ -1,0 +1,26 @@
+"""supermem: memorization as superposition, after Henighan et al. (2023).
+
+Python API (the CLI is a thin layer over it)::
+
+    from supermem import TrainConfig, train, save_run, load_run
+    result = train(TrainConfig(features=1000, sparsity=0.99, train_size=5, steps=20_000))
+    run = load_run(save_run(result, "runs/t5"))
+"""
+
+__version__ = "0.1.0"
+
+from supermem.config import ConfigError, TrainConfig, make_config  # noqa: E402
+from supermem.store import Run, load_run, save_run  # noqa: E402
+from supermem.train import train, train_many  # noqa: E402
+
+__all__ = [
+    "ConfigError",
+    "Run",
+    "TrainConfig",
+    "__version__",
+    "load_run",
+    "make_config",
+    "save_run",
+    "train",
+    "train_many",
+]

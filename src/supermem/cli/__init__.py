@@ -1,0 +1,42 @@
+"""The ``supermem`` command: a thin layer over the Python API.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds
+its parser and sets ``func``. Bad input exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from supermem import __version__
+from supermem.cli import plot, train
+from supermem.cli.common import CLIError, Parser
+
+COMMANDS = [train, plot]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="supermem", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"supermem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for mod in COMMANDS:
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as e:
+        print(f"supermem {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"supermem {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Shared CLI pieces: a parser whose errors are one line, and flags made from dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import NoReturn
+
+from supermem.config import ConfigError
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_int(s: str) -> int:
+    try:
+        v = float(s) if any(c in s.lower() for c in ".e") else int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if not math.isfinite(v) or v != int(v):
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}")
+    return int(v)
+
+
+def parse_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"not a finite number: {s!r}")
+    return v
+
+
+_TYPES = {"int": parse_int, "float": parse_float, "str": str, "str | None": str}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field, named after it, with the field's help and default."""
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = None if f.default is MISSING else f.default
+        parser.add_argument(
+            flag(f.name),
+            dest=f.name,
+            type=_TYPES[f.type],
+            default=default,
+            choices=f.metadata.get("choices"),
+            metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (default: {default})",
+        )
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    try:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+
+
+def progress_enabled(args) -> bool:
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()

@@ -1,0 +1,51 @@
+"""``supermem train``: train one model and write its run directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from supermem.cli.common import (
+    CLIError,
+    add_dataclass_flags,
+    check_out,
+    config_from_args,
+    progress_enabled,
+)
+from supermem.config import ConfigError, TrainConfig
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one toy model and save it",
+        description="Train one toy model (paper defaults) and save a run directory.",
+    )
+    add_dataclass_flags(p, TrainConfig)
+    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from supermem.store import save_run
+    from supermem.train import train
+
+    cfg = config_from_args(TrainConfig, args)
+    check_out(args.out, args.overwrite)
+    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
+        raise CLIError(f"--init-from {cfg.init_from}: not a run directory")
+    try:
+        result = train(cfg, progress=progress_enabled(args))
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+    path = save_run(result, args.out, overwrite=args.overwrite)
+    if result.diverged:
+        print(
+            f"supermem train: run diverged at step {result.diverged_step}; recorded in {path}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{path}: train_loss={result.train_loss:.4g} test_loss={result.test_loss:.4g}")
+    return 0

@@ -1,0 +1,130 @@
+"""Typed, frozen run configuration.
+
+Field names are the CLI flags (``train_size`` <-> ``--train-size``) and the keys of
+the saved ``config.json``. Each field's ``help`` metadata is its CLI help text.
+Defaults are the paper's (PAPER.md, "The task and the model") except where noted.
+Validation lives in ``TrainConfig.__post_init__`` and raises ``ConfigError`` with a
+message a user can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or inconsistent; the message names it."""
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+INIT_CHOICES = ("xavier_normal", "xavier_uniform")
+EMPTY_CHOICES = ("resample", "zero")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one trained toy model (and nothing that does not)."""
+
+    features: int = _f(10_000, "input dimension n (number of features)")
+    sparsity: float = _f(0.999, "sparsity S: each feature is 0 with probability S")
+    hidden: int = _f(2, "hidden dimension m")
+    train_size: int = _f(100, "number of training points T")
+    test_size: int = _f(10_000, "number of fresh test points used for the test loss")
+    model: str = _f("tied", "model variant (see supermem.model.MODELS)")
+    init: str = _f(
+        "xavier_normal",
+        "initialisation of W (m x n): xavier_normal, std sqrt(2/(n+m)); "
+        "xavier_uniform, U(-a, a) with a = sqrt(6/(n+m))",
+        choices=INIT_CHOICES,
+    )
+    empty: str = _f(
+        "resample",
+        "points drawn with no nonzero feature: resample (condition on >= 1 nonzero, so "
+        "every point has unit norm) or zero (keep the zero vector)",
+        choices=EMPTY_CHOICES,
+    )
+    steps: int = _f(50_000, "number of full-batch AdamW steps")
+    lr: float = _f(1e-3, "peak learning rate")
+    warmup: int = _f(2_500, "linear warm-up steps before the cosine decay to zero")
+    weight_decay: float = _f(1e-2, "AdamW weight decay")
+    seed: int = _f(0, "init seed (restart k uses the k-th seed derived from it)")
+    data_seed: int = _f(0, "data seed (training and test sets)")
+    restarts: int = _f(1, "init seeds trained per model; the lowest training loss is kept")
+    snapshots: int = _f(24, "number of log-spaced training steps at which W and b are saved")
+    engine: str = _f("auto", "loss/gradient engine: auto, reference or fast")
+    device: str = _f(
+        "auto", "torch device: auto (cuda if present), cpu or cuda", choices=DEVICE_CHOICES
+    )
+    init_from: str | None = _f(None, "start from a saved run's W and b (fresh optimiser state)")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int", "float") and isinstance(v, bool):
+                raise ConfigError(f"{f.name} must be a number, got {v!r}")
+            if f.type == "float":
+                if not isinstance(v, int | float) or not math.isfinite(v):
+                    raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
+            if f.type == "int" and not isinstance(v, int):
+                raise ConfigError(f"{f.name} must be an integer, got {v!r}")
+            choices = f.metadata.get("choices")
+            if choices and v not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {v!r}")
+        _check(self.features >= 1, f"features (n) must be >= 1, got {self.features}")
+        _check(self.hidden >= 1, f"hidden (m) must be >= 1, got {self.hidden}")
+        _check(self.train_size >= 1, f"train_size (T) must be >= 1, got {self.train_size}")
+        _check(self.test_size >= 1, f"test_size must be >= 1, got {self.test_size}")
+        _check(0 <= self.sparsity < 1, f"sparsity (S) must be in [0, 1), got {self.sparsity}")
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+        _check(
+            self.warmup <= self.steps,
+            f"warmup ({self.warmup}) is longer than the run (steps={self.steps})",
+        )
+        _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
+        _check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
+        _check(self.seed >= 0 and self.data_seed >= 0, "seeds must be >= 0")
+        from supermem.engines import ENGINES
+        from supermem.model import MODELS
+
+        _check(
+            self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}"
+        )
+        _check(
+            self.engine == "auto" or self.engine in ENGINES,
+            f"engine must be auto or one of {', '.join(ENGINES)}; got {self.engine!r}",
+        )
+
+    # -- round trip -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def make_config(**overrides: Any) -> TrainConfig:
+    """Build a config from the defaults with some fields replaced (used by tests and recipes)."""
+    return TrainConfig.from_dict(overrides)

@@ -1,0 +1,181 @@
+"""The synthetic data distribution of the paper, sampled sparse.
+
+Each of n features is 0 with probability S, else uniform on [0, 1]; every point is then
+rescaled to unit L2 norm (PAPER.md, "The task and the model"). We never draw a dense
+T x n mask: per point we draw the number of nonzeros k ~ Binomial(n, 1 - S), then k
+distinct positions, then k values. That is the same distribution, at O(T n (1-S)) cost.
+
+A point with no nonzero feature cannot be rescaled to unit norm. ``empty="resample"``
+(the default) conditions every point on having at least one nonzero (k drawn from the
+zero-truncated binomial), so every training point has norm 1; ``empty="zero"`` keeps the
+zero vector. At the paper's settings (n (1-S) = 10) either happens with probability
+e^-10, so the choice only matters for small n (1 - S).
+
+Data sets are stacks of ``inst`` CSR matrices (one per model instance) held as a single
+``(inst*T) x n`` CSR matrix, so fast engines see one flat set of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+TRAIN_STREAM, TEST_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class SparseData:
+    """``inst`` data sets of T points in n dimensions, as one (inst*T) x n CSR matrix.
+
+    indptr: (inst*T + 1,) int64; indices: (nnz,) int32; values: (nnz,) float32.
+    Rows ``i*T .. (i+1)*T - 1`` are instance i.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    inst: int
+    T: int
+    n: int
+
+    def __post_init__(self) -> None:
+        assert self.indptr.shape == (self.inst * self.T + 1,), "indptr shape"
+        assert self.indices.shape == self.values.shape == (int(self.indptr[-1]),), "nnz"
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def to_scipy(self) -> sp.csr_matrix:
+        """(inst*T, n) SciPy CSR matrix."""
+        return sp.csr_matrix(
+            (self.values, self.indices, self.indptr), shape=(self.inst * self.T, self.n)
+        )
+
+    @classmethod
+    def from_scipy(cls, X: sp.spmatrix, inst: int = 1) -> SparseData:
+        """From an (inst*T, n) SciPy sparse matrix."""
+        X = sp.csr_matrix(X)
+        X.sort_indices()
+        rows, n = X.shape
+        assert rows % inst == 0, "rows must split evenly into instances"
+        return cls(
+            X.indptr.astype(np.int64),
+            X.indices.astype(np.int32),
+            X.data.astype(np.float32),
+            inst,
+            rows // inst,
+            n,
+        )
+
+    def dense(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(inst, T, n) float32 dense tensor. Costs inst*T*n floats: reference engine only."""
+        out = torch.zeros(self.inst * self.T, self.n, dtype=torch.float32, device=device)
+        rows = np.repeat(np.arange(self.inst * self.T), np.diff(self.indptr))
+        out[
+            torch.as_tensor(rows, device=device),
+            torch.as_tensor(self.indices, device=device).long(),
+        ] = torch.as_tensor(self.values, device=device)
+        return out.view(self.inst, self.T, self.n)
+
+    def instance(self, i: int) -> SparseData:
+        return self.rows(i * self.T, (i + 1) * self.T, inst=1)
+
+    def rows(self, start: int, stop: int, inst: int = 1) -> SparseData:
+        """Rows [start, stop) of the flat matrix as a data set of ``inst`` instances."""
+        a, z = int(self.indptr[start]), int(self.indptr[stop])
+        return SparseData(
+            self.indptr[start : stop + 1] - a,
+            self.indices[a:z],
+            self.values[a:z],
+            inst,
+            (stop - start) // inst,
+            self.n,
+        )
+
+    @staticmethod
+    def stack(parts: list[SparseData]) -> SparseData:
+        """Stack single or multi-instance data sets of equal T and n along ``inst``."""
+        T, n = parts[0].T, parts[0].n
+        assert all(p.T == T and p.n == n for p in parts), "stacked data sets must share T, n"
+        offsets = np.cumsum([0] + [p.nnz for p in parts])
+        indptr = np.concatenate(
+            [parts[0].indptr[:1]] + [p.indptr[1:] + o for p, o in zip(parts, offsets)]
+        )
+        return SparseData(
+            indptr,
+            np.concatenate([p.indices for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            sum(p.inst for p in parts),
+            T,
+            n,
+        )
+
+
+def _rng(data_seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([data_seed, stream]))
+
+
+def _counts(rng: np.random.Generator, size: int, n: int, density: float, empty: str) -> np.ndarray:
+    """(size,) number of nonzeros per point, zero-truncated when empty == 'resample'."""
+    k = rng.binomial(n, density, size=size)
+    if empty == "resample":
+        if density == 0:
+            raise ValueError("sparsity 1 leaves no nonzero feature to resample")
+        while (zero := k == 0).any():
+            k[zero] = rng.binomial(n, density, size=int(zero.sum()))
+    return k
+
+
+def _distinct_positions(rng: np.random.Generator, k: np.ndarray, n: int) -> np.ndarray:
+    """Concatenated sorted positions: k[t] distinct features in [0, n) for each point t."""
+    rows = np.repeat(np.arange(len(k)), k)
+    pos = rng.integers(0, n, size=len(rows))
+    dense_rows = np.flatnonzero(k > n // 4)  # rejection is slow when k ~ n: permute instead
+    starts = np.concatenate([[0], np.cumsum(k)])
+    for t in dense_rows:
+        pos[starts[t] : starts[t + 1]] = rng.permutation(n)[: k[t]]
+    while True:  # redraw duplicates within a row until none remain
+        order = np.lexsort((pos, rows))
+        pos, rows = pos[order], rows[order]
+        dup = np.flatnonzero((rows[1:] == rows[:-1]) & (pos[1:] == pos[:-1])) + 1
+        if len(dup) == 0:
+            return pos
+        pos[dup] = rng.integers(0, n, size=len(dup))
+
+
+def sample(
+    size: int,
+    n: int,
+    sparsity: float,
+    data_seed: int,
+    stream: int = TRAIN_STREAM,
+    empty: str = "resample",
+) -> SparseData:
+    """Draw ``size`` unit-norm sparse points in n dimensions (one instance).
+
+    The stream separates the training set (0) from the test set (1) of one data seed, so
+    the test set of a data seed is the same whatever T is.
+    """
+    rng = _rng(data_seed, stream)
+    k = _counts(rng, size, n, 1.0 - sparsity, empty)
+    pos = _distinct_positions(rng, k, n)
+    vals = rng.random(len(pos)).astype(np.float64)
+    indptr = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
+    norms = np.sqrt(np.add.reduceat(vals**2, indptr[:-1][k > 0])) if len(vals) else vals
+    vals[: len(vals)] /= np.repeat(norms, k[k > 0])
+    return SparseData(indptr, pos.astype(np.int32), vals.astype(np.float32), 1, size, n)
+
+
+def train_test(cfg, data_seeds: list[int] | None = None) -> tuple[SparseData, SparseData]:
+    """Training and test sets for a config, one instance per data seed (default: its own)."""
+    seeds = [cfg.data_seed] if data_seeds is None else data_seeds
+    args = dict(n=cfg.features, sparsity=cfg.sparsity, empty=cfg.empty)
+    train = SparseData.stack([sample(cfg.train_size, data_seed=s, **args) for s in seeds])
+    test = SparseData.stack(
+        [sample(cfg.test_size, data_seed=s, stream=TEST_STREAM, **args) for s in seeds]
+    )
+    return train, test

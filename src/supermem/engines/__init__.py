@@ -1,0 +1,38 @@
+"""Engines: registry of loss/gradient implementations, and ``auto`` selection."""
+
+from __future__ import annotations
+
+import torch
+
+from supermem.config import ConfigError
+from supermem.engines.base import Engine
+from supermem.engines.reference import ReferenceEngine
+
+ENGINES: dict[str, type[Engine]] = {ReferenceEngine.name: ReferenceEngine}
+
+try:  # the fast engine registers itself when its module is present
+    from supermem.engines.fast import FastEngine
+
+    ENGINES[FastEngine.name] = FastEngine
+except ImportError:  # pragma: no cover
+    pass
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def get_engine(name: str, model, device: torch.device) -> Engine:
+    """The engine called ``name``; ``auto`` is the fast engine where it supports the model."""
+    if name == "auto":
+        for cand in ("fast", "reference"):
+            if cand in ENGINES and ENGINES[cand]().supports(model, device):
+                return ENGINES[cand]()
+    engine = ENGINES[name]()
+    if not engine.supports(model, device):
+        raise ConfigError(f"engine {name} does not support model {model.name} on {device}")
+    return engine

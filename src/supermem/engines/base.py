@@ -1,0 +1,40 @@
+"""The engine interface: loss and gradients of a model on a sparse data set.
+
+An engine turns a ``SparseData`` into whatever it computes on (``prepare``), then
+returns per-instance losses and, when asked, the gradients of their sum. The loss is
+the paper's: for each instance, the mean over its T points of the sum over features of
+(x - x')^2. Instances never interact: the gradient of instance i depends only on its
+own parameters and data.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from supermem.data import SparseData
+from supermem.model import ModelVariant, Params
+
+
+class Engine(ABC):
+    name: ClassVar[str]
+
+    def supports(self, model: ModelVariant, device: torch.device) -> bool:
+        """Whether this engine can train ``model`` on ``device``."""
+        return True
+
+    @abstractmethod
+    def prepare(self, data: SparseData, device: torch.device) -> Any:
+        """Move/convert a data set once, before many loss evaluations."""
+
+    @abstractmethod
+    def loss_and_grads(
+        self, model: ModelVariant, p: Params, data: Any
+    ) -> tuple[torch.Tensor, Params]:
+        """loss: (inst,); grads: same keys and shapes as ``p``, of ``loss.sum()``."""
+
+    @abstractmethod
+    def loss(self, model: ModelVariant, p: Params, data: Any) -> torch.Tensor:
+        """loss: (inst,), without gradients."""

@@ -1,0 +1,200 @@
+"""Run directories on disk: written atomically, read back as arrays. No pickle anywhere.
+
+A run directory holds
+  config.json          every setting (defaults filled in) + seeds, versions, git commit
+  metrics.json         status, losses, norms, summaries
+  arrays.safetensors   W (m, n), b (n), H_train (T, m), feature_dims (n), data_dims (T),
+                       max_data_dims (T), snapshot_steps (k,), snapshot_W (k, m, n),
+                       snapshot_b (k, n), loss_steps (h,), loss_history (h,)
+  train_data.safetensors  the training set as CSR: indptr (T+1,), indices, values
+A diverged run has config.json and metrics.json (status "diverged") and no arrays.
+
+The directory is assembled under a hidden temporary name beside the target and renamed
+into place only when complete, so a visible run directory is always a whole one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+from supermem import __version__, metrics
+from supermem.config import TrainConfig
+from supermem.train import InstanceResult
+
+ARRAYS, DATA = "arrays.safetensors", "train_data.safetensors"
+
+
+class RunExistsError(FileExistsError):
+    """The output directory exists and overwriting was not asked for."""
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the source tree supermem runs from, '+dirty' if modified; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict[str, Any]:
+    import torch
+
+    return {
+        "supermem_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+    }
+
+
+def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """(config.json, metrics.json, arrays) for a trained instance."""
+    config = {
+        **r.config.to_dict(),
+        "init_seeds": r.restart_seeds,
+        "kept_init_seed": r.init_seed,
+        **provenance(),
+    }
+    base = {
+        "status": "diverged" if r.diverged else "ok",
+        "diverged_step": r.diverged_step,
+        "seconds": r.seconds,
+        "restart_train_losses": r.restart_train_losses,
+    }
+    if r.diverged:
+        return config, base, {}
+    W, b = r.params["W"], r.params["b"]
+    H = metrics.hidden(W, r.X_train.to_scipy()).astype(np.float32)
+    fd, dd, dstar = metrics.feature_dims(W), metrics.data_dims(H), metrics.max_data_dims(H)
+    arrays = {
+        "W": W,
+        "b": b,
+        "H_train": H,
+        "feature_dims": fd,
+        "data_dims": dd,
+        "max_data_dims": dstar,
+        "snapshot_steps": r.snapshot_steps,
+        "snapshot_W": r.snapshots["W"],
+        "snapshot_b": r.snapshots["b"],
+        "loss_steps": r.loss_steps,
+        "loss_history": r.loss_history,
+    }
+    m = {
+        **base,
+        "train_loss": r.train_loss,
+        "test_loss": r.test_loss,
+        **metrics.norms(W, b),
+        "top_feature_dims": np.sort(fd)[::-1][:10].tolist(),
+        "feature_dims_sum": float(fd.sum()),
+        "data_dims_mean": float(dd.mean()),
+        "data_dims_median": float(np.median(dd)),
+        "m_over_T": r.config.hidden / r.config.train_size,
+    }
+    return config, m, {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
+def save_run(r: InstanceResult, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a run directory atomically; refuse an existing one unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RunExistsError(f"{out} exists; pass --overwrite to replace it")
+    config, mets, arrays = run_record(r)
+    X = r.X_train
+    data = {"indptr": X.indptr, "indices": X.indices, "values": X.values}
+
+    def write(tmp: Path) -> None:
+        _json(tmp / "config.json", config)
+        _json(tmp / "metrics.json", mets)
+        if arrays:
+            save_file(arrays, str(tmp / ARRAYS))
+            save_file(data, str(tmp / DATA), metadata={"shape": f"{X.T},{X.n}"})
+
+    return write_atomic(out, write, overwrite)
+
+
+def write_atomic(out: Path, write, overwrite: bool = False) -> Path:
+    """Call ``write(tmp_dir)`` then rename tmp_dir to ``out`` (replacing it if ``overwrite``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if out.exists():
+            if not overwrite:
+                raise RunExistsError(f"{out} exists; pass --overwrite to replace it")
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def _json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+@dataclass
+class Run:
+    """A run loaded back: plain dicts and NumPy arrays."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    X_train: sp.csr_matrix | None
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", "unknown")
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The TrainConfig this run was trained with."""
+        keys = TrainConfig.__dataclass_fields__
+        return TrainConfig.from_dict({k: v for k, v in self.config.items() if k in keys})
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Load a run directory written by ``save_run``."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a supermem run directory (no config.json)")
+    config = json.loads((path / "config.json").read_text())
+    mets = json.loads((path / "metrics.json").read_text())
+    arrays = load_file(str(path / ARRAYS)) if (path / ARRAYS).exists() else {}
+    X = None
+    if (path / DATA).exists():
+        d = load_file(str(path / DATA))
+        T, n = config["train_size"], config["features"]
+        X = sp.csr_matrix((d["values"], d["indices"], d["indptr"]), shape=(T, n))
+    return Run(path, config, mets, arrays, X)

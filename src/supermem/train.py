@@ -1,0 +1,240 @@
+"""Full-batch AdamW training of many same-shape models at once.
+
+``train(cfg)`` trains one model (``cfg.restarts`` init seeds as instances, the lowest
+*training* loss kept, as in the paper's small-m runs). ``train_many(cfgs)`` trains
+several configs that differ only in seeds together, in one leading ``inst`` dimension:
+the loss is summed over instances and AdamW is elementwise, so nothing couples them.
+
+Divergence (a non-finite loss) is recorded per instance with the first step it
+happened at; the run is then reported as diverged, never as a result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from supermem import data as data_mod
+from supermem.config import ConfigError, TrainConfig
+from supermem.data import SparseData
+from supermem.engines import get_engine, resolve_device
+from supermem.model import Params, get_model
+
+# Fields allowed to differ between configs trained together as instances.
+INSTANCE_FIELDS = ("seed", "data_seed")
+ADAMW_BETAS, ADAMW_EPS = (0.9, 0.999), 1e-8
+CHECK_EVERY = 100  # steps between finiteness checks and progress updates (one sync each)
+
+
+def warmup_then_cosine_to_zero(step: int, steps: int, warmup: int, peak: float) -> float:
+    """Learning rate used for optimiser step ``step`` (0-based) of ``steps``.
+
+    Linear warm-up peak*(step+1)/warmup for step < warmup (so step warmup-1 is at peak),
+    then peak * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2, which is peak at
+    step == warmup and reaches 0 at step == steps (one past the last step taken).
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(steps - warmup, 1)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def snapshot_steps(steps: int, k: int) -> np.ndarray:
+    """Up to k log-spaced steps in [0, steps], always including 0 and steps (k >= 2)."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    grid = np.unique(np.round(np.logspace(0, math.log10(steps), max(k - 1, 1))).astype(np.int64))
+    return np.unique(np.concatenate([[0], grid, [steps]]))
+
+
+def init_seed(seed: int, restart: int) -> int:
+    """The torch seed of restart ``restart`` of init seed ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([seed, restart]).generate_state(1)[0])
+
+
+@dataclass
+class InstanceResult:
+    """The outcome of one trained instance (one init seed of one config)."""
+
+    config: TrainConfig
+    init_seed: int
+    params: dict[str, np.ndarray]  # W (m, n), b (n)
+    train_loss: float
+    test_loss: float
+    diverged_step: int | None
+    snapshot_steps: np.ndarray  # (k,)
+    snapshots: dict[str, np.ndarray]  # W (k, m, n), b (k, n)
+    loss_steps: np.ndarray  # (h,)
+    loss_history: np.ndarray  # (h,) training loss before the update at each step
+    X_train: SparseData
+    seconds: float = 0.0
+    restart_train_losses: list[float] = field(default_factory=list)
+    restart_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_step is not None
+
+
+def _history_steps(steps: int, k: int = 600) -> np.ndarray:
+    lin = np.linspace(0, steps - 1, k // 2)
+    log = np.logspace(0, math.log10(max(steps - 1, 1)), k // 2)
+    return np.unique(np.round(np.concatenate([lin, log])).astype(np.int64).clip(0, steps - 1))
+
+
+def _check_batch(cfgs: list[TrainConfig]) -> None:
+    base = cfgs[0].replace(**{f: 0 for f in INSTANCE_FIELDS})
+    for c in cfgs[1:]:
+        if c.replace(**{f: 0 for f in INSTANCE_FIELDS}) != base:
+            raise ConfigError(f"configs trained together may differ only in {INSTANCE_FIELDS}")
+
+
+def _initial_params(cfgs, model, seeds: list[int]) -> Params:
+    c = cfgs[0]
+    if c.init_from is None:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return model.init(c.hidden, c.features, c.init, gens)
+    from supermem.store import load_run
+
+    run = load_run(c.init_from)
+    p = {k: torch.as_tensor(run.arrays[k]) for k in ("W", "b")}
+    if p["W"].shape != (c.hidden, c.features):
+        raise ConfigError(
+            f"init_from run has W of shape {tuple(p['W'].shape)}, "
+            f"config needs ({c.hidden}, {c.features})"
+        )
+    return {k: v[None].repeat(len(seeds), *([1] * v.dim())).clone() for k, v in p.items()}
+
+
+def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceResult]:
+    """Train every restart of every config together; one result per config (best restart)."""
+    _check_batch(cfgs)
+    c = cfgs[0]
+    if c.init_from is not None and c.restarts > 1:
+        raise ConfigError("restarts > 1 with init_from would train identical copies")
+    device = resolve_device(c.device)
+    model = get_model(c.model)
+    engine = get_engine(c.engine, model, device)
+    owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
+    seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
+
+    train_parts = {}
+    test_parts = {}
+    for cfg in cfgs:
+        if cfg.data_seed not in train_parts:
+            train_parts[cfg.data_seed], test_parts[cfg.data_seed] = data_mod.train_test(cfg)
+    X_train = SparseData.stack([train_parts[cfgs[o].data_seed] for o in owners])
+    X_test = SparseData.stack([test_parts[cfgs[o].data_seed] for o in owners])
+    train_data = engine.prepare(X_train, device)
+
+    p = {
+        k: v.to(device).requires_grad_(True) for k, v in _initial_params(cfgs, model, seeds).items()
+    }
+    opt = torch.optim.AdamW(
+        list(p.values()), lr=c.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS, weight_decay=c.weight_decay
+    )
+    snap_at = set(snapshot_steps(c.steps, c.snapshots).tolist())
+    snaps, snap_taken = {k: [] for k in p}, []
+    history = torch.empty(c.steps, len(owners), device=device)
+    diverged = np.full(len(owners), -1)
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=c.steps,
+        disable=not progress,
+        desc=f"T={c.train_size} m={c.hidden}",
+        unit="step",
+        leave=False,
+    )
+    for step in range(c.steps):
+        if step in snap_at:
+            snap_taken.append(step)
+            for k in p:
+                snaps[k].append(p[k].detach().cpu().clone())
+        for group in opt.param_groups:
+            group["lr"] = warmup_then_cosine_to_zero(step, c.steps, c.warmup, c.lr)
+        loss, grads = engine.loss_and_grads(
+            model, {k: v.detach() for k, v in p.items()}, train_data
+        )
+        history[step] = loss
+        for k in p:
+            p[k].grad = grads[k]
+        opt.step()
+        if (step + 1) % CHECK_EVERY == 0 or step + 1 == c.steps:
+            lo = step + 1 - ((step % CHECK_EVERY) + 1)
+            window = history[lo : step + 1]
+            bad = ~torch.isfinite(window)
+            for i in torch.nonzero(bad.any(0)).flatten().tolist():
+                if diverged[i] < 0:
+                    diverged[i] = lo + int(torch.nonzero(bad[:, i])[0])
+            bar.update(window.shape[0])
+            bar.set_postfix(loss=f"{window[-1].float().mean().item():.4g}")
+            if (diverged >= 0).all():
+                break
+    bar.close()
+    if c.steps in snap_at and (diverged < 0).any():
+        snap_taken.append(c.steps)
+        for k in p:
+            snaps[k].append(p[k].detach().cpu().clone())
+
+    final = {k: v.detach() for k, v in p.items()}
+    with torch.no_grad():
+        train_loss = evaluate(engine, model, final, X_train, device)
+        test_loss = evaluate(engine, model, final, X_test, device)
+    params_np = {k: v.cpu().numpy() for k, v in final.items()}
+    # a parameter that became non-finite counts as divergence at the step the loss showed it
+    for i in range(len(owners)):
+        if diverged[i] < 0 and not all(np.isfinite(v[i]).all() for v in params_np.values()):
+            diverged[i] = c.steps
+    hsteps = _history_steps(c.steps)
+    hist = history.cpu().numpy()
+    seconds = time.perf_counter() - t0
+
+    results = []
+    for ci, cfg in enumerate(cfgs):
+        mine = [i for i, o in enumerate(owners) if o == ci]
+        tl = [float(train_loss[i]) if diverged[i] < 0 else math.inf for i in mine]
+        best = mine[int(np.argmin(tl))]
+        results.append(
+            InstanceResult(
+                config=cfg,
+                init_seed=seeds[best],
+                params={k: v[best] for k, v in params_np.items()},
+                train_loss=float(train_loss[best]),
+                test_loss=float(test_loss[best]),
+                diverged_step=None if diverged[best] < 0 else int(diverged[best]),
+                snapshot_steps=np.asarray(snap_taken, dtype=np.int64),
+                snapshots={k: torch.stack(v)[:, best].numpy() for k, v in snaps.items()}
+                if snap_taken
+                else {k: np.zeros((0, *v.shape[1:]), np.float32) for k, v in params_np.items()},
+                loss_steps=hsteps,
+                loss_history=hist[hsteps, best],
+                X_train=X_train.instance(best),
+                seconds=seconds,
+                restart_train_losses=[float(train_loss[i]) for i in mine],
+                restart_seeds=[seeds[i] for i in mine],
+            )
+        )
+    return results
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> InstanceResult:
+    """Train one model (its restarts as instances) and return the best restart."""
+    return train_many([cfg], progress=progress)[0]
+
+
+def evaluate(engine, model, p: Params, X: SparseData, device, max_elems: int = 2**25) -> np.ndarray:
+    """(inst,) loss of each instance on its own rows of X, in row chunks to bound memory."""
+    rows = max(1, max_elems // (X.n * X.inst)) if engine.name == "reference" else X.T
+    total = np.zeros(X.inst)
+    for a in range(0, X.T, rows):
+        z = min(a + rows, X.T)
+        chunk = SparseData.stack([X.instance(i).rows(a, z) for i in range(X.inst)])
+        total += engine.loss(model, p, engine.prepare(chunk, device)).double().cpu().numpy() * (
+            z - a
+        )
+    return total / X.T

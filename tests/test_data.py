@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from supermem import data
+from supermem.data import SparseData
+
+
+def test_mean_nonzeros_near_n_times_density():
+    X = data.sample(20_000, n=1000, sparsity=0.99, data_seed=0)
+    k = np.diff(X.indptr)
+    # resample conditions on k >= 1; for n(1-S)=10 that shifts the mean by ~5e-4
+    assert k.mean() == pytest.approx(10.0, abs=0.1)
+    assert k.min() >= 1
+
+
+def test_rows_have_unit_norm_distinct_sorted_positions():
+    X = data.sample(500, n=300, sparsity=0.95, data_seed=1)
+    S = X.to_scipy()
+    np.testing.assert_allclose(np.sqrt(S.multiply(S).sum(1)).A1, 1.0, rtol=1e-5)
+    for t in range(X.T):
+        idx = X.indices[X.indptr[t] : X.indptr[t + 1]]
+        assert len(set(idx)) == len(idx) and (np.diff(idx) > 0).all()
+
+
+def test_values_before_normalisation_are_uniform():
+    # with at most one nonzero per point normalisation hides the value; use k>=2 rows
+    X = data.sample(4000, n=20, sparsity=0.5, data_seed=2)
+    S = X.to_scipy().toarray()
+    ratios = S.min(1, where=S > 0, initial=np.inf) / S.max(1)
+    assert 0 < np.median(ratios[np.isfinite(ratios)]) < 0.5
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a = data.sample(100, 200, 0.95, data_seed=5)
+    b = data.sample(100, 200, 0.95, data_seed=5)
+    c = data.sample(100, 200, 0.95, data_seed=6)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.values, b.values)
+    assert not (len(a.indices) == len(c.indices) and np.array_equal(a.indices, c.indices))
+
+
+def test_test_stream_differs_from_train_stream():
+    tr = data.sample(50, 100, 0.9, data_seed=0, stream=data.TRAIN_STREAM)
+    te = data.sample(50, 100, 0.9, data_seed=0, stream=data.TEST_STREAM)
+    assert not np.array_equal(tr.to_scipy().toarray(), te.to_scipy().toarray())
+
+
+def test_empty_zero_keeps_zero_rows_and_resample_never_does():
+    z = data.sample(5000, n=10, sparsity=0.9, data_seed=0, empty="zero")
+    assert (np.diff(z.indptr) == 0).mean() == pytest.approx(0.9**10, abs=0.02)
+    r = data.sample(5000, n=10, sparsity=0.9, data_seed=0, empty="resample")
+    assert (np.diff(r.indptr) > 0).all()
+
+
+def test_dense_sparsity_zero_works():
+    X = data.sample(10, n=8, sparsity=0.0, data_seed=0)
+    assert (np.diff(X.indptr) == 8).all()
+
+
+def test_stack_instance_roundtrip_and_dense_shape():
+    a = data.sample(6, 30, 0.8, data_seed=0)
+    b = data.sample(6, 30, 0.8, data_seed=1)
+    s = SparseData.stack([a, b])
+    assert s.inst == 2 and s.T == 6
+    d = s.dense()
+    assert d.shape == (2, 6, 30)
+    np.testing.assert_array_equal(d[1].numpy(), b.to_scipy().toarray())
+    np.testing.assert_array_equal(s.instance(0).to_scipy().toarray(), a.to_scipy().toarray())
