@@ -1,0 +1,17 @@
+"""Recipes: one module per paper figure, each sweeps + figures + claims.
+
+``RECIPES`` maps a recipe's name to its ``Recipe``; the CLI's choices come from it.
+Grids, seeds and step counts for every scale live in ``recipes.scales``.
+"""
+
+from __future__ import annotations
+
+from supermem.recipes import appendix_m4, demo, fig2, fig3, fig4, fig5
+from supermem.recipes.base import Recipe, load_runs
+from supermem.recipes.scales import SCALES
+
+RECIPES: dict[str, Recipe] = {
+    m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4)
+}
+
+__all__ = ["RECIPES", "SCALES", "Recipe", "load_runs"]

@@ -1,0 +1,69 @@
+"""Paper appendix, m = 4: the test-loss bump grows with training length, and weight
+decay 1.0 (instead of 1e-2) removes it (PAPER.md, item 5).
+
+Two grids: training lengths at weight decay 1e-2, and weight decay 1.0 at the scale's
+default length (the 1e-2 run at that length comes from the first grid).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supermem import claims, figures
+from supermem.recipes.base import Recipe, scale_costs
+from supermem.recipes.scales import SCALES, get_scale
+
+STRONG_DECAY = 1.0
+
+
+def grids(scale: str) -> list:
+    s = get_scale(scale)
+    seeds = list(range(s.data_seeds))
+    # warm-up fixed at 5% of the shortest run, so every length shares it
+    f = s.fixed(hidden=4, restarts=1, warmup=min(s.m4_steps) // 20)
+    lengths = {"train_size": list(s.m4_T), "steps": list(s.m4_steps), "data_seed": seeds}
+    decay = {"train_size": list(s.m4_T), "data_seed": seeds}
+    return [
+        ("m4-steps", {k: v for k, v in f.items() if k != "steps"}, lengths),
+        ("m4-decay", {**s.fixed(hidden=4, restarts=1), "weight_decay": STRONG_DECAY}, decay),
+    ]
+
+
+def _default_steps(runs: list) -> int:
+    """The length the weight-decay comparison ran at (that of the strong-decay runs)."""
+    strong = [r.config["steps"] for r in runs if r.config["weight_decay"] == STRONG_DECAY]
+    return strong[0] if strong else max(r.config["steps"] for r in runs)
+
+
+def draw(runs: list, out: Path) -> list[Path]:
+    runs = [r for r in runs if r.config["hidden"] == 4]
+    return figures.fig_m4(runs, out, _default_steps(runs))
+
+
+def check(runs: list) -> list[claims.Claim]:
+    runs = [r for r in runs if r.config["hidden"] == 4]
+    steps = _default_steps(runs)
+    weak = [r for r in runs if r.config["weight_decay"] != STRONG_DECAY]
+    return [
+        claims.bump_grows(weak),
+        claims.decay_removes_bump([r for r in runs if r.config["steps"] == steps], STRONG_DECAY),
+    ]
+
+
+def _text() -> str:
+    return "; ".join(
+        f"{k}: {len(s.m4_T)} T from {s.m4_T[0]} to {s.m4_T[-1]}, steps {list(s.m4_steps)}, "
+        f"{s.data_seeds} data seeds"
+        for k, s in SCALES.items()
+    )
+
+
+RECIPE = Recipe(
+    name="appendix-m4",
+    title="Appendix: m = 4, bump vs training length and weight decay",
+    description=f"{_text()}; plus weight decay {STRONG_DECAY:g} at the default length. "
+    f"Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    grids=grids,
+    draw=draw,
+    check=check,
+)

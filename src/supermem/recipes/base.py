@@ -1,0 +1,140 @@
+"""What a recipe is, what a claim is, and how recipes find their runs.
+
+A recipe turns a scale into sweep specs, and the finished runs into figures and
+claims. Recipes never train anything themselves: ``supermem reproduce`` runs their
+specs with ``supermem.sweep.run_sweep`` and hands the loaded runs back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supermem.claims import Claim
+from supermem.recipes.scales import ELEMENT_S, SCALES, STEP_OVERHEAD_S, get_scale
+
+GridsFn = Callable[[str], list]
+FiguresFn = Callable[[list, Path], list[Path]]
+ClaimsFn = Callable[[list], list[Claim]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A paper figure (or a group of them) as sweeps + figures + claims."""
+
+    name: str
+    title: str
+    description: str  # grid, seeds, expected cost per scale
+    grids: GridsFn  # scale -> [(spec name, fixed, axes)]
+    draw: FiguresFn  # (ok runs, figure folder) -> written files
+    check: ClaimsFn  # ok runs -> claims
+
+    def specs(self, scale: str) -> list:
+        """The SweepSpecs to run at ``scale`` (KeyError for an unknown scale)."""
+        return [make_spec(g) for g in self.grids(scale)]
+
+    def figures(self, sources, out_dir: str | os.PathLike) -> list[Path]:
+        """Write this recipe's figures (PNG and SVG) from runs or sweep folders."""
+        return self.draw(load_runs(sources), Path(out_dir))
+
+    def claims(self, sources) -> list[Claim]:
+        return self.check(load_runs(sources))
+
+
+Grid = tuple[str, dict[str, Any], dict[str, list]]  # (spec name, fixed fields, axes)
+
+
+def make_spec(grid: Grid):
+    """A ``supermem.sweep.SweepSpec`` (imported here so recipes load without it)."""
+    from supermem.sweep import SweepSpec
+
+    name, fixed, axes = grid
+    return SweepSpec(name=name, fixed=fixed, axes={k: list(v) for k, v in axes.items()})
+
+
+def grid_configs(grid: Grid) -> list[dict[str, Any]]:
+    """Every point of a grid as a dict of TrainConfig fields (product of the axes)."""
+    _, fixed, axes = grid
+    return [{**fixed, **dict(zip(axes, vals))} for vals in itertools.product(*axes.values())]
+
+
+def estimate_seconds(grids: list[Grid]) -> float:
+    """Rough CPU seconds for the grids: steps * (overhead + cost per T*n*m*restart element)."""
+    return sum(
+        c["steps"]
+        * (
+            STEP_OVERHEAD_S
+            + ELEMENT_S * c.get("restarts", 1) * c["train_size"] * c["features"] * c["hidden"]
+        )
+        for g in grids
+        for c in grid_configs(g)
+    )
+
+
+def t_sweep_grids(prefix: str, scale: str, hidden: int = 2, **fixed) -> list[Grid]:
+    """The m-fixed T sweep behind figs 2-4, as two grids split at ``small_T``.
+
+    Restarts cannot vary along an axis, and they are cheap only at small T (where
+    m = 2 most needs them: the paper keeps the best of several init seeds), so small
+    and large T are two specs of one sweep.
+    """
+    s = get_scale(scale)
+    seeds = list(range(s.data_seeds))
+    small = [t for t in s.T_grid if t < s.small_T]
+    large = [t for t in s.T_grid if t >= s.small_T]
+    out: list[Grid] = []
+    if small:
+        f = s.fixed(hidden=hidden, restarts=s.restarts, **fixed)
+        out.append((f"{prefix}-small-T", f, {"train_size": small, "data_seed": seeds}))
+    if large:
+        f = s.fixed(hidden=hidden, restarts=1, **fixed)
+        out.append((f"{prefix}-large-T", f, {"train_size": large, "data_seed": seeds}))
+    return out
+
+
+def runs_in(folder: Path) -> list:
+    """The runs of a sweep folder, a reproduce folder (all its sweeps) or one run folder."""
+    from supermem.store import load_run
+    from supermem.sweep import load_sweep
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return [load_run(folder)]
+    if (folder / "sweeps").is_dir():
+        return [r for d in sorted((folder / "sweeps").iterdir()) if d.is_dir() for r in runs_in(d)]
+    return list(load_sweep(folder))
+
+
+def load_runs(sources) -> list:
+    """Runs with status ok from Run objects and/or folders (a single folder is fine)."""
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    runs: list = []
+    for s in sources:
+        runs += runs_in(Path(s)) if isinstance(s, str | os.PathLike) else [s]
+    return [r for r in runs if r.status == "ok"]
+
+
+def scale_costs(grids: Callable[[str], list[Grid]]) -> str:
+    """'quick ~N min, cpu ~N h, ...': ``estimate_seconds`` of each scale's grids."""
+
+    def fmt(sec: float) -> str:
+        return f"~{sec / 60:.0f} min" if sec < 2 * 3600 else f"~{sec / 3600:.0f} h"
+
+    return ", ".join(f"{k} {fmt(estimate_seconds(grids(k)))}" for k in SCALES)
+
+
+def t_sweep_text() -> str:
+    """The T sweep's grid at every scale, for recipe descriptions."""
+    parts = []
+    for k, s in SCALES.items():
+        parts.append(
+            f"{k}: n={s.features}, S={s.sparsity}, {s.steps} steps, {len(s.T_grid)} T from "
+            f"{s.T_grid[0]} to {s.T_grid[-1]} x {s.data_seeds} data seeds, "
+            f"{s.restarts} restarts below T={s.small_T}"
+        )
+    return "; ".join(parts)

@@ -1,0 +1,121 @@
+"""Every grid, seed count and step count of every recipe, in one place.
+
+Change a scale here and all recipes (and their descriptions) follow. Three scales:
+
+- ``quick``: n = 1,000, S = 0.99 (M. Hobbhahn's smaller setting, PAPER.md "What the
+  commenters add"), 10,000 steps, 2 data seeds. Made for a 2-core CPU with the fast
+  engine; the demo (figs 2-4) is meant to finish in under 15 minutes there.
+- ``cpu``: the same task with the paper's 50,000 steps and 4 data seeds; hours.
+- ``paper``: n = 10,000, S = 0.999, the paper's grid, 4 seeds, restarts; for a GPU.
+
+T(1 - S), the expected count of each feature in the data set, sets where
+generalisation starts (A. Jermyn's comment): near T(1-S) ~ 10, i.e. T ~ 1,000 at
+S = 0.99 and T ~ 10,000 at S = 0.999. The T grids therefore end a decade later at
+the paper scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def log_grid(lo: float, hi: float, k: int) -> tuple[int, ...]:
+    """k log-spaced integers from lo to hi (inclusive), rounded to 2 significant digits."""
+    raw = np.geomspace(lo, hi, k)
+    digits = 1 - np.floor(np.log10(raw)).astype(int)
+    return tuple(sorted({int(round(float(v), int(d))) for v, d in zip(raw, digits)}))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Settings shared by the recipes at one scale (all TrainConfig values)."""
+
+    features: int
+    sparsity: float
+    steps: int
+    warmup: int  # 5% of steps, as the paper's 2,500 of 50,000
+    test_size: int
+    T_grid: tuple[int, ...]  # m = 2 T sweep (figs 2-4)
+    data_seeds: int  # data sets per T; test losses are averaged over them (paper: 4)
+    small_T: int  # T below this gets `restarts` init seeds (m = 2 is hard to optimise)
+    restarts: int
+    fig5_T: tuple[int, ...]  # (T, m) map, fig 5
+    fig5_m: tuple[int, ...]
+    m4_T: tuple[int, ...]  # appendix, m = 4
+    m4_steps: tuple[int, ...]  # training lengths compared for the test-loss bump
+
+    def fixed(self, **extra) -> dict:
+        """The TrainConfig fields every recipe at this scale fixes."""
+        base = dict(
+            features=self.features,
+            sparsity=self.sparsity,
+            steps=self.steps,
+            warmup=self.warmup,
+            test_size=self.test_size,
+        )
+        return {**base, **extra}
+
+
+SCALES: dict[str, Scale] = {
+    "quick": Scale(
+        features=1_000,
+        sparsity=0.99,
+        steps=10_000,
+        warmup=500,
+        test_size=5_000,
+        T_grid=log_grid(3, 10_000, 13),
+        data_seeds=2,
+        small_T=100,
+        restarts=4,
+        fig5_T=log_grid(3, 10_000, 8),
+        fig5_m=(1, 2, 3, 4, 6, 8),
+        m4_T=log_grid(3, 10_000, 8),
+        m4_steps=(2_500, 10_000, 40_000),
+    ),
+    "cpu": Scale(
+        features=1_000,
+        sparsity=0.99,
+        steps=50_000,
+        warmup=2_500,
+        test_size=10_000,
+        T_grid=log_grid(3, 20_000, 16),
+        data_seeds=4,
+        small_T=100,
+        restarts=4,
+        fig5_T=log_grid(3, 20_000, 12),
+        fig5_m=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
+        m4_T=log_grid(3, 20_000, 12),
+        m4_steps=(12_500, 50_000, 200_000),
+    ),
+    "paper": Scale(
+        features=10_000,
+        sparsity=0.999,
+        steps=50_000,
+        warmup=2_500,
+        test_size=10_000,
+        T_grid=log_grid(3, 100_000, 20),
+        data_seeds=4,
+        small_T=1_000,
+        restarts=4,
+        fig5_T=log_grid(3, 100_000, 16),
+        fig5_m=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20),
+        m4_T=log_grid(3, 100_000, 16),
+        m4_steps=(12_500, 50_000, 200_000),
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise KeyError(f"unknown scale {name!r}; choose one of {', '.join(SCALES)}")
+    return SCALES[name]
+
+
+# Cost model behind the recipes' "expected cost" lines (supermem.recipes.base.
+# estimate_seconds): per optimiser step, a fixed overhead plus a cost per element of
+# the T x n x m gate W^T h + b that even a sparse engine evaluates (per restart).
+# Assumed for the fast engine on 2 CPU cores; recalibrate after timing the demo.
+STEP_OVERHEAD_S = 3e-4
+ELEMENT_S = 1e-9
