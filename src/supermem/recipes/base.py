@@ -109,14 +109,14 @@ def runs_in(folder: Path) -> list:
     return list(load_sweep(folder))
 
 
-def load_runs(sources) -> list:
-    """Runs with status ok from Run objects and/or folders (a single folder is fine)."""
+def load_runs(sources, ok_only: bool = True) -> list:
+    """Runs (status ok unless ``ok_only`` is False) from Run objects and/or folders."""
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
     runs: list = []
     for s in sources:
         runs += runs_in(Path(s)) if isinstance(s, str | os.PathLike) else [s]
-    return [r for r in runs if r.status == "ok"]
+    return [r for r in runs if r.status == "ok" or not ok_only]
 
 
 def scale_costs(grids: Callable[[str], list[Grid]]) -> str:
