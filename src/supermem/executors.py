@@ -1,0 +1,165 @@
+"""Where a sweep's groups of configs get trained: in this process, or in worker processes.
+
+An ``Executor`` takes jobs (a job is a group of same-shape configs plus the sweep dir)
+and yields ``(job, outcome)`` pairs as they finish, in any order. The outcome is what
+``run_group(job)`` returned, or the exception that stopped it from returning (a dead
+worker process, say). ``run_group`` trains the group with one ``train_many`` call and
+saves every result as its own run dir *in the worker*, so killing the parent loses
+at most the runs in flight. A Ray backend would implement ``imap_unordered`` with
+``ray.remote(run_group)`` and ``ray.wait``; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supermem.config import TrainConfig
+from supermem.store import RunExistsError, _json, provenance, save_run, write_atomic
+from supermem.sweep_index import FAILED, RUNS, config_key, record
+
+# The module, not the function `supermem.train` re-exported by the package (which shadows
+# it as an attribute); looked up at call time so tests can monkeypatch train_many.
+train_mod = importlib.import_module("supermem.train")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Configs trained together (they differ only in train.INSTANCE_FIELDS)."""
+
+    configs: tuple[TrainConfig, ...]
+    out: str  # the sweep directory
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One config's result as the parent needs it: an index row (see sweep_index.record)."""
+
+    key: str
+    status: str  # ok | diverged | failed | exists (trained meanwhile by another sweep)
+    row: dict[str, Any]
+
+
+def run_group(job: Job) -> list[Outcome]:
+    """Train one group and save each result; a crash becomes a failure record per config."""
+    out = Path(job.out)
+    t0 = time.perf_counter()
+    try:
+        results = train_mod.train_many(list(job.configs), progress=False)
+    except Exception as e:  # isolate: this group fails, the sweep goes on
+        err = f"{type(e).__name__}: {e}"
+        tb = traceback.format_exc()
+        return [write_failure(out, c, err, tb, time.perf_counter() - t0) for c in job.configs]
+    outcomes = []
+    for r in results:
+        key = config_key(r.config)
+        try:
+            path = save_run(r, out / RUNS / key)
+            status = "diverged" if r.diverged else "ok"
+        except RunExistsError:  # a concurrent sweep into the same dir finished it first
+            path, status = out / RUNS / key, "exists"
+        except Exception as e:  # e.g. disk full: record it, keep going
+            err = f"saving failed: {type(e).__name__}: {e}"
+            outcomes.append(write_failure(out, r.config, err, traceback.format_exc(), r.seconds))
+            continue
+        shutil.rmtree(out / FAILED / key, ignore_errors=True)  # an earlier crash is superseded
+        outcomes.append(Outcome(key, status, record(path)))
+    return outcomes
+
+
+def write_failure(out: Path, cfg: TrainConfig, error: str, tb: str, seconds: float) -> Outcome:
+    """Write ``OUT/failed/<key>/`` (config.json, metrics.json with status failed)."""
+    key = config_key(cfg)
+    mets = {"status": "failed", "error": error, "traceback": tb, "seconds": seconds}
+
+    def write(tmp: Path) -> None:
+        _json(tmp / "config.json", {**cfg.to_dict(), **provenance()})
+        _json(tmp / "metrics.json", mets)
+
+    path = write_atomic(out / FAILED / key, write, overwrite=True)
+    return Outcome(key, "failed", record(path))
+
+
+class Executor(ABC):
+    """Runs ``fn(job)`` for each job; yields ``(job, result or exception)`` as each finishes."""
+
+    @abstractmethod
+    def imap_unordered(self, fn: Callable, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release workers (no-op by default)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """In this process, one job at a time, with torch's default thread count."""
+
+    def imap_unordered(self, fn, jobs):
+        for job in jobs:
+            try:
+                yield job, fn(job)
+            except Exception as e:
+                yield job, e
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Cores split evenly so ``workers`` processes do not oversubscribe the machine."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def limit_threads(n: int) -> None:
+    """Worker initializer: cap torch's (and numba's, if present) intra-op threads at n."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+class LocalExecutor(Executor):
+    """``workers`` spawned processes, each with cores // workers threads (at least 1).
+
+    Spawn, not fork: forking a parent that already started torch's thread pools can
+    deadlock, and spawned workers start from a clean interpreter on every platform.
+    """
+
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=limit_threads,
+            initargs=(threads_per_worker(workers),),
+        )
+
+    def imap_unordered(self, fn, jobs):
+        pending = {self.pool.submit(fn, job): job for job in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = pending.pop(fut)
+                err = fut.exception()
+                yield job, err if err is not None else fut.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,298 @@
+"""Resumable sweeps: a grid of TrainConfigs trained into one directory, each run once.
+
+A ``SweepSpec`` is fixed settings plus axes; its grid is the product of the axes.
+Every config is keyed by its content hash (``config_key``), and ``OUT/runs/<key>/``
+is written atomically, so running a sweep again (after a crash, a SIGKILL, or with a
+bigger spec) trains only what is missing. The on-disk layout and the SQLite index are
+in ``sweep_index``; where the training happens is in ``executors``. Semantics:
+
+- a diverged run is a result (status "diverged" in ``runs/``) and is never retried;
+- a crashed group (an exception) leaves ``failed/<key>/`` records and is retried by the
+  next ``run_sweep`` call; the sweep itself goes on either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from supermem.config import ConfigError, TrainConfig
+from supermem.executors import Executor, Job, LocalExecutor, SerialExecutor, run_group
+from supermem.executors import write_failure as _write_failure
+from supermem.sweep_index import (
+    config_key,
+    done_keys,
+    ensure_index,
+    failed_keys,
+    load_sweep,
+    rebuild_index,
+    remove_partial,
+    scan,
+    sweep_frame,
+    upsert,
+)
+from supermem.train import INSTANCE_FIELDS
+
+__all__ = [
+    "SweepPlan",
+    "SweepSpec",
+    "SweepSummary",
+    "config_key",
+    "load_sweep",
+    "plan",
+    "rebuild_index",
+    "run_sweep",
+    "sweep_frame",
+]
+
+GROUP_SIZE = 8  # instances per train_many call: batched enough to pay, small enough to flow
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A named grid: ``fixed`` TrainConfig fields plus ``axes`` (field -> list of values)."""
+
+    name: str
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+
+    def __post_init__(self) -> None:
+        for part in ("fixed", "axes"):
+            table = getattr(self, part)
+            if not isinstance(table, dict):
+                raise ConfigError(f"sweep {part} must be a table, got {table!r}")
+            unknown = sorted(set(table) - set(_FIELDS))
+            if unknown:
+                raise ConfigError(
+                    f"sweep {part}: unknown TrainConfig field(s) {', '.join(unknown)}"
+                )
+        both = sorted(set(self.fixed) & set(self.axes))
+        if both:
+            raise ConfigError(f"sweep field(s) {', '.join(both)} are both fixed and an axis")
+        for k, vals in self.axes.items():
+            if not isinstance(vals, list) or not vals:
+                raise ConfigError(f"sweep axis {k} must be a non-empty list, got {vals!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        unknown = sorted(set(d) - {"name", "fixed", "axes"})
+        if unknown:
+            raise ConfigError(
+                f"sweep spec: unknown key(s) {', '.join(unknown)} (name, fixed, axes)"
+            )
+        return cls(str(d.get("name", "sweep")), dict(d.get("fixed", {})), dict(d.get("axes", {})))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> SweepSpec:
+        """Top-level ``name`` (default: the file's stem), a ``[fixed]`` and an ``[axes]`` table."""
+        import tomllib
+
+        path = Path(path)
+        with path.open("rb") as fh:
+            d = tomllib.load(fh)
+        return cls.from_dict({"name": path.stem, **d})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fixed": dict(self.fixed), "axes": dict(self.axes)}
+
+    def configs(self) -> list[TrainConfig]:
+        """The grid in axis order (last axis varies fastest); ConfigError names a bad value."""
+        out = []
+        for combo in itertools.product(*self.axes.values()):
+            point = dict(zip(self.axes, combo))
+            d = {k: _coerce(k, v) for k, v in {**self.fixed, **point}.items()}
+            try:
+                out.append(TrainConfig.from_dict(d))
+            except ConfigError as e:
+                where = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                raise ConfigError(
+                    f"sweep {self.name}{f' at {where}' if where else ''}: {e}"
+                ) from None
+        return out
+
+
+def _coerce(name: str, v: Any) -> Any:
+    # TOML writes 1e-3 as a float but 1 as an int; store float fields as floats.
+    if _FIELDS[name].type == "float" and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
+    return {config_key(c): c for c in cfgs}  # a repeated axis value names the same run
+
+
+# -- planning -------------------------------------------------------------------------
+# Cost model: seconds(run) = OVERHEAD_S + c * steps * restarts * train_size * features,
+# c fitted as (sum of the training-loop seconds of the ok runs here) / (sum of their units).
+# The default c is the reference engine's dense step on a 2-core CPU (PAPER.md: ~2 s per
+# step at T = n = 10^4, i.e. 2e-8 s per element); the fast engines beat it, so until
+# this sweep dir has finished runs to calibrate from, the estimate is an upper bound.
+DEFAULT_SECONDS_PER_UNIT = 2e-8
+OVERHEAD_S = 0.5
+
+
+def _units(c: TrainConfig) -> float:
+    return float(c.steps) * c.restarts * c.train_size * c.features
+
+
+def _calibrate(out: Path) -> tuple[float, int]:
+    """(seconds per unit, runs used) from this dir's ok runs, else the default."""
+    rows = [r for r in scan(out) if r["status"] == "ok"] if out.is_dir() else []
+    if not rows:
+        return DEFAULT_SECONDS_PER_UNIT, 0
+    # runs trained in one train_many call share one wall time: split it between them
+    secs = [r["metrics"].get("seconds", 0.0) for r in rows]
+    share = {s: secs.count(s) for s in secs}
+    keys = set(TrainConfig.__dataclass_fields__)
+    units = [
+        _units(TrainConfig(**{k: v for k, v in r["config"].items() if k in keys})) for r in rows
+    ]
+    # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate
+    spent = sum(s / share[s] for s in secs)
+    return max(spent / sum(units), 1e-12), len(rows)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``run_sweep(spec, out)`` would do now; ``seconds`` is the serial estimate."""
+
+    total: int  # distinct configs in the spec
+    done: int  # already finished in out (never retrained)
+    todo: int  # to train, including `retry`
+    retry: int  # of todo, those with a crash record from an earlier call
+    seconds: float
+    seconds_per_unit: float
+    calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
+    workers: int = 1
+
+    def __str__(self) -> str:
+        est = self.seconds / self.workers
+        how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
+        return (
+            f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried); "
+            f"estimated {_hms(est)} with {self.workers} worker(s) (cost model {how})"
+        )
+
+
+def plan(spec: SweepSpec, out: str | os.PathLike, workers: int = 1) -> SweepPlan:
+    """Count done / to-do runs and estimate time. Reads only; creates nothing."""
+    out = Path(out)
+    todo_cfgs = _unique(spec.configs())
+    done = done_keys(out) & set(todo_cfgs)
+    c, n_cal = _calibrate(out)
+    todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
+    secs = sum(OVERHEAD_S + c * _units(cfg) for cfg in todo)
+    retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
+    return SweepPlan(len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers)
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return (
+        f"{s // 3600}h{s // 60 % 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+    )
+
+
+# -- running --------------------------------------------------------------------------
+@dataclass
+class SweepSummary:
+    """What one ``run_sweep`` call did. ``keys`` are the spec's runs, in grid order."""
+
+    out: Path
+    keys: list[str]
+    skipped: int  # finished before this call
+    ok: int = 0
+    diverged: list[tuple[str, int | None]] = field(default_factory=list)  # (key, step)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{k}: diverged at step {s}" for k, s in self.diverged] + [
+            f"{k}: failed: {e}" for k, e in self.failed
+        ]
+
+    def __str__(self) -> str:
+        head = (
+            f"{self.out}: {len(self.keys)} runs; {self.skipped} already done, "
+            f"{self.ok} trained ok, "
+            f"{len(self.diverged)} diverged, {len(self.failed)} failed in {_hms(self.seconds)}"
+        )
+        return "\n".join([head, *("  " + f for f in self.failures)])
+
+
+def groups(cfgs: list[TrainConfig], batch: bool = True, size: int = GROUP_SIZE) -> list[list]:
+    """Configs that differ only in INSTANCE_FIELDS, in chunks of <= size (batch=False: 1)."""
+    if not batch:
+        return [[c] for c in cfgs]
+    shapes: dict[TrainConfig, list[TrainConfig]] = {}
+    for c in cfgs:
+        shapes.setdefault(c.replace(**{f: 0 for f in INSTANCE_FIELDS}), []).append(c)
+    return [g[i : i + size] for g in shapes.values() for i in range(0, len(g), size)]
+
+
+def _write_spec(out: Path, spec: SweepSpec) -> None:
+    tmp = out / f".spec.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+    os.replace(tmp, out / "spec.json")  # atomic: readers never see half a spec
+    with (out / "spec_history.jsonl").open("a") as fh:
+        fh.write(json.dumps({"time": time.time(), **spec.to_dict()}) + "\n")
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    workers: int = 1,
+    executor: Executor | None = None,
+    progress: bool = True,
+    batch: bool = True,
+) -> SweepSummary:
+    """Train every config of ``spec`` not yet finished in ``out``; see the module docstring."""
+    out = Path(out)
+    wanted = _unique(spec.configs())  # validate before creating anything
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partial(out)
+    _write_spec(out, spec)
+    ensure_index(out)
+    done = done_keys(out)
+    todo = [c for k, c in wanted.items() if k not in done]
+    summary = SweepSummary(out, list(wanted), skipped=len(wanted) - len(todo))
+    jobs = [Job(tuple(g), str(out)) for g in groups(todo, batch)]
+    own = executor is None
+    executor = executor or (SerialExecutor() if workers == 1 else LocalExecutor(workers))
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress)
+    try:
+        for job, result in executor.imap_unordered(run_group, jobs):
+            if isinstance(result, BaseException):  # the worker died before it could record
+                err = f"worker died: {type(result).__name__}: {result}"
+                result = [_write_failure(out, c, err, "", 0.0) for c in job.configs]
+            upsert(out, [o.row for o in result])
+            for o in result:
+                _tally(summary, o)
+            bar.update(len(result))
+            bar.set_postfix(failed=len(summary.failed), diverged=len(summary.diverged))
+    finally:
+        bar.close()
+        if own:
+            executor.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _tally(s: SweepSummary, o) -> None:
+    if o.status == "failed":
+        s.failed.append((o.key, o.row["error"]))
+    elif o.status == "diverged":
+        s.diverged.append((o.key, o.row["metrics"].get("diverged_step")))
+    else:
+        s.ok += 1

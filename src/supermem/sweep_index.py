@@ -1,0 +1,211 @@
+"""A sweep directory on disk: content keys, run-dir layout, and the SQLite index.
+
+Layout of a sweep directory ``OUT``::
+
+    OUT/spec.json            the spec of the latest ``run_sweep`` call
+    OUT/spec_history.jsonl   every spec ever run into OUT, one JSON object per line
+    OUT/runs/<key>/          finished runs (status ok or diverged), written by store.save_run
+    OUT/failed/<key>/        crash records (status failed + error), retried on the next call
+    OUT/index.sqlite         one row per run dir above: a cache, rebuildable from them
+
+The run dirs are the source of truth. They are immutable once visible (written
+atomically), so the index is fresh exactly when it holds the same keys as the dirs;
+readers check that and fall back to scanning the dirs, never writing the index
+themselves (only the process running the sweep writes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supermem.config import TrainConfig
+from supermem.store import Run, load_run
+
+if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay quick
+    import pandas as pd
+
+RUNS, FAILED, INDEX = "runs", "failed", "index.sqlite"
+_FLOATS = {f.name for f in fields(TrainConfig) if f.type == "float"}
+_SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT NOT NULL,
+    path TEXT NOT NULL, error TEXT, created REAL, indexed REAL)"""
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """16 hex digits of sha256 over the canonical JSON of the config.
+
+    Float fields are cast to float first so that ``lr = 1`` (a TOML integer) and
+    ``lr = 1.0`` name the same run, as they compare equal as configs.
+    """
+    d = {k: float(v) if k in _FLOATS else v for k, v in cfg.to_dict().items()}
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def is_sweep_dir(out: Path) -> bool:
+    return (out / "spec.json").is_file() or (out / RUNS).is_dir()
+
+
+def _visible(d: Path) -> list[Path]:
+    """Complete record dirs under ``d`` (hidden ``.x.tmp-*`` dirs are partial writes)."""
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def done_keys(out: Path) -> set[str]:
+    """Keys with a finished run dir (ok or diverged): these are never trained again."""
+    return {p.name for p in _visible(out / RUNS)}
+
+
+def failed_keys(out: Path) -> set[str]:
+    return {p.name for p in _visible(out / FAILED)}
+
+
+def remove_partial(out: Path) -> list[Path]:
+    """Delete hidden temp dirs left by a killed ``store.write_atomic``; return them."""
+    gone = []
+    for sub in (out / RUNS, out / FAILED):
+        if sub.is_dir():
+            for p in sub.iterdir():
+                if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+                    shutil.rmtree(p, ignore_errors=True)
+                    gone.append(p)
+    return gone
+
+
+def record(path: Path) -> dict[str, Any]:
+    """The index row of one run or failure dir (config and metrics as dicts)."""
+    config = json.loads((path / "config.json").read_text())
+    mets = json.loads((path / "metrics.json").read_text())
+    return {
+        "key": path.name,
+        "status": mets.get("status", "unknown"),
+        "config": config,
+        "metrics": mets,
+        "path": str(path),
+        "error": mets.get("error"),
+        "created": path.stat().st_mtime,
+    }
+
+
+def scan(out: Path) -> list[dict[str, Any]]:
+    """Index rows read straight from the dirs; a finished run hides a stale failure record."""
+    done = done_keys(out)
+    paths = _visible(out / RUNS) + [p for p in _visible(out / FAILED) if p.name not in done]
+    return [record(p) for p in paths]
+
+
+# -- the SQLite index -----------------------------------------------------------------
+def _connect(out: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        return sqlite3.connect(f"file:{out / INDEX}?mode=ro", uri=True, timeout=30)
+    con = sqlite3.connect(out / INDEX, timeout=30)
+    con.execute(_SCHEMA)
+    return con
+
+
+def _values(r: dict[str, Any]) -> tuple:
+    return (
+        r["key"],
+        r["status"],
+        json.dumps(r["config"], allow_nan=True),
+        json.dumps(r["metrics"], allow_nan=True),
+        r["path"],
+        r["error"],
+        r["created"],
+        time.time(),
+    )
+
+
+def upsert(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace index rows (called by the sweep's parent process only)."""
+    with _connect(out) as con:
+        con.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", map(_values, rows))
+    con.close()
+
+
+def rebuild_index(out: str | Path) -> int:
+    """Rewrite ``OUT/index.sqlite`` from the run and failure dirs; return the row count."""
+    out = Path(out)
+    rows = scan(out)
+    with _connect(out) as con:
+        con.execute("DELETE FROM runs")
+        con.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)", map(_values, rows))
+    con.close()
+    return len(rows)
+
+
+def _index_rows(out: Path) -> list[dict[str, Any]] | None:
+    """Rows from the index if it matches the dirs exactly, else None (stale or missing)."""
+    if not (out / INDEX).is_file():
+        return None
+    try:
+        con = _connect(out, readonly=True)
+        got = con.execute("SELECT key, status, config, metrics, path, error, created FROM runs")
+        rows = [
+            dict(zip(("key", "status", "config", "metrics", "path", "error", "created"), r))
+            for r in got.fetchall()
+        ]
+        con.close()
+    except sqlite3.Error:
+        return None
+    done = done_keys(out)
+    want = {(k, "run") for k in done} | {(k, "failed") for k in failed_keys(out) - done}
+    have = {(r["key"], "failed" if r["status"] == "failed" else "run") for r in rows}
+    if have != want:
+        return None
+    for r in rows:
+        r["config"], r["metrics"] = json.loads(r["config"]), json.loads(r["metrics"])
+    return rows
+
+
+def ensure_index(out: Path) -> None:
+    if _index_rows(out) is None:
+        rebuild_index(out)
+
+
+# -- reading a sweep back ---------------------------------------------------------------
+def _check(out: Path) -> None:
+    if not is_sweep_dir(out):
+        raise FileNotFoundError(f"{out} is not a sweep directory (no spec.json or runs/)")
+
+
+def load_sweep(out: str | Path) -> list[Run]:
+    """Every finished run (status ok or diverged) in ``out``, as ``store.load_run`` gives it."""
+    out = Path(out)
+    _check(out)
+    return [load_run(p) for p in _visible(out / RUNS)]
+
+
+def _flat(r: dict[str, Any]) -> dict[str, Any]:
+    scalar = (int, float, str, bool, type(None))
+    row = {k: v for k, v in r["config"].items() if isinstance(v, scalar)}
+    row.update({k: v for k, v in r["metrics"].items() if isinstance(v, scalar)})
+    top = r["metrics"].get("top_feature_dims")
+    row["max_feature_dim"] = top[0] if top else None
+    row.update(key=r["key"], status=r["status"], error=r["error"], path=r["path"])
+    return row
+
+
+def sweep_frame(out: str | Path) -> pd.DataFrame:
+    """One row per run (failed ones included, with ``error``): every config field, the scalar
+    metrics (train_loss, test_loss, W_norm, b_norm, status, diverged_step, seconds, ...),
+    ``max_feature_dim``, ``key`` and ``path``. Read from the index when it is fresh,
+    else straight from the run dirs. Rows are sorted by key."""
+    import pandas as pd
+
+    out = Path(out)
+    _check(out)
+    rows = _index_rows(out)
+    rows = scan(out) if rows is None else rows
+    cols = [f.name for f in fields(TrainConfig)] + ["key", "status", "error", "path"]
+    frame = pd.DataFrame([_flat(r) for r in rows], columns=None if rows else cols)
+    return frame.sort_values("key", ignore_index=True) if len(frame) else frame
