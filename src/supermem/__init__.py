@@ -11,16 +11,21 @@ __version__ = "0.1.0"
 
 from supermem.config import ConfigError, TrainConfig, make_config  # noqa: E402
 from supermem.store import Run, load_run, save_run  # noqa: E402
+from supermem.sweep import SweepSpec, load_sweep, run_sweep, sweep_frame  # noqa: E402
 from supermem.train import train, train_many  # noqa: E402
 
 __all__ = [
     "ConfigError",
     "Run",
+    "SweepSpec",
     "TrainConfig",
     "__version__",
     "load_run",
+    "load_sweep",
     "make_config",
+    "run_sweep",
     "save_run",
+    "sweep_frame",
     "train",
     "train_many",
 ]

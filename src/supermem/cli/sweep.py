@@ -1,0 +1,71 @@
+"""``supermem sweep``: train a grid of configs into one resumable sweep directory."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+from supermem.cli.common import CLIError, parse_int, progress_enabled
+from supermem.config import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every config of a sweep spec (resumable)",
+        description="Train the grid of a TOML sweep spec ([fixed] and [axes] tables) into "
+        "--out. Finished runs are kept; running again trains only what is missing. "
+        "See docs/SWEEPS.md.",
+    )
+    p.add_argument("spec", type=Path, help="sweep spec (TOML)")
+    p.add_argument("--out", type=Path, required=True, help="sweep directory (created or resumed)")
+    p.add_argument("--workers", type=parse_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan; train and create nothing"
+    )
+    p.add_argument("--no-batch", action="store_true", help="one train_many call per config")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def load_spec(path: Path):
+    from supermem.sweep import SweepSpec
+
+    try:
+        spec = SweepSpec.from_toml(path)
+        spec.configs()  # validate every grid point before anything is created
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such spec file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CLIError(f"{path}: not valid TOML: {e}") from None
+    except ConfigError as e:
+        raise CLIError(f"{path}: {e}") from None
+    return spec
+
+
+def run(args) -> int:
+    from supermem.sweep import plan, run_sweep
+
+    spec = load_spec(args.spec)
+    if args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"{args.out} exists and is not a directory")
+    if args.dry_run:
+        print(plan(spec, args.out, workers=args.workers))
+        return 0
+    summary = run_sweep(
+        spec,
+        args.out,
+        workers=args.workers,
+        progress=progress_enabled(args),
+        batch=not args.no_batch,
+    )
+    print(summary)
+    if summary.failed:  # diverged runs are results; crashes need a look (and are retried)
+        print(
+            f"supermem sweep: {len(summary.failed)} run(s) failed; rerun to retry", file=sys.stderr
+        )
+        return 1
+    return 0
