@@ -1,0 +1,383 @@
+"""Sweeps: spec grids, content keys, resume, failure isolation, batching, executors, CLI."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_config
+
+from supermem import load_sweep, run_sweep, sweep_frame
+from supermem.cli import main
+from supermem.config import ConfigError, TrainConfig
+from supermem.executors import LocalExecutor, threads_per_worker
+from supermem.sweep import SweepSpec, config_key, groups, plan
+from supermem.sweep_index import INDEX, rebuild_index
+
+TINY = {
+    k: v
+    for k, v in make_config().to_dict().items()
+    if k in ("features", "sparsity", "train_size", "test_size", "steps", "warmup", "engine")
+} | {"device": "cpu", "snapshots": 4}
+
+TOML = """
+name = "tiny"
+[fixed]
+features = 50
+sparsity = 0.9
+test_size = 64
+steps = 40
+warmup = 5
+engine = "reference"
+device = "cpu"
+[axes]
+train_size = [4, 8]
+seed = [0, 1, 2]
+"""
+
+
+def spec(name="t", **axes) -> SweepSpec:
+    return SweepSpec(name, {k: v for k, v in TINY.items() if k not in axes}, axes)
+
+
+class CountTrainMany:
+    """Wraps train_many to count the configs it is asked to train."""
+
+    def __init__(self, monkeypatch, fail_if=lambda cfg: False):
+        train_mod = sys.modules["supermem.train"]  # the package's `train` is the function
+
+        self.real, self.calls, self.fail_if = train_mod.train_many, [], fail_if
+        monkeypatch.setattr(train_mod, "train_many", self)
+
+    def __call__(self, cfgs, progress=True):
+        self.calls.append(list(cfgs))
+        if self.fail_if(cfgs[0]):
+            raise RuntimeError("boom in this group")
+        return self.real(cfgs, progress=progress)
+
+    @property
+    def trained(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+def snapshot(run_dirs) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of every file in the given run dirs."""
+    return {
+        str(f): (f.read_bytes(), f.stat().st_mtime_ns)
+        for d in run_dirs
+        for f in sorted(Path(d).iterdir())
+    }
+
+
+def hidden_dirs(out: Path) -> list[Path]:
+    return [
+        p
+        for sub in ("runs", "failed")
+        if (out / sub).is_dir()
+        for p in (out / sub).iterdir()
+        if p.name.startswith(".")
+    ]
+
+
+# -- spec and keys --------------------------------------------------------------------
+def test_spec_from_toml__grid_is_product_of_axes_in_order(tmp_path):
+    (tmp_path / "s.toml").write_text(TOML)
+    s = SweepSpec.from_toml(tmp_path / "s.toml")
+    assert s.name == "tiny" and s.axes == {"train_size": [4, 8], "seed": [0, 1, 2]}
+    cfgs = s.configs()
+    assert [(c.train_size, c.seed) for c in cfgs] == [
+        (4, 0),
+        (4, 1),
+        (4, 2),
+        (8, 0),
+        (8, 1),
+        (8, 2),
+    ]
+    assert all(c.features == 50 and c.engine == "reference" and c.hidden == 2 for c in cfgs)
+    assert SweepSpec.from_dict(s.to_dict()) == s
+
+
+def test_spec_from_toml__name_defaults_to_file_stem(tmp_path):
+    (tmp_path / "grid.toml").write_text("[axes]\nseed = [0, 1]\n")
+    assert SweepSpec.from_toml(tmp_path / "grid.toml").name == "grid"
+
+
+@pytest.mark.parametrize(
+    "d, expect",
+    [
+        ({"fixed": {"bogus": 1}}, "bogus"),
+        ({"axes": {"nope": [1]}}, "nope"),
+        ({"axes": {"lr": [1e-3, -1.0]}}, "lr must be > 0"),
+        ({"axes": {"lr": [1e-3, -1.0]}}, "lr=-1.0"),
+        ({"fixed": {"steps": 10, "warmup": 50}}, "warmup"),
+        ({"fixed": {"seed": 0}, "axes": {"seed": [1]}}, "both fixed and an axis"),
+        ({"axes": {"seed": []}}, "non-empty list"),
+        ({"axes": {"seed": 3}}, "non-empty list"),
+        ({"extra": {}}, "extra"),
+    ],
+)
+def test_spec__bad_field_or_value_raises_config_error_naming_it(d, expect):
+    with pytest.raises(ConfigError, match=re.escape(expect)):
+        SweepSpec.from_dict(d).configs()
+
+
+def test_config_key__stable_distinct_and_blind_to_int_vs_float():
+    cfgs = spec(train_size=[4, 8], seed=[0, 1], lr=[1e-3, 2e-3]).configs()
+    keys = [config_key(c) for c in cfgs]
+    assert len(set(keys)) == len(cfgs)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", k) for k in keys)
+    assert keys == [config_key(TrainConfig.from_dict(c.to_dict())) for c in cfgs]
+    assert config_key(make_config(lr=1)) == config_key(make_config(lr=1.0))
+
+
+def test_groups__batch_only_instance_fields_and_cap_size():
+    cfgs = spec(train_size=[4, 8], seed=list(range(10))).configs()
+    got = groups(cfgs, batch=True, size=8)
+    assert [len(g) for g in got] == [8, 2, 8, 2]
+    assert all(len({(c.train_size) for c in g}) == 1 for g in got)
+    assert len(groups(cfgs, batch=False)) == 20
+
+
+def test_threads_per_worker__split_cores_at_least_one():
+    assert threads_per_worker(2, cores=16) == 8
+    assert threads_per_worker(4, cores=2) == 1
+    assert threads_per_worker(3, cores=8) == 2
+
+
+# -- running, resuming, failures ------------------------------------------------------
+def test_resume__partial_discarded_finished_untouched_only_missing_trained(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    first = run_sweep(spec(seed=[0, 1]), out, progress=False)
+    assert first.ok == 2 and not first.failures
+    finished = sorted((out / "runs").iterdir())
+    before = snapshot(finished)
+    # a run killed while being written leaves a hidden temp dir (store.write_atomic)
+    partial = out / "runs" / f".{config_key(spec(seed=[2]).configs()[0])}.tmp-deadbeef"
+    partial.mkdir()
+    (partial / "config.json").write_text("{")
+    counter = CountTrainMany(monkeypatch)
+    second = run_sweep(spec(seed=[0, 1, 2]), out, progress=False)
+    assert counter.trained == 1 and second.skipped == 2 and second.ok == 1
+    assert snapshot(finished) == before
+    assert not hidden_dirs(out)
+    keys = sorted(p.name for p in (out / "runs").iterdir())
+    assert keys == sorted(config_key(c) for c in spec(seed=[0, 1, 2]).configs())
+    assert run_sweep(spec(seed=[0, 1, 2]), out, progress=False).skipped == 3
+    assert counter.trained == 1
+
+
+def test_failures__isolated_listed_and_only_crashes_retried(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    s = spec(train_size=[4, 6, 8], lr=[1e-3, 1e30])
+    counter = CountTrainMany(monkeypatch, fail_if=lambda c: c.train_size == 6)
+    summary = run_sweep(s, out, progress=False)
+    assert summary.ok == 2 and len(summary.diverged) == 2 and len(summary.failed) == 2
+    assert all("boom in this group" in err for _, err in summary.failed)
+    assert len(summary.failures) == 4 and "boom" in str(summary)
+    frame = sweep_frame(out)
+    assert sorted(frame["status"]) == ["diverged", "diverged", "failed", "failed", "ok", "ok"]
+    assert len(load_sweep(out)) == 4  # finished runs only: a crash record is not a run
+    assert plan(s, out).todo == 2 and plan(s, out).retry == 2
+    # next call: the crashes are retried (and now succeed); the divergences are results
+    counter.fail_if = lambda c: False
+    again = run_sweep(s, out, progress=False)
+    assert again.skipped == 4 and counter.trained == 6 + 2
+    assert again.ok == 1 and len(again.diverged) == 1 and not again.failed  # T=6, lr=1e30
+    assert sorted(sweep_frame(out)["status"]) == ["diverged"] * 3 + ["ok"] * 3
+    assert not list((out / "failed").iterdir())
+
+
+@pytest.fixture(scope="module")
+def serial_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "sw"
+    run_sweep(
+        spec(seed=[0, 1, 2], data_seed=[0, 1], train_size=[4, 8]), out, progress=False, batch=False
+    )
+    return out
+
+
+def _weights(out) -> dict[str, np.ndarray]:
+    return {r.path.name: r.arrays["W"] for r in load_sweep(out)}
+
+
+def test_batched_sweep_equals_unbatched(serial_sweep, tmp_path, monkeypatch):
+    counter = CountTrainMany(monkeypatch)
+    run_sweep(
+        spec(seed=[0, 1, 2], data_seed=[0, 1], train_size=[4, 8]), tmp_path / "b", progress=False
+    )
+    assert len(counter.calls) == 2  # one train_many call per train_size
+    a, b = _weights(serial_sweep), _weights(tmp_path / "b")
+    assert a.keys() == b.keys() and len(a) == 12
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6)
+    fa, fb = sweep_frame(serial_sweep), sweep_frame(tmp_path / "b")
+    np.testing.assert_allclose(fa["train_loss"], fb["train_loss"], rtol=1e-4)
+
+
+def test_workers_2__process_pool_gives_the_serial_results(serial_sweep, tmp_path):
+    s = spec(seed=[0, 1, 2], data_seed=[0, 1], train_size=[4, 8])
+    with LocalExecutor(2) as ex:
+        summary = run_sweep(s, tmp_path / "p", executor=ex, progress=False)
+    assert summary.ok == 12 and not summary.failures
+    a, b = _weights(serial_sweep), _weights(tmp_path / "p")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_sweep_frame__columns_and_stale_or_missing_index(serial_sweep, tmp_path):
+    frame = sweep_frame(serial_sweep)
+    want = {f.name for f in fields(TrainConfig)} | {
+        "train_loss",
+        "test_loss",
+        "W_norm",
+        "b_norm",
+        "status",
+        "diverged_step",
+        "seconds",
+        "data_dims_mean",
+        "max_feature_dim",
+        "key",
+        "path",
+    }
+    assert want <= set(frame.columns) and len(frame) == 12
+    assert (frame["key"] == [Path(p).name for p in frame["path"]]).all()
+    # the run dirs are the truth: copy the sweep, drop one run dir and break the index
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(serial_sweep, out)
+    shutil.rmtree(out / "runs" / frame["key"][0])
+    assert len(sweep_frame(out)) == 11 and len(load_sweep(out)) == 11
+    (out / INDEX).unlink()
+    assert len(sweep_frame(out)) == 11
+    assert rebuild_index(out) == 11 and len(sweep_frame(out)) == 11
+
+
+def test_plan__counts_and_calibrated_estimate(serial_sweep, tmp_path):
+    s = spec(seed=[0, 1, 2, 3], data_seed=[0, 1], train_size=[4, 8])
+    p = plan(s, serial_sweep)
+    assert (p.total, p.done, p.todo) == (16, 12, 4) and p.calibrated_from == 12
+    assert p.seconds > 0 and "16 runs: 12 done, 4 to do" in str(p)
+    fresh = plan(s, tmp_path / "none")
+    assert fresh.calibrated_from == 0 and fresh.todo == 16
+    assert not (tmp_path / "none").exists()
+
+
+# -- CLI --------------------------------------------------------------------------------
+def test_cli_dry_run__prints_plan_creates_nothing(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(TOML)
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert "6 runs: 0 done, 6 to do" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        (None, "no such spec file"),
+        ("[fixed\nx = 1", "not valid TOML"),
+        (TOML.replace("steps = 40", "stepz = 40"), "stepz"),
+        (TOML.replace("seed = [0, 1, 2]", "seed = [0, -1]"), "seed"),
+    ],
+)
+def test_cli_bad_spec__exit_2_one_line_nothing_created(tmp_path, capsys, text, expect):
+    if text is not None:
+        (tmp_path / "s.toml").write_text(text)
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_results__table_of_axes_and_csv(serial_sweep, tmp_path, capsys):
+    assert main(["results", str(serial_sweep), "--csv", str(tmp_path / "r.csv")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == [
+        "train_size",
+        "seed",
+        "data_seed",
+        "status",
+        "train_loss",
+        "test_loss",
+        "W_norm",
+        "b_norm",
+    ]
+    assert len(lines) == 13
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 12
+    assert main(["results", str(tmp_path)]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_sigkill_mid_sweep__rerun_keeps_finished_bytes_and_completes(tmp_path):
+    toml = TOML.replace("steps = 40", "steps = 1500").replace("warmup = 5", "warmup = 50")
+    toml = toml.replace("train_size = [4, 8]\nseed = [0, 1, 2]", "train_size = [3, 4, 5, 6, 7, 8]")
+    (tmp_path / "s.toml").write_text(toml)
+    out = tmp_path / "sw"
+    cmd = [
+        sys.executable,
+        "-m",
+        "supermem",
+        "sweep",
+        str(tmp_path / "s.toml"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "runs").is_dir() and [p for p in (out / "runs").iterdir() if p.name[0] != "."]:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"sweep ended before the kill: {proc.stderr.read()!r}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = [p for p in (out / "runs").iterdir() if p.name[0] != "."]
+    assert 1 <= len(finished) < 6
+    before = snapshot(finished)
+    summary = run_sweep(SweepSpec.from_toml(tmp_path / "s.toml"), out, progress=False)
+    assert summary.skipped == len(finished) and summary.ok == 6 - len(finished)
+    assert snapshot(finished) == before
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 6 == len(set(runs)) and not hidden_dirs(out)
+    assert len(sweep_frame(out)) == 6
+
+
+@pytest.mark.slow
+def test_real_small_sweep__memorising_models_fit_train_better_than_test(tmp_path):
+    s = SweepSpec(
+        "real",
+        {
+            "features": 500,
+            "sparsity": 0.99,
+            "test_size": 2000,
+            "steps": 3000,
+            "warmup": 150,
+            "engine": "reference",
+            "device": "cpu",
+            "snapshots": 6,
+        },
+        {"train_size": [5, 20], "seed": [0, 1], "data_seed": [0, 1]},
+    )
+    summary = run_sweep(s, tmp_path / "sw", workers=2, progress=False)
+    assert summary.ok == 8 and not summary.failures
+    frame = sweep_frame(tmp_path / "sw")
+    # small T is the memorising regime: training points are fit, fresh points are not (a
+    # zero output already scores 1 on unit-norm points), and fewer points fit better in m=2
+    assert (frame["train_loss"] < 0.9 * frame["test_loss"]).all()
+    assert (frame["test_loss"] > 0.95).all()
+    by_T = frame.groupby("train_size")["train_loss"].mean()
+    assert by_T[5] < by_T[20]
+    first_loss = [r.arrays["loss_history"][0] for r in load_sweep(tmp_path / "sw")]
+    assert (frame.sort_values("path")["train_loss"].to_numpy() < np.array(first_loss)).all()
+    assert run_sweep(s, tmp_path / "sw", progress=False).skipped == 8
