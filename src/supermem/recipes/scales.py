@@ -16,7 +16,7 @@ the paper scale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +24,7 @@ import numpy as np
 def log_grid(lo: float, hi: float, k: int) -> tuple[int, ...]:
     """k log-spaced integers from lo to hi (inclusive), rounded to 2 significant digits."""
     raw = np.geomspace(lo, hi, k)
-    digits = 1 - np.floor(np.log10(raw)).astype(int)
+    digits = np.minimum(0, 1 - np.floor(np.log10(raw)).astype(int))  # integers below 100
     return tuple(sorted({int(round(float(v), int(d))) for v, d in zip(raw, digits)}))
 
 
@@ -45,6 +45,7 @@ class Scale:
     fig5_m: tuple[int, ...]
     m4_T: tuple[int, ...]  # appendix, m = 4
     m4_steps: tuple[int, ...]  # training lengths compared for the test-loss bump
+    overrides: dict = field(default_factory=dict)  # any other TrainConfig fields (engine=...)
 
     def fixed(self, **extra) -> dict:
         """The TrainConfig fields every recipe at this scale fixes."""
@@ -55,7 +56,7 @@ class Scale:
             warmup=self.warmup,
             test_size=self.test_size,
         )
-        return {**base, **extra}
+        return {**base, **self.overrides, **extra}
 
 
 SCALES: dict[str, Scale] = {
