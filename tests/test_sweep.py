@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from conftest import make_config
 from supermem import load_sweep, run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.config import ConfigError, TrainConfig
-from supermem.executors import LocalExecutor, threads_per_worker
+from supermem.executors import LocalExecutor, SerialExecutor, threads_per_worker
 from supermem.sweep import SweepSpec, config_key, groups, plan
 from supermem.sweep_index import INDEX, rebuild_index
 
@@ -191,6 +192,28 @@ def test_failures__isolated_listed_and_only_crashes_retried(tmp_path, monkeypatc
     assert again.ok == 1 and len(again.diverged) == 1 and not again.failed  # T=6, lr=1e30
     assert sorted(sweep_frame(out)["status"]) == ["diverged"] * 3 + ["ok"] * 3
     assert not list((out / "failed").iterdir())
+
+
+class DyingWorkers(SerialExecutor):
+    """An executor whose worker for T = 8 dies before it can report (like an OOM kill)."""
+
+    def imap_unordered(self, fn, jobs):
+        for job in jobs:
+            died = job.configs[0].train_size == 8
+            yield job, BrokenProcessPool("worker killed") if died else fn(job)
+
+
+def test_dead_worker__parent_records_failures_and_goes_on(tmp_path):
+    out = tmp_path / "sw"
+    summary = run_sweep(
+        spec(train_size=[4, 8], seed=[0, 1]), out, executor=DyingWorkers(), progress=False
+    )
+    assert summary.ok == 2 and len(summary.failed) == 2
+    assert all(err.startswith("worker died: BrokenProcessPool") for _, err in summary.failed)
+    assert sorted(p.name for p in (out / "failed").iterdir()) == sorted(
+        k for k, _ in summary.failed
+    )
+    assert sorted(sweep_frame(out)["status"]) == ["failed", "failed", "ok", "ok"]
 
 
 @pytest.fixture(scope="module")

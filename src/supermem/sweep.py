@@ -14,7 +14,6 @@ in ``sweep_index``; where the training happens is in ``executors``. Semantics:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from dataclasses import dataclass, field, fields
@@ -24,7 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.executors import Executor, Job, LocalExecutor, SerialExecutor, run_group
+from supermem.executors import Executor, Job, LocalExecutor, Outcome, SerialExecutor, run_group
 from supermem.executors import write_failure as _write_failure
 from supermem.sweep_index import (
     config_key,
@@ -37,6 +36,7 @@ from supermem.sweep_index import (
     scan,
     sweep_frame,
     upsert,
+    write_spec,
 )
 from supermem.train import INSTANCE_FIELDS
 
@@ -223,11 +223,18 @@ class SweepSummary:
 
     def __str__(self) -> str:
         head = (
-            f"{self.out}: {len(self.keys)} runs; {self.skipped} already done, "
-            f"{self.ok} trained ok, "
-            f"{len(self.diverged)} diverged, {len(self.failed)} failed in {_hms(self.seconds)}"
+            f"{self.out}: {len(self.keys)} runs; {self.skipped} already done, {self.ok} trained "
+            f"ok, {len(self.diverged)} diverged, {len(self.failed)} failed in {_hms(self.seconds)}"
         )
         return "\n".join([head, *("  " + f for f in self.failures)])
+
+    def add(self, o: Outcome) -> None:
+        if o.status == "failed":
+            self.failed.append((o.key, o.row["error"]))
+        elif o.status == "diverged":
+            self.diverged.append((o.key, o.row["metrics"].get("diverged_step")))
+        else:  # ok, or "exists": finished meanwhile by another sweep into the same dir
+            self.ok += 1
 
 
 def groups(cfgs: list[TrainConfig], batch: bool = True, size: int = GROUP_SIZE) -> list[list]:
@@ -240,14 +247,6 @@ def groups(cfgs: list[TrainConfig], batch: bool = True, size: int = GROUP_SIZE) 
     return [g[i : i + size] for g in shapes.values() for i in range(0, len(g), size)]
 
 
-def _write_spec(out: Path, spec: SweepSpec) -> None:
-    tmp = out / f".spec.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
-    os.replace(tmp, out / "spec.json")  # atomic: readers never see half a spec
-    with (out / "spec_history.jsonl").open("a") as fh:
-        fh.write(json.dumps({"time": time.time(), **spec.to_dict()}) + "\n")
-
-
 def run_sweep(
     spec: SweepSpec,
     out: str | os.PathLike,
@@ -257,18 +256,22 @@ def run_sweep(
     batch: bool = True,
 ) -> SweepSummary:
     """Train every config of ``spec`` not yet finished in ``out``; see the module docstring."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     wanted = _unique(spec.configs())  # validate before creating anything
     out.mkdir(parents=True, exist_ok=True)
     remove_partial(out)
-    _write_spec(out, spec)
+    write_spec(out, spec.to_dict())
     ensure_index(out)
     done = done_keys(out)
     todo = [c for k, c in wanted.items() if k not in done]
     summary = SweepSummary(out, list(wanted), skipped=len(wanted) - len(todo))
     jobs = [Job(tuple(g), str(out)) for g in groups(todo, batch)]
     own = executor is None
-    executor = executor or (SerialExecutor() if workers == 1 else LocalExecutor(workers))
+    if executor is None:  # no more processes than jobs: the spare cores go to their threads
+        k = min(workers, len(jobs))
+        executor = LocalExecutor(k) if k > 1 else SerialExecutor()
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress)
     try:
@@ -278,7 +281,7 @@ def run_sweep(
                 result = [_write_failure(out, c, err, "", 0.0) for c in job.configs]
             upsert(out, [o.row for o in result])
             for o in result:
-                _tally(summary, o)
+                summary.add(o)
             bar.update(len(result))
             bar.set_postfix(failed=len(summary.failed), diverged=len(summary.diverged))
     finally:
@@ -287,12 +290,3 @@ def run_sweep(
             executor.close()
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _tally(s: SweepSummary, o) -> None:
-    if o.status == "failed":
-        s.failed.append((o.key, o.row["error"]))
-    elif o.status == "diverged":
-        s.diverged.append((o.key, o.row["metrics"].get("diverged_step")))
-    else:
-        s.ok += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -47,6 +48,15 @@ def config_key(cfg: TrainConfig) -> str:
     d = {k: float(v) if k in _FLOATS else v for k, v in cfg.to_dict().items()}
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def write_spec(out: Path, spec: dict[str, Any]) -> None:
+    """Replace ``spec.json`` atomically (readers never see half a spec); log it to history."""
+    tmp = out / f".spec.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    os.replace(tmp, out / "spec.json")
+    with (out / "spec_history.jsonl").open("a") as fh:
+        fh.write(json.dumps({"time": time.time(), **spec}) + "\n")
 
 
 def is_sweep_dir(out: Path) -> bool:
