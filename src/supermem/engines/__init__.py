@@ -6,16 +6,11 @@ import torch
 
 from supermem.config import ConfigError
 from supermem.engines.base import Engine
+from supermem.engines.chunked import ChunkedEngine
+from supermem.engines.fast import FastEngine
 from supermem.engines.reference import ReferenceEngine
 
-ENGINES: dict[str, type[Engine]] = {ReferenceEngine.name: ReferenceEngine}
-
-try:  # the fast engine registers itself when its module is present
-    from supermem.engines.fast import FastEngine
-
-    ENGINES[FastEngine.name] = FastEngine
-except ImportError:  # pragma: no cover
-    pass
+ENGINES: dict[str, type[Engine]] = {e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine)}
 
 
 def resolve_device(device: str) -> torch.device:

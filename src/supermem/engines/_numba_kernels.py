@@ -1,0 +1,306 @@
+"""Numba kernels of the fast CPU engine (tied ReLU-output model). See docs/ENGINES.md.
+
+Vocabulary: ``inst`` instances, T points per instance, n features, m hidden dims;
+``R = inst*T`` flat data rows; ``nb`` feature blocks of ``fb`` features per instance.
+p_tj = W_j . h_t + b_j, g_tj = dL/dp_tj = c2 (relu(p_tj) - x_tj) 1[p_tj > 0], c2 = 2/T.
+
+Determinism: every parallel loop writes a disjoint slice, and every sum runs in an order
+fixed by the data shapes and the fixed block sizes, never by the thread count or the
+schedule. So results are bit-identical for any ``numba.set_num_threads``.
+
+Precision: float32 throughout like the reference, except per-point losses (float64).
+The (feature block, point tile) loop is the hot one. It may reassociate its reductions
+(fastmath "reassoc", so LLVM vectorises them); it never contracts a*b+c into an FMA, so
+the pre-activation p is rounded the same way here and in the sparse kernels, and the
+dense pass and the sparse correction agree on the sign of every p_tj.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# reassoc lets LLVM vectorise the reductions over features; no "nnan"/"ninf", so NaN and
+# inf propagate into the loss (train.py detects divergence from a non-finite loss).
+_HOT = {"reassoc", "nsz"}
+# Skip a (block, tile) pair only if its bound is below -SKIP_MARGIN * scale, so float32
+# rounding of p (relative error ~ m * 6e-8) can never make a skipped p_tj positive.
+SKIP_MARGIN = 1e-4
+
+
+@njit(parallel=True, cache=True)
+def hidden(indptr, indices, values, W, T, h):
+    """h = W x per row. indptr (R+1,), indices/values (nnz,), W (inst, m, n) -> h (R, m)."""
+    m = W.shape[1]
+    for r in prange(h.shape[0]):
+        i = r // T
+        for k in range(m):
+            acc = np.float32(0.0)
+            for q in range(indptr[r], indptr[r + 1]):
+                acc += W[i, k, indices[q]] * values[q]
+            h[r, k] = acc
+
+
+@njit(parallel=True, cache=True)
+def tile_balls(hs, tp, centre, radius):
+    """Bounding ball of each tile of tp consecutive (sorted) points.
+
+    hs (inst, T, m) -> centre (inst, ntiles, m) (the tile mean), radius (inst, ntiles)
+    (max distance of a tile point from the centre, rounded up by a relative 1e-6).
+    """
+    inst, T, m = hs.shape
+    ntiles = centre.shape[1]
+    for q in prange(inst * ntiles):
+        i, P = q // ntiles, q % ntiles
+        t0, t1 = P * tp, min(T, P * tp + tp)
+        for k in range(m):
+            s = 0.0
+            for t in range(t0, t1):
+                s += hs[i, t, k]
+            centre[i, P, k] = s / (t1 - t0)
+        rmax = 0.0
+        for t in range(t0, t1):
+            d = 0.0
+            for k in range(m):
+                e = np.float64(hs[i, t, k]) - centre[i, P, k]
+                d += e * e
+            rmax = max(rmax, np.sqrt(d))
+        radius[i, P] = rmax * (1 + 1e-6)
+
+
+@njit(fastmath=_HOT, cache=True)
+def _block_is_off(Ws, bs, Wnorm, i, j0, j1, c, r):
+    """True if b_j + W_j.c + ||W_j|| r < -margin for every j in [j0, j1): every p_tj <= 0.
+
+    c (m,), r: the ball holding the tile's h_t. By Cauchy-Schwarz p_tj is at most that
+    bound for every t in the tile, so skipping the pair changes no result (exact).
+    """
+    m = Ws.shape[1]
+    cn = 0.0
+    for k in range(m):
+        cn += c[k] * c[k]
+    reach = np.sqrt(cn) + r
+    for j in range(j0, j1):
+        bound = np.float64(bs[i, j])
+        for k in range(m):
+            bound += np.float64(Ws[i, k, j]) * c[k]
+        w = np.float64(Wnorm[i, j])
+        scale = abs(np.float64(bs[i, j])) + w * reach
+        if not (bound + w * r < -SKIP_MARGIN * scale):  # NaN counts as "on"
+            return False
+    return True
+
+
+@njit(cache=True)
+def _block(q, nb, fb, n):
+    """Work item q -> (instance, feature block, first feature, one past the last)."""
+    i, B = q // nb, q % nb
+    return i, B, B * fb, min(n, B * fb + fb)
+
+
+@njit(parallel=True, fastmath=_HOT, cache=True)
+def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part):
+    """The dense part of loss and gradients over all (point, feature) pairs.
+
+    Ws (inst, m, n), bs (inst, n): parameters, features in sorted order.
+    hs (inst, T, m): hidden vectors, points in sorted order. c2 = 2/T (float32).
+    Blocks of fb features x tiles of tp points; with ``skip``, a pair whose bound shows
+    every p <= 0 is skipped (centre (inst, ntiles, m), radius (inst, ntiles), Wnorm
+    (inst, n) = ||W_j||). Outputs (all zero on entry where written partially):
+      gW (inst, m, n) += sum_t c2 relu(p_tj) h_t; gb (inst, n) += sum_t c2 relu(p_tj);
+      gh_part (inst, nb, T, m) = sum_{j in block} c2 relu(p_tj) W_j;
+      loss_part (inst, nb, T) = sum_{j in block} relu(p_tj)^2.
+    """
+    m, T, nb = Ws.shape[1], hs.shape[1], gh_part.shape[1]
+    for q in prange(Ws.shape[0] * nb):
+        i, B, j0, j1 = _block(q, nb, fb, Ws.shape[2])
+        L = j1 - j0
+        g = np.empty(L, np.float32)  # c2 relu(p_tj) for one point, then reused
+        gWl = np.zeros((m, L), np.float32)
+        gbl = np.zeros(L, np.float32)
+        for P in range(centre.shape[1]):
+            t0, t1 = P * tp, min(T, P * tp + tp)
+            if skip and _block_is_off(Ws, bs, Wnorm, i, j0, j1, centre[i, P], radius[i, P]):
+                continue
+            for t in range(t0, t1):
+                for j in range(L):
+                    g[j] = bs[i, j0 + j]
+                for k in range(m):
+                    hk = hs[i, t, k]
+                    for j in range(L):
+                        g[j] = g[j] + Ws[i, k, j0 + j] * hk
+                lsum = np.float32(0.0)
+                for j in range(L):
+                    r = g[j]
+                    r = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
+                    lsum += r * r
+                    g[j] = c2 * r
+                    gbl[j] += g[j]
+                loss_part[i, B, t] = lsum
+                for k in range(m):
+                    hk = hs[i, t, k]
+                    acc = np.float32(0.0)
+                    for j in range(L):
+                        acc += g[j] * Ws[i, k, j0 + j]
+                        gWl[k, j] += g[j] * hk
+                    gh_part[i, B, t, k] = acc
+        for j in range(L):
+            gb[i, j0 + j] = gbl[j]
+            for k in range(m):
+                gW[i, k, j0 + j] = gWl[k, j]
+
+
+@njit(fastmath=_HOT, cache=True)
+def _pre(W, b, i, j, h, r):
+    """p_rj, rounded exactly as in dense_pass (b first, then + W_kj h_k for k = 0..m-1)."""
+    p = b[i, j]
+    for k in range(W.shape[1]):
+        p = p + W[i, k, j] * h[r, k]
+    return p
+
+
+@njit(parallel=True, cache=True)
+def per_point(indptr, indices, values, W, b, h, T, c2, inv_pts, gh_part, loss_part, gh, loss):
+    """Finish each point: block partials in fixed order + the sparse correction.
+
+    indptr (R+1,), indices/values (nnz,): the data; W (inst, m, n), b (inst, n) unsorted;
+    h (R, m); inv_pts (inst, T): sorted position of each point; gh_part, loss_part as in
+    dense_pass. Writes gh (R, m) = sum_j g_tj W_j and loss (R,) float64 = T * L_t.
+    """
+    m = W.shape[1]
+    nb = gh_part.shape[1]
+    for r in prange(h.shape[0]):
+        i, t = r // T, r % T
+        s = inv_pts[i, t]
+        for k in range(m):
+            acc = np.float32(0.0)
+            for B in range(nb):
+                acc += gh_part[i, B, s, k]
+            gh[r, k] = acc
+        lt = 0.0
+        for B in range(nb):
+            lt += loss_part[i, B, s]
+        for q in range(indptr[r], indptr[r + 1]):
+            j, x = indices[q], values[q]
+            p = _pre(W, b, i, j, h, r)
+            if p > 0:  # (relu(p) - x)^2 = relu(p)^2 - 2 relu(p) x + x^2, relu(p)^2 is dense
+                lt += -2.0 * np.float64(p) * x
+                for k in range(m):
+                    gh[r, k] -= c2 * x * W[i, k, j]
+            lt += np.float64(x) * x
+        loss[r] = lt
+
+
+@njit(parallel=True, cache=True)
+def per_feature(cptr, crows, cvals, W, b, h, gh, n, c2, gW, gb):
+    """Finish each feature over its nonzeros (CSC): sparse correction + encoder gradient.
+
+    cptr (inst*n+1,), crows (nnz,) flat row, cvals (nnz,): CSC of the block-diagonal
+    (R, inst*n) data matrix, column i*n + j holding feature j of instance i. W, b, h, gh
+    as in per_point. gW (inst, m, n), gb (inst, n) hold the dense part on entry (in
+    unsorted order) and the full gradient on exit.
+    """
+    m = W.shape[1]
+    for col in prange(cptr.shape[0] - 1):
+        i, j = col // n, col % n
+        for q in range(cptr[col], cptr[col + 1]):
+            r, x = crows[q], cvals[q]
+            if _pre(W, b, i, j, h, r) > 0:  # decoder: g_tj has the extra -c2 x term
+                gb[i, j] -= c2 * x
+                for k in range(m):
+                    gW[i, k, j] -= c2 * x * h[r, k]
+            for k in range(m):  # encoder: dL/dW_kj += gh_tk x_tj
+                gW[i, k, j] += gh[r, k] * x
+
+
+@njit(fastmath=_HOT, cache=True)
+def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
+    """U (1 or 4) consecutive points t.. against one feature block, m = 2, in registers.
+
+    W0, W1, bb (L,): the block's W_0j, W_1j, b_j. acc (3U,) receives, per point u,
+    sum_j relu(p)^2, sum_j relu(p) W_0j, sum_j relu(p) W_1j (unscaled by c2).
+    gbl, gW0l, gW1l (L,) += relu(p_tj), relu(p_tj) h_t0, relu(p_tj) h_t1 (unscaled).
+    One sweep over the block serves U points, so each W/b/gradient load and store is
+    shared by U points; the 3U reductions are scalars that LLVM keeps in vector registers.
+    """
+    z = np.float32(0.0)
+    if U == 4:
+        a0, a1 = hs[i, t, 0], hs[i, t, 1]
+        b0, b1 = hs[i, t + 1, 0], hs[i, t + 1, 1]
+        c0, c1 = hs[i, t + 2, 0], hs[i, t + 2, 1]
+        d0, d1 = hs[i, t + 3, 0], hs[i, t + 3, 1]
+        la = lb = lc = ld = z
+        xa = xb = xc = xd = z
+        ya = yb = yc = yd = z
+        for j in range(W0.shape[0]):
+            w0, w1, bj = W0[j], W1[j], bb[j]
+            ra = bj + w0 * a0 + w1 * a1
+            rb = bj + w0 * b0 + w1 * b1
+            rc = bj + w0 * c0 + w1 * c1
+            rd = bj + w0 * d0 + w1 * d1
+            ra = z if ra <= 0 else ra  # relu that keeps NaN
+            rb = z if rb <= 0 else rb
+            rc = z if rc <= 0 else rc
+            rd = z if rd <= 0 else rd
+            la += ra * ra
+            lb += rb * rb
+            lc += rc * rc
+            ld += rd * rd
+            xa += ra * w0
+            xb += rb * w0
+            xc += rc * w0
+            xd += rd * w0
+            ya += ra * w1
+            yb += rb * w1
+            yc += rc * w1
+            yd += rd * w1
+            gbl[j] += (ra + rb) + (rc + rd)
+            gW0l[j] += (ra * a0 + rb * b0) + (rc * c0 + rd * d0)
+            gW1l[j] += (ra * a1 + rb * b1) + (rc * c1 + rd * d1)
+        acc[0], acc[1], acc[2], acc[3] = la, lb, lc, ld
+        acc[4], acc[5], acc[6], acc[7] = xa, xb, xc, xd
+        acc[8], acc[9], acc[10], acc[11] = ya, yb, yc, yd
+    else:
+        a0, a1 = hs[i, t, 0], hs[i, t, 1]
+        la = xa = ya = z
+        for j in range(W0.shape[0]):
+            w0, w1, bj = W0[j], W1[j], bb[j]
+            ra = bj + w0 * a0 + w1 * a1
+            ra = z if ra <= 0 else ra
+            la += ra * ra
+            xa += ra * w0
+            ya += ra * w1
+            gbl[j] += ra
+            gW0l[j] += ra * a0
+            gW1l[j] += ra * a1
+        acc[0], acc[1], acc[2] = la, xa, ya
+
+
+@njit(parallel=True, fastmath=_HOT, cache=True)
+def dense_pass_m2(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part):
+    """dense_pass specialised to m = 2 (same arguments, same outputs up to rounding)."""
+    T, nb = hs.shape[1], gh_part.shape[1]
+    for q in prange(Ws.shape[0] * nb):
+        i, B, j0, j1 = _block(q, nb, fb, Ws.shape[2])
+        W0, W1, bb = Ws[i, 0, j0:j1], Ws[i, 1, j0:j1], bs[i, j0:j1]
+        gbl = np.zeros(j1 - j0, np.float32)
+        gW0l = np.zeros(j1 - j0, np.float32)
+        gW1l = np.zeros(j1 - j0, np.float32)
+        acc = np.empty(12, np.float32)
+        for P in range(centre.shape[1]):
+            t0, t1 = P * tp, min(T, P * tp + tp)
+            if skip and _block_is_off(Ws, bs, Wnorm, i, j0, j1, centre[i, P], radius[i, P]):
+                continue
+            t = t0
+            while t < t1:
+                U = 4 if t + 4 <= t1 else 1
+                _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l)
+                for u in range(U):
+                    loss_part[i, B, t + u] = acc[u]
+                    gh_part[i, B, t + u, 0] = c2 * acc[U + u]
+                    gh_part[i, B, t + u, 1] = c2 * acc[2 * U + u]
+                t += U
+        for j in range(j1 - j0):
+            gb[i, j0 + j] = c2 * gbl[j]
+            gW[i, 0, j0 + j] = c2 * gW0l[j]
+            gW[i, 1, j0 + j] = c2 * gW1l[j]

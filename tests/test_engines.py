@@ -1,0 +1,198 @@
+"""Fast engines against the reference engine (the spec): loss and every gradient."""
+
+import numba
+import numpy as np
+import pytest
+import torch
+from conftest import make_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from supermem.data import SparseData, sample
+from supermem.engines import ENGINES, FastEngine, get_engine
+from supermem.engines.fast import CpuData, cpu_loss_and_grads
+from supermem.model import get_model
+from supermem.train import train, train_many
+
+CPU = torch.device("cpu")
+MODEL = get_model("tied")
+# How the parameters are set, beyond the init: the regimes the kernels branch on.
+STATES = ("init", "all_off", "all_on", "zero_rows", "b_zero", "large", "settled_like")
+
+
+def make_params(state: str, inst: int, m: int, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """W (inst, m, n), b (inst, n) in one of STATES."""
+    g = torch.Generator().manual_seed(seed)
+    p = MODEL.init(
+        m, n, "xavier_normal", [torch.Generator().manual_seed(seed + i) for i in range(inst)]
+    )
+    W, b = p["W"], 0.1 * torch.randn(inst, n, generator=g)
+    if state == "all_off":
+        b = b - 10.0  # every p_tj < 0: only the sparse terms remain
+    elif state == "all_on":
+        b = b + 10.0  # every p_tj > 0
+    elif state == "zero_rows":
+        W[:, :, : n // 2] = 0.0  # features with W_j = 0 (and rows of W zero when m > 1)
+        W[:, 0] = 0.0
+    elif state == "b_zero":
+        b = torch.zeros(inst, n)
+    elif state == "large":
+        W, b = 30.0 * W * (n**0.5), 5.0 * b
+    elif state == "settled_like":
+        W, b = 3.0 * W * (n**0.5) / (1 + torch.rand(inst, 1, n, generator=g)), b.abs() * -1 - 0.05
+    return {"W": W.contiguous(), "b": b.contiguous()}
+
+
+def make_data(inst: int, T: int, n: int, S: float, seed: int, empty: str) -> SparseData:
+    return SparseData.stack([sample(T, n, S, seed + i, empty=empty) for i in range(inst)])
+
+
+def assert_matches_reference(name: str, p, data: SparseData) -> None:
+    """Loss and gradients of engine ``name`` equal the reference's to float32 tolerance,
+    measured relative to the scale of each tensor (a gradient near zero is compared
+    against the largest entry, not itself)."""
+    ref, eng = ENGINES["reference"](), ENGINES[name]()
+    lr, gr = ref.loss_and_grads(MODEL, p, ref.prepare(data, CPU))
+    le, ge = eng.loss_and_grads(MODEL, p, eng.prepare(data, CPU))
+    np.testing.assert_allclose(le.numpy(), lr.numpy(), rtol=2e-5, atol=1e-6 * float(lr.abs().max()))
+    for k in ("W", "b"):
+        scale = float(gr[k].abs().max()) + 1e-12
+        assert ge[k].shape == gr[k].shape and ge[k].dtype == torch.float32
+        err = float((ge[k] - gr[k]).abs().max()) / scale
+        assert err < 1e-4, f"{name}: grad {k} differs from reference by {err:.2e} of its scale"
+    assert np.allclose(eng.loss(MODEL, p, eng.prepare(data, CPU)).numpy(), le.numpy(), rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 700),
+    m=st.integers(1, 4),
+    T=st.integers(1, 70),
+    S=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+    inst=st.integers(1, 3),
+    state=st.sampled_from(STATES),
+    empty=st.sampled_from(["resample", "zero"]),
+    seed=st.integers(0, 10_000),
+)
+def test_fast_and_chunked_match_reference(n, m, T, S, inst, state, empty, seed):
+    data = make_data(inst, T, n, S, seed, empty)
+    p = make_params(state, inst, m, n, seed)
+    for name in ("fast", "chunked"):
+        assert_matches_reference(name, p, data)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_fast_matches_reference_with_many_blocks_and_tiles(m):
+    """Sizes past one feature block (256) and one point tile (32), with and without skips."""
+    data = make_data(2, 150, 900, 0.99, 3, "resample")
+    for state in ("init", "settled_like", "all_off"):
+        assert_matches_reference("fast", make_params(state, 2, m, 900, 1), data)
+
+
+def test_skipping_is_exact():
+    """The skip bound only drops pairs whose every p_tj <= 0: same result as no skipping."""
+    d = CpuData.from_sparse(make_data(1, 200, 1000, 0.99, 0, "resample"))
+    p = make_params("settled_like", 1, 2, 1000, 0)
+    W, b = p["W"].numpy(), p["b"].numpy()
+    on = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=True)
+    off = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=False)
+    for a, z in zip(on, off):
+        np.testing.assert_allclose(a, z, rtol=1e-5, atol=1e-7 * float(np.abs(z).max()))
+
+
+def test_empty_data_rows_and_empty_columns():
+    X = np.zeros((6, 40), np.float32)
+    X[1, 3], X[4, [0, 39]] = 1.0, [0.6, 0.8]  # most rows and columns empty
+    import scipy.sparse as sp
+
+    data = SparseData.from_scipy(sp.csr_matrix(X), inst=2)
+    for state in ("init", "all_on", "b_zero"):
+        for name in ("fast", "chunked"):
+            assert_matches_reference(name, make_params(state, 2, 2, 40, 5), data)
+
+
+def test_batched_equals_per_instance():
+    data = make_data(3, 40, 300, 0.98, 7, "resample")
+    p = make_params("init", 3, 2, 300, 7)
+    for name in ("fast", "chunked"):
+        eng = ENGINES[name]()
+        lb, gb = eng.loss_and_grads(MODEL, p, eng.prepare(data, CPU))
+        for i in range(3):
+            pi = {k: v[i : i + 1] for k, v in p.items()}
+            li, gi = eng.loss_and_grads(MODEL, pi, eng.prepare(data.instance(i), CPU))
+            np.testing.assert_allclose(lb[i : i + 1].numpy(), li.numpy(), rtol=1e-6)
+            for k in ("W", "b"):
+                np.testing.assert_allclose(
+                    gb[k][i : i + 1].numpy(), gi[k].numpy(), rtol=1e-5, atol=1e-9
+                )
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_gradients_bit_identical_across_thread_counts(m):
+    d = CpuData.from_sparse(make_data(2, 300, 2000, 0.995, 1, "resample"))
+    p = make_params("init", 2, m, 2000, 1)
+    W, b = p["W"].numpy(), p["b"].numpy()
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True)
+    finally:
+        numba.set_num_threads(old)
+    for a, z in zip(one, two):
+        assert np.array_equal(a, z)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(hidden=2, weight_decay=1e-2), dict(hidden=3, weight_decay=0.0, restarts=2)],
+)
+def test_training_with_fast_equals_reference(overrides):
+    base = dict(features=120, sparsity=0.95, train_size=30, steps=300, warmup=30, lr=1e-2)
+    runs = {
+        e: train(make_config(**base, **overrides, engine=e), progress=False)
+        for e in ("reference", "fast")
+    }
+    ref, fast = runs["reference"], runs["fast"]
+    for k in ("W", "b"):
+        scale = np.abs(ref.params[k]).max()
+        np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
+    assert fast.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
+    assert fast.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+
+
+def test_training_batched_fast_equals_single_runs():
+    cfgs = [make_config(engine="fast", seed=s, data_seed=d) for s, d in [(0, 0), (1, 2)]]
+    for cfg, r in zip(cfgs, train_many(cfgs, progress=False)):
+        np.testing.assert_allclose(
+            r.params["W"], train(cfg, progress=False).params["W"], rtol=1e-5, atol=1e-7
+        )
+
+
+def test_non_finite_parameters_give_non_finite_loss():
+    data = make_data(1, 10, 30, 0.8, 0, "resample")
+    p = make_params("init", 1, 2, 30, 0)
+    p["W"][0, 0, 0] = float("nan")
+    eng = FastEngine()
+    assert not torch.isfinite(eng.loss(MODEL, p, eng.prepare(data, CPU))).all()
+
+
+def test_auto_picks_fast_and_fast_registry():
+    assert get_engine("auto", MODEL, CPU).name == "fast"
+    assert {"reference", "fast", "chunked"} <= set(ENGINES)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fast_on_cuda_matches_reference():
+    cuda = torch.device("cuda")
+    data = make_data(2, 50, 400, 0.98, 0, "resample")
+    p = make_params("settled_like", 2, 2, 400, 0)
+    ref, eng = ENGINES["reference"](), FastEngine()
+    lr, gr = ref.loss_and_grads(MODEL, p, ref.prepare(data, CPU))
+    pc = {k: v.to(cuda) for k, v in p.items()}
+    le, ge = eng.loss_and_grads(MODEL, pc, eng.prepare(data, cuda))
+    assert ge["W"].device.type == "cuda"
+    np.testing.assert_allclose(le.cpu().numpy(), lr.numpy(), rtol=1e-4)
+    for k in ("W", "b"):
+        assert float((ge[k].cpu() - gr[k]).abs().max()) < 1e-4 * float(gr[k].abs().max())
