@@ -83,16 +83,18 @@ def test_fast_and_chunked_match_reference(n, m, T, S, inst, state, empty, seed):
 
 @pytest.mark.parametrize("m", [1, 2, 3])
 def test_fast_matches_reference_with_many_blocks_and_tiles(m):
-    """Sizes past one feature block (256) and one point tile (32), with and without skips."""
+    """Sizes past one feature block (256 features) and one point tile (32 points)."""
     data = make_data(2, 150, 900, 0.99, 3, "resample")
     for state in ("init", "settled_like", "all_off"):
         assert_matches_reference("fast", make_params(state, 2, m, 900, 1), data)
 
 
-def test_skipping_is_exact():
+# (2, settled_like) skips 13% of the (block, tile) pairs here; (3, all_off) skips all.
+@pytest.mark.parametrize("m, state", [(2, "settled_like"), (3, "all_off")])
+def test_skipping_is_exact(m, state):
     """The skip bound only drops pairs whose every p_tj <= 0: same result as no skipping."""
     d = CpuData.from_sparse(make_data(1, 200, 1000, 0.99, 0, "resample"))
-    p = make_params("settled_like", 1, 2, 1000, 0)
+    p = make_params(state, 1, m, 1000, 0)
     W, b = p["W"].numpy(), p["b"].numpy()
     on = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=True)
     off = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=False)
