@@ -89,11 +89,15 @@ def test_log_grid__ends_included_and_increasing():
 
 
 # -- claims on runs with known answers --------------------------------------------------
-def test_polygon__regular_T_gon_holds_and_uneven_points_fail():
-    good = claims.polygon([fake(5, H=polygon(5)), fake(50)])
-    assert good.holds is True and "100% of 5 points" in good.measured
+def test_polygon__regular_T_gons_hold_uneven_points_and_random_clouds_fail():
+    good = claims.polygon([fake(5, H=polygon(5)), fake(10, H=polygon(10)), fake(500)])
+    assert good.holds is True and "T=5: 1.00, T=10: 1.00" in good.measured
+    assert "T=500" not in good.measured  # beyond 30x the smallest T: not "small"
     bad = claims.polygon([fake(4, H=[[1, 0], [0, 1], [0, 1], [0, 1]])])  # D_t = 1, 1/3 x 3
     assert bad.holds is False
+    # a random cloud averages m/T too, but its median sits well below m/T
+    cloud = claims.polygon([fake(5, H=polygon(5))] + [fake(60, seed=s) for s in range(3)])
+    assert cloud.holds is False and "T=60" in cloud.measured
 
 
 def test_pentagon__five_large_features_hold_six_equal_fail():

@@ -54,22 +54,32 @@ def bump(Ts: np.ndarray, losses: np.ndarray) -> dict[str, float]:
     }
 
 
-def polygon(runs: list, tol: float = 0.1) -> Claim:
-    """Fig. 2/3, smallest T: every training point sits at D_t = m/T (a regular T-gon)."""
-    T = min(by_T(runs))
-    rs = by_T(runs)[T]
-    m = rs[0].config["hidden"]
-    dd = np.concatenate([np.asarray(r.arrays["data_dims"], float) for r in rs])
-    rel = np.abs(dd - m / T) / (m / T)
-    within = float(np.mean(rel <= tol))
+def polygon(runs: list, tol: float = 0.2, span: float = 30.0) -> Claim:
+    """Figs. 2/3, small T: training points sit at D_t = m/T (a T-gon), T by T.
+
+    Small T = every T up to ``span`` times the smallest. Per T, the median over its points
+    (all seeds pooled) of D_t / (m/T) must be within ``tol`` of 1. Medians, not means
+    (PAPER.md): the D_t of any T vectors spanning m dimensions *average* about m/T, but a
+    random cloud has median D_t ~ 0.7 m/T, a T-gon exactly m/T. T = 3 in m = 2 is
+    degenerate (any three directions >= 90 degrees apart memorise), so one T alone is
+    weak evidence; hence the whole small-T range.
+    """
+    Ts = [T for T in sorted(by_T(runs)) if T <= span * min(by_T(runs))]
+    m = by_T(runs)[Ts[0]][0].config["hidden"]
+    med = []
+    for T in Ts:
+        dd = np.concatenate([np.asarray(r.arrays["data_dims"], float) for r in by_T(runs)[T]])
+        med.append(float(np.median(dd)) / (m / T))
+    worst = int(np.argmax(np.abs(np.array(med) - 1)))
     return Claim(
-        claim=f"At small T each training point has D_t = m/T (T={T}, m={m})",
+        claim=f"At small T the training points sit at D_t = m/T (T = {Ts[0]}..{Ts[-1]}, m={m})",
         paper="data dims follow m/T for small T (regular T-gon)",
-        measured=f"median |D_t - m/T| = {np.median(rel) * m / T:.3g} "
-        f"({np.median(rel):.1%} of m/T = {m / T:.3g}); {within:.0%} of {dd.size} points "
-        f"within {tol:.0%}",
-        holds=bool(within >= 0.9),
-        note=f"holds if >= 90% of points (all seeds) are within {tol:.0%} of m/T",
+        measured="median D_t / (m/T) per T: "
+        + ", ".join(f"T={T}: {v:.2f}" for T, v in zip(Ts, med))
+        + f"; worst T={Ts[worst]}",
+        holds=bool(all(abs(v - 1) <= tol for v in med)),
+        note=f"holds if, at every T <= {span:g} x the smallest, the median D_t is within "
+        f"{tol:.0%} of m/T",
     )
 
 

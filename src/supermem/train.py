@@ -70,7 +70,7 @@ class InstanceResult:
     snapshot_steps: np.ndarray  # (k,)
     snapshots: dict[str, np.ndarray]  # W (k, m, n), b (k, n)
     loss_steps: np.ndarray  # (h,)
-    loss_history: np.ndarray  # (h,) training loss before the update at each step
+    loss_history: np.ndarray  # (h,) engine (float32) training loss before each update
     X_train: SparseData
     seconds: float = 0.0
     restart_train_losses: list[float] = field(default_factory=list)
@@ -183,8 +183,8 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
 
     final = {k: v.detach() for k, v in p.items()}
     with torch.no_grad():
-        train_loss = evaluate(engine, model, final, X_train, device)
-        test_loss = evaluate(engine, model, final, X_test, device)
+        train_loss = evaluate(model, final, X_train)
+        test_loss = evaluate(model, final, X_test)
     params_np = {k: v.cpu().numpy() for k, v in final.items()}
     # a parameter that became non-finite counts as divergence at the step the loss showed it
     for i in range(len(owners)):
@@ -227,14 +227,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> InstanceResult:
     return train_many([cfg], progress=progress)[0]
 
 
-def evaluate(engine, model, p: Params, X: SparseData, device, max_elems: int = 2**25) -> np.ndarray:
-    """(inst,) loss of each instance on its own rows of X, in row chunks to bound memory."""
-    rows = max(1, max_elems // (X.n * X.inst)) if engine.name == "reference" else X.T
-    total = np.zeros(X.inst)
-    for a in range(0, X.T, rows):
-        z = min(a + rows, X.T)
-        chunk = SparseData.stack([X.instance(i).rows(a, z) for i in range(X.inst)])
-        total += engine.loss(model, p, engine.prepare(chunk, device)).double().cpu().numpy() * (
-            z - a
-        )
-    return total / X.T
+def evaluate(model, p: Params, X: SparseData, max_elems: int = 2**24) -> np.ndarray:
+    """(inst,) exact loss of each instance on its own rows of X: float64, dense forward.
+
+    The reported train and test losses (and the choice between restarts) use this, not
+    an engine's float32 loss: a fast engine's split loss sum relu(p)^2 - 2 relu(p) x +
+    ||x||^2 cancels to ~1e-8 (even below 0) where a point is memorised, so a loss of
+    1e-14 needs the direct (x - x')^2. Rows go in chunks of max_elems / n to bound memory.
+    """
+    p64 = {k: v.detach().double() for k, v in p.items()}
+    device = p64["W"].device
+    rows = max(1, max_elems // X.n)
+    out = np.zeros(X.inst)
+    for i in range(X.inst):
+        pi = {k: v[i : i + 1] for k, v in p64.items()}
+        Xi = X.instance(i)
+        for a in range(0, X.T, rows):
+            x = Xi.rows(a, min(a + rows, X.T)).dense(device).double()  # (1, rows, n)
+            out[i] += float(((x - model.forward(pi, x)) ** 2).sum())
+    return out / X.T
