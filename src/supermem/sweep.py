@@ -131,34 +131,39 @@ def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
 
 
 # -- planning -------------------------------------------------------------------------
-# Cost model: seconds(run) = OVERHEAD_S + c * steps * restarts * train_size * features,
-# c fitted as (sum of the training-loop seconds of the ok runs here) / (sum of their units).
-# The default c is the reference engine's dense step on a 2-core CPU (PAPER.md: ~2 s per
-# step at T = n = 10^4, i.e. 2e-8 s per element); the fast engines beat it, so until
-# this sweep dir has finished runs to calibrate from, the estimate is an upper bound.
-DEFAULT_SECONDS_PER_UNIT = 2e-8
+# Cost model: seconds(run) = OVERHEAD_S + steps * (STEP_S + c * restarts * T * n * m).
+# Until this sweep dir has finished runs to calibrate from, c is the engine's default:
+# "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
+# 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
+# T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
+SECONDS_PER_UNIT = {"fast": 2.5e-10, "auto": 2.5e-10, "chunked": 1e-8, "reference": 1e-8}
+STEP_S = 3e-4
 OVERHEAD_S = 0.5
 
 
 def _units(c: TrainConfig) -> float:
-    return float(c.steps) * c.restarts * c.train_size * c.features
+    return float(c.steps) * c.restarts * c.train_size * c.features * c.hidden
 
 
-def _calibrate(out: Path) -> tuple[float, int]:
-    """(seconds per unit, runs used) from this dir's ok runs, else the default."""
+def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
+    """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
+    c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8) if c is None else c
+    return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
+
+
+def _calibrate(out: Path) -> tuple[float | None, int]:
+    """(seconds per unit, runs used) from this dir's ok runs; (None, 0) for the default."""
     rows = [r for r in scan(out) if r["status"] == "ok"] if out.is_dir() else []
     if not rows:
-        return DEFAULT_SECONDS_PER_UNIT, 0
+        return None, 0
     # runs trained in one train_many call share one wall time: split it between them
     secs = [r["metrics"].get("seconds", 0.0) for r in rows]
     share = {s: secs.count(s) for s in secs}
     keys = set(TrainConfig.__dataclass_fields__)
-    units = [
-        _units(TrainConfig(**{k: v for k, v in r["config"].items() if k in keys})) for r in rows
-    ]
+    cfgs = [TrainConfig(**{k: v for k, v in r["config"].items() if k in keys}) for r in rows]
     # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate
-    spent = sum(s / share[s] for s in secs)
-    return max(spent / sum(units), 1e-12), len(rows)
+    spent = sum(s / share[s] - c.steps * STEP_S for s, c in zip(secs, cfgs))
+    return max(spent / sum(_units(c) for c in cfgs), 1e-13), len(rows)
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class SweepPlan:
     todo: int  # to train, including `retry`
     retry: int  # of todo, those with a crash record from an earlier call
     seconds: float
-    seconds_per_unit: float
+    seconds_per_unit: float | None  # None: the engine defaults of SECONDS_PER_UNIT
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
 
@@ -190,7 +195,7 @@ def plan(spec: SweepSpec, out: str | os.PathLike, workers: int = 1) -> SweepPlan
     done = done_keys(out) & set(todo_cfgs)
     c, n_cal = _calibrate(out)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
-    secs = sum(OVERHEAD_S + c * _units(cfg) for cfg in todo)
+    secs = sum(run_seconds(cfg, c) for cfg in todo)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     return SweepPlan(len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers)
 

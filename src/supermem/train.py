@@ -227,7 +227,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> InstanceResult:
     return train_many([cfg], progress=progress)[0]
 
 
-def evaluate(model, p: Params, X: SparseData, max_elems: int = 2**24) -> np.ndarray:
+def evaluate(model, p: Params, X: SparseData, max_elems: int = 2**22) -> np.ndarray:
     """(inst,) exact loss of each instance on its own rows of X: float64, dense forward.
 
     The reported train and test losses (and the choice between restarts) use this, not

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from supermem.claims import Claim
-from supermem.recipes.scales import ELEMENT_S, SCALES, STEP_OVERHEAD_S, get_scale
+from supermem.recipes.scales import SCALES, get_scale
 
 GridsFn = Callable[[str], list]
 FiguresFn = Callable[[list, Path], list[Path]]
@@ -63,16 +63,11 @@ def grid_configs(grid: Grid) -> list[dict[str, Any]]:
 
 
 def estimate_seconds(grids: list[Grid]) -> float:
-    """Rough CPU seconds for the grids: steps * (overhead + cost per T*n*m*restart element)."""
-    return sum(
-        c["steps"]
-        * (
-            STEP_OVERHEAD_S
-            + ELEMENT_S * c.get("restarts", 1) * c["train_size"] * c["features"] * c["hidden"]
-        )
-        for g in grids
-        for c in grid_configs(g)
-    )
+    """Serial seconds for the grids on 2 CPU cores, by the sweeps' cost model."""
+    from supermem.config import TrainConfig
+    from supermem.sweep import run_seconds
+
+    return sum(run_seconds(TrainConfig(**c)) for g in grids for c in grid_configs(g))
 
 
 def t_sweep_grids(prefix: str, scale: str, hidden: int = 2, **fixed) -> list[Grid]:

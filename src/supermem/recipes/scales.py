@@ -112,11 +112,3 @@ def get_scale(name: str) -> Scale:
     if name not in SCALES:
         raise KeyError(f"unknown scale {name!r}; choose one of {', '.join(SCALES)}")
     return SCALES[name]
-
-
-# Cost model behind the recipes' "expected cost" lines (supermem.recipes.base.
-# estimate_seconds): per optimiser step, a fixed overhead plus a cost per element of
-# the T x n x m gate W^T h + b that even a sparse engine evaluates (per restart).
-# Assumed for the fast engine on 2 CPU cores; recalibrate after timing the demo.
-STEP_OVERHEAD_S = 3e-4
-ELEMENT_S = 1e-9
