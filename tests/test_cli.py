@@ -164,3 +164,38 @@ def test_pentagon_end_to_end(tmp_path):
     ang = np.sort(np.degrees(np.arctan2(H[:, 1], H[:, 0])))
     gaps = np.diff(np.r_[ang, ang[0] + 360])
     np.testing.assert_allclose(gaps, 72, atol=3)
+
+
+def test_overwrite_replaces_only_run_directories(tmp_path):
+    other = tmp_path / "sweep"
+    other.mkdir()
+    (other / "index.sqlite").write_text("not a run")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (other, afile):
+        p = run_cli("train", *SMALL, "--out", str(out), "--overwrite")
+        assert p.returncode == 2 and "not a run directory" in p.stderr, p.stderr
+    assert (other / "index.sqlite").read_text() == "not a run" and afile.read_text() == "x"
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    p = run_cli("train", *SMALL, "--out", str(afile / "run"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_init_from_a_diverged_run_exits_2(tmp_path):
+    bad = tmp_path / "bad"
+    assert main(["train", *SMALL, "--lr", "1e30", "--warmup", "0", "--out", str(bad)]) == 1
+    p = run_cli("train", *SMALL, "--init-from", str(bad), "--out", str(tmp_path / "c"))
+    assert p.returncode == 2 and "diverged" in p.stderr and not (tmp_path / "c").exists()
+
+
+def test_plot_into_an_existing_file_exits_2(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    (tmp_path / "f").write_text("x")
+    p = run_cli("plot", str(out), "--out", str(tmp_path / "f"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr

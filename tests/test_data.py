@@ -23,11 +23,31 @@ def test_rows_have_unit_norm_distinct_sorted_positions():
 
 
 def test_values_before_normalisation_are_uniform():
-    # with at most one nonzero per point normalisation hides the value; use k>=2 rows
+    # normalisation keeps ratios: within a row, value / row max of the other nonzeros are
+    # iid U(0, 1) exactly when the raw values are uniform on [0, 1]
+    from scipy.stats import kstest
+
     X = data.sample(4000, n=20, sparsity=0.5, data_seed=2)
-    S = X.to_scipy().toarray()
-    ratios = S.min(1, where=S > 0, initial=np.inf) / S.max(1)
-    assert 0 < np.median(ratios[np.isfinite(ratios)]) < 0.5
+    ratios = []
+    for t in range(X.T):
+        v = X.values[X.indptr[t] : X.indptr[t + 1]]
+        if len(v) >= 2:
+            ratios.extend(np.delete(v, np.argmax(v)) / v.max())
+    assert kstest(ratios, "uniform").pvalue > 1e-3
+    # and the test has power: U^3 or sqrt(U) values would fail it
+    rng = np.random.default_rng(0)
+    for warp in (lambda u: u**3, np.sqrt):
+        u = warp(rng.random((4000, 10)))
+        bad = (np.sort(u, 1)[:, :-1] / u.max(1, keepdims=True)).ravel()
+        assert kstest(bad, "uniform").pvalue < 1e-6
+
+
+def test_near_one_sparsity_resamples_exactly_without_looping():
+    # P(k >= 1) = 4e-7 here: redrawing would loop ~1e6 times; the truncated inverse does not
+    X = data.sample(20_000, n=40, sparsity=1 - 1e-8, data_seed=0)
+    assert (np.diff(X.indptr) == 1).all()
+    k = np.diff(data.sample(200_000, n=10, sparsity=0.95, data_seed=0).indptr)
+    assert k.min() == 1 and k.mean() == pytest.approx(0.5 / (1 - 0.95**10), rel=5e-3)
 
 
 def test_same_seed_same_data_other_seed_other_data():

@@ -74,6 +74,10 @@ class TrainConfig:
                     raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
             if f.type == "int" and not isinstance(v, int):
                 raise ConfigError(f"{f.name} must be an integer, got {v!r}")
+            if f.type == "str" and not isinstance(v, str):
+                raise ConfigError(f"{f.name} must be a string, got {v!r}")
+            if f.type == "str | None" and not (v is None or isinstance(v, str)):
+                raise ConfigError(f"{f.name} must be a path or None, got {v!r}")
             choices = f.metadata.get("choices")
             if choices and v not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {v!r}")

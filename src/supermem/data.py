@@ -17,11 +17,13 @@ Data sets are stacks of ``inst`` CSR matrices (one per model instance) held as a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.stats import binom
 
 TRAIN_STREAM, TEST_STREAM = 0, 1
 
@@ -121,10 +123,15 @@ def _rng(data_seed: int, stream: int) -> np.random.Generator:
 
 def _counts(rng: np.random.Generator, size: int, n: int, density: float, empty: str) -> np.ndarray:
     """(size,) number of nonzeros per point, zero-truncated when empty == 'resample'."""
+    if empty == "resample":
+        p_any = -math.expm1(n * math.log1p(-density)) if density < 1 else 1.0  # P(k >= 1)
+        if p_any == 0:
+            raise ValueError("sparsity 1 leaves no nonzero feature to resample")
+        if p_any < 0.5:  # redrawing would loop ~1/p_any times: invert the truncated CDF
+            # P(K > k) <= u < P(K > k-1) with u ~ U(0, P(K >= 1)) gives K ~ Binomial | K >= 1
+            return binom.isf(rng.random(size) * p_any, n, density).astype(np.int64)
     k = rng.binomial(n, density, size=size)
     if empty == "resample":
-        if density == 0:
-            raise ValueError("sparsity 1 leaves no nonzero feature to resample")
         while (zero := k == 0).any():
             k[zero] = rng.binomial(n, density, size=int(zero.sum()))
     return k

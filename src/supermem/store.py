@@ -118,11 +118,23 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
     return config, m, {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """Raise RunExistsError unless ``out`` is absent, or a run directory and ``overwrite``.
+
+    --overwrite replaces a run, never another kind of folder or file (a sweep, a typo).
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
+        raise RunExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not (out.is_dir() and (out / "config.json").is_file()):
+        raise RunExistsError(f"{out} exists and is not a run directory; refusing to replace it")
+
+
 def save_run(r: InstanceResult, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a run directory atomically; refuse an existing one unless ``overwrite``."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise RunExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_replaceable(out, overwrite)
     config, mets, arrays = run_record(r)
     X = r.X_train
     data = {"indptr": X.indptr, "indices": X.indices, "values": X.values}

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from supermem import data as data_mod
+from supermem import metrics
 from supermem.config import ConfigError, TrainConfig
 from supermem.data import SparseData
 from supermem.engines import get_engine, resolve_device
@@ -45,9 +46,9 @@ def warmup_then_cosine_to_zero(step: int, steps: int, warmup: int, peak: float) 
 
 
 def snapshot_steps(steps: int, k: int) -> np.ndarray:
-    """Up to k log-spaced steps in [0, steps], always including 0 and steps (k >= 2)."""
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
+    """Up to k log-spaced steps in [0, steps]: 0 and steps first, then log-spaced between."""
+    if k <= 2:
+        return np.array([0, steps][:k], dtype=np.int64)
     grid = np.unique(np.round(np.logspace(0, math.log10(steps), max(k - 1, 1))).astype(np.int64))
     return np.unique(np.concatenate([[0], grid, [steps]]))
 
@@ -101,7 +102,12 @@ def _initial_params(cfgs, model, seeds: list[int]) -> Params:
         return model.init(c.hidden, c.features, c.init, gens)
     from supermem.store import load_run
 
-    run = load_run(c.init_from)
+    try:
+        run = load_run(c.init_from)
+    except FileNotFoundError as e:
+        raise ConfigError(f"init_from: {e}") from None
+    if run.status != "ok" or not {"W", "b"} <= set(run.arrays):
+        raise ConfigError(f"init_from run {c.init_from} has status {run.status}: no weights")
     p = {k: torch.as_tensor(run.arrays[k]) for k in ("W", "b")}
     if p["W"].shape != (c.hidden, c.features):
         raise ConfigError(
@@ -183,8 +189,8 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
 
     final = {k: v.detach() for k, v in p.items()}
     with torch.no_grad():
-        train_loss = evaluate(model, final, X_train)
-        test_loss = evaluate(model, final, X_test)
+        train_loss = metrics.exact_loss(model, final, X_train)
+        test_loss = metrics.exact_loss(model, final, X_test)
     params_np = {k: v.cpu().numpy() for k, v in final.items()}
     # a parameter that became non-finite counts as divergence at the step the loss showed it
     for i in range(len(owners)):
@@ -225,24 +231,3 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
 def train(cfg: TrainConfig, progress: bool = True) -> InstanceResult:
     """Train one model (its restarts as instances) and return the best restart."""
     return train_many([cfg], progress=progress)[0]
-
-
-def evaluate(model, p: Params, X: SparseData, max_elems: int = 2**22) -> np.ndarray:
-    """(inst,) exact loss of each instance on its own rows of X: float64, dense forward.
-
-    The reported train and test losses (and the choice between restarts) use this, not
-    an engine's float32 loss: a fast engine's split loss sum relu(p)^2 - 2 relu(p) x +
-    ||x||^2 cancels to ~1e-8 (even below 0) where a point is memorised, so a loss of
-    1e-14 needs the direct (x - x')^2. Rows go in chunks of max_elems / n to bound memory.
-    """
-    p64 = {k: v.detach().double() for k, v in p.items()}
-    device = p64["W"].device
-    rows = max(1, max_elems // X.n)
-    out = np.zeros(X.inst)
-    for i in range(X.inst):
-        pi = {k: v[i : i + 1] for k, v in p64.items()}
-        Xi = X.instance(i)
-        for a in range(0, X.T, rows):
-            x = Xi.rows(a, min(a + rows, X.T)).dense(device).double()  # (1, rows, n)
-            out[i] += float(((x - model.forward(pi, x)) ** 2).sum())
-    return out / X.T

@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"supermem {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system said no (permissions, a file where a folder goes)
+        print(f"supermem {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"supermem {args.command}: interrupted", file=sys.stderr)
         return 130

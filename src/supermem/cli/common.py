@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -73,8 +74,23 @@ def config_from_args(cls, args: argparse.Namespace):
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    """Before any work: ``out`` may be written (a missing or replaceable run directory)."""
+    from supermem.store import RunExistsError, check_replaceable
+
+    try:
+        check_replaceable(out, overwrite)
+    except RunExistsError as e:
+        raise CLIError(str(e)) from None
+    check_writable(out)
+
+
+def check_writable(out: Path) -> None:
+    """The nearest existing ancestor of ``out`` is a writable directory."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot create {out}: {parent} is not a writable directory")
 
 
 def progress_enabled(args) -> bool:

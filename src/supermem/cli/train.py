@@ -34,8 +34,15 @@ def run(args) -> int:
 
     cfg = config_from_args(TrainConfig, args)
     check_out(args.out, args.overwrite)
-    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
-        raise CLIError(f"--init-from {cfg.init_from}: not a run directory")
+    if cfg.init_from is not None:
+        from supermem.store import load_run
+
+        try:
+            status = load_run(cfg.init_from).status
+        except FileNotFoundError:
+            raise CLIError(f"--init-from {cfg.init_from}: not a run directory") from None
+        if status != "ok":
+            raise CLIError(f"--init-from {cfg.init_from}: run has status {status}, no weights")
     try:
         result = train(cfg, progress=progress_enabled(args))
     except ConfigError as e:
