@@ -18,8 +18,8 @@ from supermem import load_sweep, run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.config import ConfigError, TrainConfig
 from supermem.executors import LocalExecutor, SerialExecutor, threads_per_worker
-from supermem.sweep import SweepSpec, config_key, groups, plan
-from supermem.sweep_index import INDEX, rebuild_index
+from supermem.sweep import SweepBusyError, SweepSpec, config_key, groups, plan
+from supermem.sweep_index import INDEX, floats_as_floats, rebuild_index, sweep_lock
 
 TINY = {
     k: v
@@ -135,6 +135,19 @@ def test_config_key__stable_distinct_and_blind_to_int_vs_float():
     assert all(re.fullmatch(r"[0-9a-f]{16}", k) for k in keys)
     assert keys == [config_key(TrainConfig.from_dict(c.to_dict())) for c in cfgs]
     assert config_key(make_config(lr=1)) == config_key(make_config(lr=1.0))
+
+
+def test_config_key__unchanged_for_existing_run_dirs():
+    # pinned values: existing OUT/runs/<key>/ dirs must keep their names
+    d = dict(lr=1, weight_decay=0, sparsity=0.99, train_size=30, hidden=4, steps=100, warmup=5)
+    assert config_key(TrainConfig(**d)) == "c4667df2cfd305b3"
+    assert config_key(TrainConfig()) == "763ed53061eae5ce"
+
+
+def test_floats_as_floats__ints_in_float_fields_only_bools_untouched():
+    got = floats_as_floats({"lr": 1, "steps": 10, "weight_decay": True, "sparsity": 0.5})
+    assert got == {"lr": 1.0, "steps": 10, "weight_decay": True, "sparsity": 0.5}
+    assert type(got["lr"]) is float and type(got["steps"]) is int and got["weight_decay"] is True
 
 
 def test_groups__batch_only_instance_fields_and_cap_size():
@@ -316,6 +329,53 @@ def test_cli_bad_spec__exit_2_one_line_nothing_created(tmp_path, capsys, text, e
     err = capsys.readouterr().err
     assert expect in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("fixed = 3\n[axes]\nseed = [0]\n", "fixed must be a table"),
+        ("axes = [1]\n[fixed]\nsteps = 40\n", "axes must be a table"),
+        (b"name = '\xff\xfe'\n", "not UTF-8"),
+        ("DIR", "is a directory"),
+    ],
+)
+def test_cli_bad_spec_file__exit_2_one_line_nothing_created(tmp_path, capsys, text, expect):
+    path = tmp_path / "s.toml"
+    if text == "DIR":
+        path.mkdir()
+    elif isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_results__unwritable_csv_exit_2_one_line(serial_sweep, tmp_path, capsys):
+    bad = tmp_path / "nonexistent" / "x.csv"
+    assert main(["results", str(serial_sweep), "--csv", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and len(err.strip().splitlines()) == 1
+    assert not bad.parent.exists()
+
+
+def test_concurrent_sweep__refused_while_another_holds_the_lock(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    in_flight = out / "runs" / ".abc.tmp-1234"  # another sweep's run being written
+    in_flight.mkdir(parents=True)
+    with sweep_lock(out):
+        with pytest.raises(SweepBusyError, match="another sweep is running into"):
+            run_sweep(spec(seed=[0]), out, progress=False)
+        (tmp_path / "s.toml").write_text(TOML)
+        assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "another sweep is running into" in err and len(err.strip().splitlines()) == 1
+    assert in_flight.is_dir() and not (out / "spec.json").exists()
+    assert run_sweep(spec(seed=[0]), out, progress=False).ok == 1  # free again: runs
 
 
 def test_cli_results__table_of_axes_and_csv(serial_sweep, tmp_path, capsys):

@@ -46,7 +46,7 @@ class Outcome:
     """One config's result as the parent needs it: an index row (see sweep_index.record)."""
 
     key: str
-    status: str  # ok | diverged | failed | exists (trained meanwhile by another sweep)
+    status: str  # ok | diverged | failed | exists (the run dir appeared meanwhile)
     row: dict[str, Any]
 
 
@@ -66,7 +66,7 @@ def run_group(job: Job) -> list[Outcome]:
         try:
             path = save_run(r, out / RUNS / key)
             status = "diverged" if r.diverged else "ok"
-        except RunExistsError:  # a concurrent sweep into the same dir finished it first
+        except RunExistsError:  # the dir appeared meanwhile (sweeps lock OUT; a manual save)
             path, status = out / RUNS / key, "exists"
         except Exception as e:  # e.g. disk full: record it, keep going
             err = f"saving failed: {type(e).__name__}: {e}"

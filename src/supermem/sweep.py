@@ -26,15 +26,18 @@ from supermem.config import ConfigError, TrainConfig
 from supermem.executors import Executor, Job, LocalExecutor, Outcome, SerialExecutor, run_group
 from supermem.executors import write_failure as _write_failure
 from supermem.sweep_index import (
+    SweepBusyError,
     config_key,
     done_keys,
     ensure_index,
     failed_keys,
+    floats_as_floats,
     load_sweep,
     rebuild_index,
     remove_partial,
     scan,
     sweep_frame,
+    sweep_lock,
     upsert,
     write_spec,
 )
@@ -42,6 +45,7 @@ from supermem.train import INSTANCE_FIELDS
 
 __all__ = [
     "SweepPlan",
+    "SweepBusyError",
     "SweepSpec",
     "SweepSummary",
     "config_key",
@@ -88,7 +92,11 @@ class SweepSpec:
             raise ConfigError(
                 f"sweep spec: unknown key(s) {', '.join(unknown)} (name, fixed, axes)"
             )
-        return cls(str(d.get("name", "sweep")), dict(d.get("fixed", {})), dict(d.get("axes", {})))
+        fixed, axes = d.get("fixed", {}), d.get("axes", {})
+        for part, table in (("fixed", fixed), ("axes", axes)):
+            if not isinstance(table, dict):
+                raise ConfigError(f"sweep {part} must be a table, got {table!r}")
+        return cls(str(d.get("name", "sweep")), dict(fixed), dict(axes))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> SweepSpec:
@@ -108,7 +116,7 @@ class SweepSpec:
         out = []
         for combo in itertools.product(*self.axes.values()):
             point = dict(zip(self.axes, combo))
-            d = {k: _coerce(k, v) for k, v in {**self.fixed, **point}.items()}
+            d = floats_as_floats({**self.fixed, **point})
             try:
                 out.append(TrainConfig.from_dict(d))
             except ConfigError as e:
@@ -117,13 +125,6 @@ class SweepSpec:
                     f"sweep {self.name}{f' at {where}' if where else ''}: {e}"
                 ) from None
         return out
-
-
-def _coerce(name: str, v: Any) -> Any:
-    # TOML writes 1e-3 as a float but 1 as an int; store float fields as floats.
-    if _FIELDS[name].type == "float" and isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
-    return v
 
 
 def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
@@ -238,7 +239,7 @@ class SweepSummary:
             self.failed.append((o.key, o.row["error"]))
         elif o.status == "diverged":
             self.diverged.append((o.key, o.row["metrics"].get("diverged_step")))
-        else:  # ok, or "exists": finished meanwhile by another sweep into the same dir
+        else:  # ok, or "exists": the run dir appeared meanwhile (e.g. another process's run)
             self.ok += 1
 
 
@@ -260,13 +261,29 @@ def run_sweep(
     progress: bool = True,
     batch: bool = True,
 ) -> SweepSummary:
-    """Train every config of ``spec`` not yet finished in ``out``; see the module docstring."""
+    """Train every config of ``spec`` not yet finished in ``out``; see the module docstring.
+
+    One sweep at a time per ``out``: SweepBusyError if another process is running one.
+    """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     wanted = _unique(spec.configs())  # validate before creating anything
     out.mkdir(parents=True, exist_ok=True)
-    remove_partial(out)
+    with sweep_lock(out):
+        return _run_locked(spec, out, wanted, workers, executor, progress, batch)
+
+
+def _run_locked(
+    spec: SweepSpec,
+    out: Path,
+    wanted: dict[str, TrainConfig],
+    workers: int,
+    executor: Executor | None,
+    progress: bool,
+    batch: bool,
+) -> SweepSummary:
+    remove_partial(out)  # safe: the lock says no other sweep has runs in flight here
     write_spec(out, spec.to_dict())
     ensure_index(out)
     done = done_keys(out)

@@ -16,12 +16,15 @@ themselves (only the process running the sweep writes it).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,11 +35,22 @@ from supermem.store import Run, load_run
 if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay quick
     import pandas as pd
 
-RUNS, FAILED, INDEX = "runs", "failed", "index.sqlite"
+RUNS, FAILED, INDEX, LOCK = "runs", "failed", "index.sqlite", ".lock"
 _FLOATS = {f.name for f in fields(TrainConfig) if f.type == "float"}
 _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT NOT NULL,
     path TEXT NOT NULL, error TEXT, created REAL, indexed REAL)"""
+
+
+def floats_as_floats(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with integers in TrainConfig float fields made floats (TOML writes 1 for 1.0).
+
+    Booleans are left alone, for TrainConfig to reject.
+    """
+    return {
+        k: float(v) if k in _FLOATS and isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in d.items()
+    }
 
 
 def config_key(cfg: TrainConfig) -> str:
@@ -45,7 +59,7 @@ def config_key(cfg: TrainConfig) -> str:
     Float fields are cast to float first so that ``lr = 1`` (a TOML integer) and
     ``lr = 1.0`` name the same run, as they compare equal as configs.
     """
-    d = {k: float(v) if k in _FLOATS else v for k, v in cfg.to_dict().items()}
+    d = floats_as_floats(cfg.to_dict())
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -77,6 +91,28 @@ def done_keys(out: Path) -> set[str]:
 
 def failed_keys(out: Path) -> set[str]:
     return {p.name for p in _visible(out / FAILED)}
+
+
+class SweepBusyError(RuntimeError):
+    """Another process holds OUT's sweep lock (it is running a sweep into OUT)."""
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``OUT/.lock`` for one sweep; SweepBusyError if taken.
+
+    One writer per OUT: ``remove_partial`` at the start of a sweep would delete the
+    temp dirs of another sweep's runs in flight. The OS drops the lock if we die.
+    """
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepBusyError(f"another sweep is running into {out}") from None
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 def remove_partial(out: Path) -> list[Path]:

@@ -44,7 +44,10 @@ def run(args) -> int:
     if missing:
         raise CLIError(f"unknown column(s) {', '.join(missing)}; have {', '.join(frame.columns)}")
     if args.csv is not None:
-        frame.to_csv(args.csv, index=False)
+        try:
+            frame.to_csv(args.csv, index=False)
+        except OSError as e:
+            raise CLIError(f"{args.csv}: cannot write: {e.strerror or e}") from None
     if not len(frame):
         print(f"{args.dir}: no runs yet")
         return 0

@@ -37,6 +37,12 @@ def load_spec(path: Path):
         spec.configs()  # validate every grid point before anything is created
     except FileNotFoundError:
         raise CLIError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise CLIError(f"{path}: is a directory, not a spec file") from None
+    except OSError as e:
+        raise CLIError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: not UTF-8 text (a TOML spec is expected)") from None
     except tomllib.TOMLDecodeError as e:
         raise CLIError(f"{path}: not valid TOML: {e}") from None
     except ConfigError as e:
@@ -45,7 +51,7 @@ def load_spec(path: Path):
 
 
 def run(args) -> int:
-    from supermem.sweep import plan, run_sweep
+    from supermem.sweep import SweepBusyError, plan, run_sweep
 
     spec = load_spec(args.spec)
     if args.workers < 1:
@@ -55,13 +61,16 @@ def run(args) -> int:
     if args.dry_run:
         print(plan(spec, args.out, workers=args.workers))
         return 0
-    summary = run_sweep(
-        spec,
-        args.out,
-        workers=args.workers,
-        progress=progress_enabled(args),
-        batch=not args.no_batch,
-    )
+    try:
+        summary = run_sweep(
+            spec,
+            args.out,
+            workers=args.workers,
+            progress=progress_enabled(args),
+            batch=not args.no_batch,
+        )
+    except SweepBusyError as e:
+        raise CLIError(str(e)) from None
     print(summary)
     if summary.failed:  # diverged runs are results; crashes need a look (and are retried)
         print(
