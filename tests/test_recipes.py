@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from supermem import claims, metrics
 from supermem.cli import main
-from supermem.recipes import RECIPES, SCALES
+from supermem.recipes import RECIPES, SCALES, load_runs
 from supermem.recipes.scales import Scale, log_grid
 
 ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4"}
@@ -219,6 +221,49 @@ def test_report_cli__on_a_plain_sweep_folder(demo_dir, capsys):
     assert main(["report", str(sweep)]) == 0
     page = (sweep / "report.html").read_text()
     assert "Per-T summary" in page and "m2-T-large-T" in page and "<td>24</td>" in page
+
+
+def test_reproduce__second_scale_into_one_out_uses_only_its_own_runs(demo_dir, tmp_path):
+    out = tmp_path / "both"
+    shutil.copytree(demo_dir, out)  # holds the 8 runs of scale tiny
+    other = dataclasses.replace(TINY, steps=40, warmup=2, data_seeds=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "tiny", TINY)
+        mp.setitem(SCALES, "other", other)
+        argv = ["reproduce", "demo", "--scale", "other", "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+    # both scales' runs sit in the same OUT/sweeps/<spec>/ folders
+    assert len(load_runs(out)) == 12
+    mine = [r for r in load_runs(out) if r.config["steps"] == 40]
+    expect = [c.to_dict() for c in RECIPES["demo"].claims(mine)]
+    assert json.loads((out / "claims.json").read_text()) == expect
+    assert "4 runs (4 ok)" in (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0  # the scale recorded in reproduce.json
+    page = (out / "report.html").read_text()
+    assert "4 runs (4 ok)" in page and "<code>other</code>" in page
+
+
+def test_report_cli__recipe_without_matching_runs_exit_2_one_line(demo_dir, capsys):
+    sweep = demo_dir / "sweeps" / "m2-T-large-T"
+    assert main(["report", str(sweep), "--recipe", "appendix-m4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{sweep}: no m = 4 runs for recipe appendix-m4" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("scale", [*SCALES, "tiny"])
+def test_appendix_m4__decay_runs_differ_from_their_baseline_only_in_weight_decay(
+    scale, monkeypatch
+):
+    from supermem.sweep import config_key
+
+    monkeypatch.setitem(SCALES, "tiny", TINY)
+    lengths, decay = RECIPES["appendix-m4"].specs(scale)
+    baseline = {config_key(c) for c in lengths.configs()}
+    assert decay.configs()
+    for c in decay.configs():
+        assert c.weight_decay == 1.0 and c.steps == SCALES[scale].steps
+        assert config_key(c.replace(weight_decay=1e-2)) in baseline
 
 
 def test_reproduce_list__names_every_recipe(capsys):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from supermem import __version__
 from supermem.claims import Claim
-from supermem.recipes import RECIPES, Recipe, load_runs
+from supermem.recipes import RECIPES, Recipe, RecipeError, load_runs, spec_runs
 from supermem.runsets import summary_rows
 
 MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
@@ -42,6 +42,28 @@ def read_manifest(out_dir: Path) -> dict:
         return json.loads((out_dir / MANIFEST).read_text())
     spec = out_dir / "spec.json"
     return {"specs": [json.loads(spec.read_text())] if spec.is_file() else []}
+
+
+def _recipe(name: Recipe | str) -> Recipe:
+    if isinstance(name, Recipe):
+        return name
+    if name not in RECIPES:
+        raise RecipeError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def reproduce_specs(manifest: dict, recipe: Recipe) -> list:
+    """The SweepSpecs whose runs a report on a reproduce folder uses: the recorded ones
+    for the recorded recipe, else ``recipe``'s at the recorded scale."""
+    from supermem.recipes import SCALES
+    from supermem.sweep import SweepSpec
+
+    if recipe.name == manifest["recipe"]:
+        return [SweepSpec.from_dict(d) for d in manifest["specs"]]
+    scale = manifest.get("scale")
+    if scale not in SCALES:
+        raise RecipeError(f"unknown scale {scale!r} recorded in {MANIFEST}")
+    return recipe.specs(scale)
 
 
 def _esc(x) -> str:
@@ -96,16 +118,21 @@ def write_report(
 
     Missing pieces are computed: runs loaded from ``out_dir``, the recipe read from
     reproduce.json (else guessed from the runs), figures drawn into out_dir/figures.
+    In a reproduce folder only the runs of the recipe's specs at the recorded scale are
+    used (the folder may hold runs of other scales). RecipeError if nothing fits.
     """
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
+    recipe = recipe or manifest.get("recipe")
+    if runs is None and "recipe" in manifest:
+        recipe = _recipe(recipe)
+        runs = spec_runs(out_dir, reproduce_specs(manifest, recipe), ok_only=False)
     everything = load_runs(out_dir, ok_only=False) if runs is None else runs
     statuses = Counter(r.status for r in everything)  # diverged runs are counted, not drawn
     runs = [r for r in everything if r.status == "ok"]
     if not runs:
-        raise ValueError(f"{out_dir}: no finished (status ok) runs to report on")
-    recipe = recipe or manifest.get("recipe") or pick_recipe(runs)
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+        raise RecipeError(f"{out_dir}: no finished (status ok) runs to report on")
+    recipe = _recipe(recipe or pick_recipe(runs))
     figures = recipe.figures(runs, out_dir / "figures") if figures is None else figures
     claims = recipe.claims(runs) if claims is None else claims
     counts = ", ".join(f"{n} {k}" for k, n in statuses.items())

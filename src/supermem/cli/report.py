@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from supermem.recipes import RECIPES
+    from supermem.recipes import RECIPES, RecipeError
     from supermem.report import write_report
 
     if args.recipe is not None and args.recipe not in RECIPES:
@@ -34,7 +34,10 @@ def run(args) -> int:
         raise CLIError(f"{args.dir}: no such folder")
     try:
         path = write_report(args.dir, args.recipe)
-    except (FileNotFoundError, ValueError) as e:
+    except RecipeError as e:
+        msg = str(e)
+        raise CLIError(msg if msg.startswith(str(args.dir)) else f"{args.dir}: {msg}") from None
+    except FileNotFoundError as e:
         raise CLIError(str(e)) from None
     print(path)
     return 0

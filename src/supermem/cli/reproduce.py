@@ -69,7 +69,7 @@ def run(args) -> int:
     recipe, specs = resolve(args)
     from supermem.report import MANIFEST
     from supermem.store import provenance
-    from supermem.sweep import plan, run_sweep
+    from supermem.sweep import SweepBusyError, plan, run_sweep
 
     sweeps = args.out / "sweeps"
     if args.dry_run:
@@ -81,26 +81,34 @@ def run(args) -> int:
     (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
     failed = 0
     for s in specs:
-        summary = run_sweep(
-            s, sweeps / s.name, workers=args.workers, progress=progress_enabled(args)
-        )
+        try:
+            summary = run_sweep(
+                s, sweeps / s.name, workers=args.workers, progress=progress_enabled(args)
+            )
+        except SweepBusyError as e:
+            raise CLIError(str(e)) from None
         print(summary)
         failed += len(summary.failed)
-    return finish(recipe, args.out, failed)
+    return finish(recipe, specs, args.out, failed)
 
 
-def finish(recipe, out: Path, failed: int) -> int:
-    """Figures, claims.json and report.html from every run in OUT/sweeps; print the claims."""
-    from supermem.recipes import load_runs
+def finish(recipe, specs, out: Path, failed: int) -> int:
+    """Figures, claims.json and report.html from the runs of ``specs`` in OUT/sweeps (not
+    those of other scales or recipes run into the same OUT); print the claims."""
+    from supermem.recipes import RecipeError, spec_runs
     from supermem.report import write_report
 
-    runs = load_runs(out)
+    everything = spec_runs(out, specs, ok_only=False)
+    runs = [r for r in everything if r.status == "ok"]
     if not runs:
         raise CLIError(f"{out}: no run finished ok; nothing to draw")
-    figures = recipe.figures(runs, out / "figures")
-    claims = recipe.claims(runs)
+    try:
+        figures = recipe.figures(runs, out / "figures")
+        claims = recipe.claims(runs)
+    except RecipeError as e:
+        raise CLIError(f"{out}: {e}") from None
     (out / "claims.json").write_text(json.dumps([c.to_dict() for c in claims], indent=2) + "\n")
-    report = write_report(out, recipe, claims=claims, figures=figures)
+    report = write_report(out, recipe, runs=everything, claims=claims, figures=figures)
     print(format_claims(claims))
     print(f"figures: {out / 'figures'}\nreport:  {report}")
     if failed:  # crashed runs are retried by the next call; diverged ones are results

@@ -7,11 +7,11 @@ Grids, seeds and step counts for every scale live in ``recipes.scales``.
 from __future__ import annotations
 
 from supermem.recipes import appendix_m4, demo, fig2, fig3, fig4, fig5
-from supermem.recipes.base import Recipe, load_runs
+from supermem.recipes.base import Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
     m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4)
 }
 
-__all__ = ["RECIPES", "SCALES", "Recipe", "load_runs"]
+__all__ = ["RECIPES", "SCALES", "Recipe", "RecipeError", "load_runs", "spec_runs"]

@@ -22,6 +22,14 @@ FiguresFn = Callable[[list, Path], list[Path]]
 ClaimsFn = Callable[[list], list[Claim]]
 
 
+class RecipeError(Exception):
+    """The runs given cannot make this recipe's figures or claims (a one-line message)."""
+
+
+def _any_run(run) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A paper figure (or a group of them) as sweeps + figures + claims."""
@@ -32,17 +40,26 @@ class Recipe:
     grids: GridsFn  # scale -> [(spec name, fixed, axes)]
     draw: FiguresFn  # (ok runs, figure folder) -> written files
     check: ClaimsFn  # ok runs -> claims
+    keep: Callable[[Any], bool] = _any_run  # the runs this recipe draws and checks
+    wants: str = "finished (status ok)"  # those runs in words, for RecipeError
 
     def specs(self, scale: str) -> list:
         """The SweepSpecs to run at ``scale`` (KeyError for an unknown scale)."""
         return [make_spec(g) for g in self.grids(scale)]
 
+    def select(self, sources) -> list:
+        """The ok runs of ``sources`` this recipe uses; RecipeError if there are none."""
+        runs = [r for r in load_runs(sources) if self.keep(r)]
+        if not runs:
+            raise RecipeError(f"no {self.wants} runs for recipe {self.name}")
+        return runs
+
     def figures(self, sources, out_dir: str | os.PathLike) -> list[Path]:
         """Write this recipe's figures (PNG and SVG) from runs or sweep folders."""
-        return self.draw(load_runs(sources), Path(out_dir))
+        return self.draw(self.select(sources), Path(out_dir))
 
     def claims(self, sources) -> list[Claim]:
-        return self.check(load_runs(sources))
+        return self.check(self.select(sources))
 
 
 Grid = tuple[str, dict[str, Any], dict[str, list]]  # (spec name, fixed fields, axes)
@@ -102,6 +119,25 @@ def runs_in(folder: Path) -> list:
     if (folder / "sweeps").is_dir():
         return [r for d in sorted((folder / "sweeps").iterdir()) if d.is_dir() for r in runs_in(d)]
     return list(load_sweep(folder))
+
+
+def spec_runs(out: str | os.PathLike, specs: list, ok_only: bool = True) -> list:
+    """The runs of a reproduce folder that belong to ``specs``, each once.
+
+    Spec names do not name the scale, so a folder that ran two scales (or two recipes
+    with a shared spec name) holds other runs in the same OUT/sweeps/<spec>/: only runs
+    whose key is a config of ``specs`` are kept.
+    """
+    from supermem.sweep import config_key
+
+    keys = {config_key(c) for s in specs for c in s.configs()}
+    seen: dict[str, Any] = {}
+    for s in specs:
+        folder = Path(out) / "sweeps" / s.name
+        for r in load_runs(folder, ok_only) if (folder / "runs").is_dir() else []:
+            if r.path.name in keys:
+                seen.setdefault(r.path.name, r)
+    return list(seen.values())
 
 
 def load_runs(sources, ok_only: bool = True) -> list:
