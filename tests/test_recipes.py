@@ -140,6 +140,20 @@ def test_w_norm_large_T__sqrt5_holds_half_fails():
     assert claims.w_norm_large_T([fake(3), fake(1000, W_norm=1.1)]).holds is False
 
 
+@pytest.mark.parametrize("peak, scale", [(135.0, "log"), (4.2, "linear")])
+def test_loss_panel__log_axis_only_when_the_bump_spans_decades(peak, scale):
+    import matplotlib.pyplot as plt
+
+    from supermem import figures
+
+    runs = [fake(T, test_loss=v) for T, v in [(3, 1.1), (300, peak), (3000, 0.99)]]
+    fig, ax = plt.subplots()
+    figures.loss_panel(ax, runs)
+    figures.log_if_wide(ax)
+    assert ax.get_yscale() == scale
+    plt.close(fig)
+
+
 def test_hurts__finds_the_rise_along_T_at_fixed_m():
     loss = {(1, 3): 1.0, (1, 30): 1.2, (2, 3): 1.0, (2, 30): 0.5}
     runs = [fake(T, m=m, test_loss=v) for (m, T), v in loss.items()]

@@ -94,6 +94,14 @@ def loss_panel(ax, runs: list, metric: str = "test_loss", color: str = "k", labe
     ax.set_xscale("log")
 
 
+def log_if_wide(ax, ratio: float = 10.0) -> None:
+    """Log y axis when the plotted values span more than ``ratio``: a bump of the
+    replication's size (~5,000 over a baseline of ~1) would flatten everything else."""
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    if lo > 0 and hi / lo > ratio:
+        ax.set_yscale("log")
+
+
 def fig3(runs: list, out: Path, k: int = 7) -> list[Path]:
     """Paper fig. 3: test loss, feature dims and data dims vs T; vector plots underneath."""
     runs = [r for r in runs if r.config["hidden"] == 2]
@@ -105,6 +113,7 @@ def fig3(runs: list, out: Path, k: int = 7) -> list[Path]:
     ax_f = fig.add_subplot(top[1], sharex=ax_l)
     ax_d = fig.add_subplot(top[2], sharex=ax_l)
     loss_panel(ax_l, runs)
+    log_if_wide(ax_l)
     ax_l.set_ylabel("test loss")
     ax_l.legend(fontsize=8)
     dims_scatter(ax_f, groups, "feature_dims", FEATURE_COLOR, rng)
@@ -190,9 +199,7 @@ def fig_m4(runs: list, out: Path, default_steps: int) -> list[Path]:
     for ax in (a, b):
         ax.set_xlabel("training set size T")
         ax.legend(fontsize=8)
-    lo, hi = a.get_ylim()
-    if lo > 0 and hi / lo > 10:  # a bump of the replication's size needs a log axis
-        a.set_yscale("log")
+    log_if_wide(a)
     a.set_ylabel("test loss")
     fig.suptitle(f"Appendix, m = 4; n={runs[0].config['features']}, S={runs[0].config['sparsity']}")
     return save(fig, out, "appendix_m4")
