@@ -305,6 +305,19 @@ def test_plan__counts_and_calibrated_estimate(serial_sweep, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
+    from supermem.sweep import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
+
+    def work(**kw):
+        cfg = TrainConfig(
+            features=1000, sparsity=0.99, train_size=1000, steps=1000, warmup=50, **kw
+        )
+        return run_seconds(cfg) - OVERHEAD_S - cfg.steps * STEP_S
+
+    assert work(hidden=4) == pytest.approx(2 * GENERIC_M * work(hidden=2))
+    assert work(hidden=4, engine="reference") == pytest.approx(2 * work(engine="reference"))
+
+
 # -- CLI --------------------------------------------------------------------------------
 def test_cli_dry_run__prints_plan_creates_nothing(tmp_path, capsys):
     (tmp_path / "s.toml").write_text(TOML)

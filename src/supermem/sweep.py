@@ -132,18 +132,24 @@ def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
 
 
 # -- planning -------------------------------------------------------------------------
-# Cost model: seconds(run) = OVERHEAD_S + steps * (STEP_S + c * restarts * T * n * m).
+# Cost model: seconds(run) = OVERHEAD_S + steps * STEP_S + c * units, units as in _units.
 # Until this sweep dir has finished runs to calibrate from, c is the engine's default:
 # "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
 # 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
 # T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
+# The fast engine's generic kernel (m != 2) costs GENERIC_M per unit what its m = 2 kernel
+# does: measured 4.4-5.2e-10 s per unit at m = 4 (appendix-m4, quick) against 2.0-2.4e-10
+# at m = 2 (demo, cpu scale), T >= 1,000, 2 cores.
 SECONDS_PER_UNIT = {"fast": 2.5e-10, "auto": 2.5e-10, "chunked": 1e-8, "reference": 1e-8}
+GENERIC_M = 2.0
 STEP_S = 3e-4
 OVERHEAD_S = 0.5
 
 
 def _units(c: TrainConfig) -> float:
-    return float(c.steps) * c.restarts * c.train_size * c.features * c.hidden
+    """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m (x GENERIC_M)."""
+    kernel = GENERIC_M if c.engine in ("fast", "auto") and c.hidden != 2 else 1.0
+    return float(c.steps) * c.restarts * c.train_size * c.features * c.hidden * kernel
 
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
@@ -162,8 +168,9 @@ def _calibrate(out: Path) -> tuple[float | None, int]:
     share = {s: secs.count(s) for s in secs}
     keys = set(TrainConfig.__dataclass_fields__)
     cfgs = [TrainConfig(**{k: v for k, v in r["config"].items() if k in keys}) for r in rows]
-    # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate
-    spent = sum(s / share[s] - c.steps * STEP_S for s, c in zip(secs, cfgs))
+    # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate,
+    # and a call's per-step overhead is paid once for all the runs it trains
+    spent = sum((s - c.steps * STEP_S) / share[s] for s, c in zip(secs, cfgs))
     return max(spent / sum(_units(c) for c in cfgs), 1e-13), len(rows)
 
 
