@@ -170,6 +170,15 @@ def fig5(runs: list, out: Path) -> list[Path]:
     im = ax.imshow(
         Z, origin="lower", aspect="auto", cmap="viridis", norm=LogNorm(np.nanmin(Z), np.nanmax(Z))
     )
+    if Z.size <= 400:  # cell values stay legible; the paper scale is 12 x 16
+        for i, j in np.ndindex(Z.shape):
+            if np.isfinite(Z[i, j]):
+                color = "w" if im.norm(Z[i, j]) < 0.6 else "k"
+                ax.text(j, i, f"{Z[i, j]:.3g}", ha="center", va="center", fontsize=7, c=color)
+    for i, row in enumerate(Z):  # each m's worst T, where more data stops hurting
+        if np.isfinite(row).any():
+            j = int(np.nanargmax(row))
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="r", lw=1.5))
     ax.set_xticks(range(len(Ts)), [str(t) for t in Ts], rotation=45)
     ax.set_yticks(range(len(ms)), [str(m) for m in ms])
     ax.set_xlabel("training set size T (log spaced)")
@@ -177,7 +186,7 @@ def fig5(runs: list, out: Path) -> list[Path]:
     fig.colorbar(im, ax=ax, label="mean test loss")
     n = len(next(iter(cells.values())))
     fig.suptitle(
-        f"Test loss over (T, m), mean of {n} models per cell; "
+        f"Test loss over (T, m), mean of {n} models per cell (red: each m's peak); "
         f"n={runs[0].config['features']}, S={runs[0].config['sparsity']}"
     )
     return save(fig, out, "fig5_loss_map")
