@@ -91,7 +91,12 @@ def write_failure(out: Path, cfg: TrainConfig, error: str, tb: str, seconds: flo
 
 
 class Executor(ABC):
-    """Runs ``fn(job)`` for each job; yields ``(job, result or exception)`` as each finishes."""
+    """Runs ``fn(job)`` for each job; yields ``(job, result or exception)`` as each finishes.
+
+    ``workers``: how many jobs run at once; above 1, sweeps submit the longest jobs first.
+    """
+
+    workers: int = 1
 
     @abstractmethod
     def imap_unordered(self, fn: Callable, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]: ...

@@ -23,7 +23,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.executors import Executor, Job, LocalExecutor, Outcome, SerialExecutor, run_group
+from supermem.executors import (
+    Executor,
+    Job,
+    LocalExecutor,
+    Outcome,
+    SerialExecutor,
+    run_group,
+    threads_per_worker,
+)
 from supermem.executors import write_failure as _write_failure
 from supermem.sweep_index import (
     SweepBusyError,
@@ -137,19 +145,25 @@ def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
 # "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
 # 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
 # T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
-# The fast engine's generic kernel (m != 2) costs GENERIC_M per unit what its m = 2 kernel
-# does: measured 4.4-5.2e-10 s per unit at m = 4 (appendix-m4, quick) against 2.0-2.4e-10
-# at m = 2 (demo, cpu scale), T >= 1,000, 2 cores.
+# The fast engine's generic kernel (m != 2) costs in proportion to m + 1, not m (a per-
+# element cost that does not grow with m, about one hidden dimension's worth), each
+# counting GENERIC_M m = 2 units. Fitted on the fig5 quick sweep (1 thread per worker, T >= 990):
+# per step per T*n, m = 1, 3, 4, 6, 8 cost 1.34, 2.54, 3.13, 4.48, 5.68 ns, i.e. (m + 1) *
+# (0.63 +- 0.02) ns, against 0.70 ns (2 units) for the m = 2 kernel; so GENERIC_M = 1.8
+DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads.
 SECONDS_PER_UNIT = {"fast": 2.5e-10, "auto": 2.5e-10, "chunked": 1e-8, "reference": 1e-8}
-GENERIC_M = 2.0
+GENERIC_M = 1.8
+DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads
 STEP_S = 3e-4
 OVERHEAD_S = 0.5
 
 
 def _units(c: TrainConfig) -> float:
-    """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m (x GENERIC_M)."""
-    kernel = GENERIC_M if c.engine in ("fast", "auto") and c.hidden != 2 else 1.0
-    return float(c.steps) * c.restarts * c.train_size * c.features * c.hidden * kernel
+    """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
+    fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m."""
+    generic = c.engine in ("fast", "auto") and c.hidden != 2
+    width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
+    return float(c.steps) * c.restarts * c.train_size * c.features * width
 
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
@@ -176,7 +190,8 @@ def _calibrate(out: Path) -> tuple[float | None, int]:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """What ``run_sweep(spec, out)`` would do now; ``seconds`` is the serial estimate."""
+    """What ``run_sweep(spec, out)`` would do now; ``seconds`` is the serial estimate
+    (one process, DEFAULT_CORES threads for the default c), ``wall_seconds`` the wall time."""
 
     total: int  # distinct configs in the spec
     done: int  # already finished in out (never retrained)
@@ -187,8 +202,21 @@ class SweepPlan:
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
 
+    @property
+    def wall_seconds(self) -> float:
+        """Estimated wall time with ``workers`` processes on this machine's cores.
+
+        Calibrated c was measured on workers as they ran: divide by the worker count. The
+        default c is for one process using DEFAULT_CORES cores; K workers get
+        ``threads_per_worker(K)`` each, and speed is taken as linear in threads.
+        """
+        if self.calibrated_from:
+            return self.seconds / self.workers
+        threads = self.workers * threads_per_worker(self.workers)
+        return self.seconds * DEFAULT_CORES / threads
+
     def __str__(self) -> str:
-        est = self.seconds / self.workers
+        est = self.wall_seconds
         how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
         return (
             f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried); "
@@ -250,6 +278,11 @@ class SweepSummary:
             self.ok += 1
 
 
+def job_seconds(job: Job) -> float:
+    """Estimated serial seconds of one job (the default cost model: only its rank matters)."""
+    return sum(run_seconds(c) for c in job.configs)
+
+
 def groups(cfgs: list[TrainConfig], batch: bool = True, size: int = GROUP_SIZE) -> list[list]:
     """Configs that differ only in INSTANCE_FIELDS, in chunks of <= size (batch=False: 1)."""
     if not batch:
@@ -301,6 +334,8 @@ def _run_locked(
     if executor is None:  # no more processes than jobs: the spare cores go to their threads
         k = min(workers, len(jobs))
         executor = LocalExecutor(k) if k > 1 else SerialExecutor()
+    if executor.workers > 1:  # longest first, so no worker is left alone with a big job
+        jobs.sort(key=job_seconds, reverse=True)
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress)
     try:
