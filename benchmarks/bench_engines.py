@@ -35,7 +35,7 @@ def _settled(T: int, steps: int):
     (peak lr 1e-2, warm-up a tenth: far enough that most b_j < 0, as in a trained model)."""
     import torch
 
-    from supermem.train import train
+    from supermem.toy.train import train
 
     r = train(_cfg(T, steps=steps, warmup=steps // 10, lr=1e-2, engine="fast"), progress=False)
     return {k: torch.as_tensor(v)[None] for k, v in r.params.items()}
@@ -46,9 +46,9 @@ def _measure(engine: str, T: int, params, K: int, out) -> None:
     state, W (1, m, n) and b (1, n) arrays otherwise); peak RSS in KiB."""
     import torch
 
-    from supermem.data import sample
-    from supermem.engines import ENGINES
-    from supermem.model import get_model
+    from supermem.toy.data import sample
+    from supermem.toy.engines import ENGINES
+    from supermem.toy.model import get_model
 
     torch.set_num_threads(2)
     model = get_model("tied")
@@ -72,7 +72,7 @@ def _measure(engine: str, T: int, params, K: int, out) -> None:
 
 def _train_rss(T: int, steps: int, out) -> None:
     """Child process: train one fast model at size T; peak RSS (MiB), seconds."""
-    from supermem.train import train
+    from supermem.toy.train import train
 
     t = time.perf_counter()
     train(_cfg(T, steps=steps, warmup=1, test_size=10_000, engine="fast"), progress=False)
@@ -81,7 +81,7 @@ def _train_rss(T: int, steps: int, out) -> None:
 
 def _full(steps: int, out) -> None:
     """Child: wall time of a fast model at n = T = 10,000 over the paper's schedule shape."""
-    from supermem.train import train
+    from supermem.toy.train import train
 
     cfg = _cfg(10_000, steps=steps, warmup=max(1, steps // 20), lr=1e-3, engine="fast")
     t = time.perf_counter()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from supermem import data
-from supermem.data import SparseData
+from supermem.toy import data
+from supermem.toy.data import SparseData
 
 
 def test_mean_nonzeros_near_n_times_density():

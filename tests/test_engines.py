@@ -8,11 +8,11 @@ from conftest import make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supermem.data import SparseData, sample
-from supermem.engines import ENGINES, FastEngine, get_engine
-from supermem.engines.fast import CpuData, cpu_loss_and_grads
-from supermem.model import get_model
-from supermem.train import train, train_many
+from supermem.toy.data import SparseData, sample
+from supermem.toy.engines import ENGINES, FastEngine, get_engine
+from supermem.toy.engines.fast import CpuData, cpu_loss_and_grads
+from supermem.toy.model import get_model
+from supermem.toy.train import train, train_many
 
 CPU = torch.device("cpu")
 MODEL = get_model("tied")
@@ -92,8 +92,8 @@ def test_fast_matches_reference_with_many_blocks_and_tiles(m):
 def skipped_fraction(W, b, d, fb: int, tp: int) -> float:
     """Share of (feature block, point tile) pairs the skip bound drops, as the engine sorts
     and tiles them (W (inst, m, n), b (inst, n); the engine's own building blocks)."""
-    from supermem.engines import _numba_kernels as K
-    from supermem.engines.fast import angle_order
+    from supermem.toy.engines import _numba_kernels as K
+    from supermem.toy.engines.fast import angle_order
 
     inst, m, n = W.shape
     h = np.empty((inst * d.T, m), np.float32)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from supermem import claims, metrics
+from supermem import metrics
 from supermem.cli import main
-from supermem.recipes import RECIPES, SCALES, load_runs
+from supermem.recipes import RECIPES, SCALES, claims, load_runs
 from supermem.recipes.scales import Scale, log_grid
 
 ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4"}
@@ -144,7 +144,7 @@ def test_w_norm_large_T__sqrt5_holds_half_fails():
 def test_loss_panel__log_axis_only_when_the_bump_spans_decades(peak, scale):
     import matplotlib.pyplot as plt
 
-    from supermem import figures
+    from supermem.report import figures
 
     runs = [fake(T, test_loss=v) for T, v in [(3, 1.1), (300, peak), (3000, 0.99)]]
     fig, ax = plt.subplots()
@@ -269,7 +269,7 @@ def test_report_cli__recipe_without_matching_runs_exit_2_one_line(demo_dir, caps
 def test_appendix_m4__decay_runs_differ_from_their_baseline_only_in_weight_decay(
     scale, monkeypatch
 ):
-    from supermem.sweep import config_key
+    from supermem.sweeps.spec import config_key
 
     monkeypatch.setitem(SCALES, "tiny", TINY)
     lengths, decay = RECIPES["appendix-m4"].specs(scale)

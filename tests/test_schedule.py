@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from supermem.train import snapshot_steps
-from supermem.train import warmup_then_cosine_to_zero as lr_at
+from supermem.toy.train import snapshot_steps
+from supermem.toy.train import warmup_then_cosine_to_zero as lr_at
 
 
 def test_warmup_starts_small_and_reaches_peak_at_boundary():

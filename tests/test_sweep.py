@@ -17,9 +17,9 @@ from conftest import make_config
 from supermem import load_sweep, run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.config import ConfigError, TrainConfig
-from supermem.executors import LocalExecutor, SerialExecutor, threads_per_worker
-from supermem.sweep import SweepBusyError, SweepSpec, config_key, groups, plan
-from supermem.sweep_index import INDEX, floats_as_floats, rebuild_index, sweep_lock
+from supermem.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
+from supermem.sweeps.index import INDEX, floats_as_floats, rebuild_index, sweep_lock
+from supermem.sweeps.spec import SweepBusyError, SweepSpec, config_key, groups, plan
 
 TINY = {
     k: v
@@ -51,16 +51,16 @@ class CountTrainMany:
     """Wraps train_many to count the configs it is asked to train."""
 
     def __init__(self, monkeypatch, fail_if=lambda cfg: False):
-        train_mod = sys.modules["supermem.train"]  # the package's `train` is the function
+        train_mod = sys.modules["supermem.toy.train"]  # the package's `train` is the function
 
         self.real, self.calls, self.fail_if = train_mod.train_many, [], fail_if
         monkeypatch.setattr(train_mod, "train_many", self)
 
-    def __call__(self, cfgs, progress=True):
+    def __call__(self, cfgs, progress=True, init=None):
         self.calls.append(list(cfgs))
         if self.fail_if(cfgs[0]):
             raise RuntimeError("boom in this group")
-        return self.real(cfgs, progress=progress)
+        return self.real(cfgs, progress=progress, init=init)
 
     @property
     def trained(self) -> int:
@@ -325,7 +325,7 @@ def test_plan__counts_and_calibrated_estimate(serial_sweep, tmp_path):
 
 
 def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypatch):
-    from supermem.sweep import SweepPlan
+    from supermem.sweeps.spec import SweepPlan
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     default = {w: SweepPlan(8, 0, 8, 0, 1000.0, None, 0, workers=w) for w in (1, 2)}
@@ -337,7 +337,7 @@ def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypat
 
 
 def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
-    from supermem.sweep import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
+    from supermem.sweeps.spec import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
 
     def work(**kw):
         cfg = TrainConfig(

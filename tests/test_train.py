@@ -4,7 +4,7 @@ import torch
 from conftest import make_config
 
 from supermem.config import ConfigError
-from supermem.train import train, train_many
+from supermem.toy.train import train, train_many
 
 
 def test_same_seeds_give_bit_identical_weights():
@@ -68,7 +68,7 @@ def test_configs_trained_together_must_share_shapes():
 
 
 def test_init_variants_have_xavier_scale():
-    from supermem.model import xavier
+    from supermem.toy.model import xavier
 
     g = torch.Generator().manual_seed(0)
     n, m = 4000, 2

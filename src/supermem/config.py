@@ -23,6 +23,18 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+# Names of the model variants and engines, filled in by their registries
+# (supermem.toy.model.MODELS, supermem.toy.engines.ENGINES) when they are imported, so
+# that a config validates them without importing the code behind them.
+REGISTERED: dict[str, list[str]] = {"model": [], "engine": []}
+
+
+def register(kind: str, name: str) -> None:
+    """Declare a model variant (kind "model") or engine (kind "engine") name valid."""
+    if name not in REGISTERED[kind]:
+        REGISTERED[kind].append(name)
+
+
 INIT_CHOICES = ("xavier_normal", "xavier_uniform")
 EMPTY_CHOICES = ("resample", "zero")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -37,7 +49,7 @@ class TrainConfig:
     hidden: int = _f(2, "hidden dimension m")
     train_size: int = _f(100, "number of training points T")
     test_size: int = _f(10_000, "number of fresh test points used for the test loss")
-    model: str = _f("tied", "model variant (see supermem.model.MODELS)")
+    model: str = _f("tied", "model variant (see supermem.toy.model.MODELS)")
     init: str = _f(
         "xavier_normal",
         "initialisation of W (m x n): xavier_normal, std sqrt(2/(n+m)); "
@@ -97,15 +109,13 @@ class TrainConfig:
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
         _check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
         _check(self.seed >= 0 and self.data_seed >= 0, "seeds must be >= 0")
-        from supermem.engines import ENGINES
-        from supermem.model import MODELS
-
         _check(
-            self.model in MODELS, f"model must be one of {', '.join(MODELS)}; got {self.model!r}"
+            self.model in REGISTERED["model"],
+            f"model must be one of {', '.join(REGISTERED['model'])}; got {self.model!r}",
         )
         _check(
-            self.engine == "auto" or self.engine in ENGINES,
-            f"engine must be auto or one of {', '.join(ENGINES)}; got {self.engine!r}",
+            self.engine == "auto" or self.engine in REGISTERED["engine"],
+            f"engine must be auto or one of {', '.join(REGISTERED['engine'])}; got {self.engine!r}",
         )
 
     # -- round trip -------------------------------------------------------------------

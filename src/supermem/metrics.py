@@ -72,42 +72,6 @@ def hidden(W: Any, X: Any) -> Any:
     return _back(_as_t(X)[0] @ _as_t(W)[0].T, not isinstance(X, torch.Tensor))
 
 
-def exact_loss(model, p: dict, X, max_elems: int = 2**22) -> np.ndarray:
-    """(inst,) loss of each instance of ``model`` (params p, leading dim inst) on its own
-    rows of X (a ``SparseData``): float64, the model's dense forward, rows in chunks of
-    max_elems / n to bound memory.
-
-    The reported train and test losses (and the choice between restarts) use this, not an
-    engine's float32 loss: a fast engine's split loss sum relu(p)^2 - 2 relu(p) x +
-    ||x||^2 cancels to ~1e-8 (even below 0) where a point is memorised, so a loss of
-    1e-14 needs the direct (x - x')^2.
-    """
-    p64 = {k: torch.as_tensor(v).detach().double() for k, v in p.items()}
-    device = p64["W"].device
-    rows = max(1, max_elems // X.n)
-    out = np.zeros(X.inst)
-    for i in range(X.inst):
-        pi = {k: v[i : i + 1] for k, v in p64.items()}
-        Xi = X.instance(i)
-        for a in range(0, X.T, rows):
-            x = Xi.rows(a, min(a + rows, X.T)).dense(device).double()  # (1, rows, n)
-            out[i] += float(((x - model.forward(pi, x)) ** 2).sum())
-    return out / X.T
-
-
-def reconstruction_loss(W: Any, b: Any, X: Any) -> float:
-    """Tied ReLU-output loss: mean over rows of ||x - ReLU(W^T W x + b)||^2, in float64.
-
-    W (m, n), b (n,), X (T, n) dense or SciPy sparse.
-    """
-    from supermem.data import SparseData
-    from supermem.model import get_model
-
-    W, b = _as_t(W)[0], _as_t(b)[0]
-    data = SparseData.from_scipy(sp.csr_matrix(X))
-    return float(exact_loss(get_model("tied"), {"W": W[None], "b": b[None]}, data)[0])
-
-
 def norms(W: Any, b: Any) -> dict[str, float]:
     """||W||_F and ||b||_2."""
     return {"W_norm": float(_as_t(W)[0].norm()), "b_norm": float(_as_t(b)[0].norm())}

@@ -75,7 +75,7 @@ def config_from_args(cls, args: argparse.Namespace):
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Before any work: ``out`` may be written (a missing or replaceable run directory)."""
-    from supermem.store import RunExistsError, check_replaceable
+    from supermem.sweeps.store import RunExistsError, check_replaceable
 
     try:
         check_replaceable(out, overwrite)

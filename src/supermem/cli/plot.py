@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from supermem.plots import plot_run
-    from supermem.store import load_run
+    from supermem.report.plots import plot_run
+    from supermem.sweeps.store import load_run
 
     try:
         r = load_run(args.run)

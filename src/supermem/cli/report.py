@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from supermem.recipes import RECIPES, RecipeError
-    from supermem.report import write_report
+    from supermem.report.html import write_report
 
     if args.recipe is not None and args.recipe not in RECIPES:
         raise CLIError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")

@@ -67,9 +67,9 @@ def run(args) -> int:
     if args.recipe is None:
         raise CLIError("name a recipe (or pass --list)")
     recipe, specs = resolve(args)
-    from supermem.report import MANIFEST
-    from supermem.store import provenance
-    from supermem.sweep import SweepBusyError, plan, run_sweep
+    from supermem.report.html import MANIFEST
+    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
+    from supermem.sweeps.store import provenance
 
     sweeps = args.out / "sweeps"
     if args.dry_run:
@@ -96,7 +96,7 @@ def finish(recipe, specs, out: Path, failed: int) -> int:
     """Figures, claims.json and report.html from the runs of ``specs`` in OUT/sweeps (not
     those of other scales or recipes run into the same OUT); print the claims."""
     from supermem.recipes import RecipeError, spec_runs
-    from supermem.report import write_report
+    from supermem.report.html import write_report
 
     everything = spec_runs(out, specs, ok_only=False)
     runs = [r for r in everything if r.status == "ok"]

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def load_spec(path: Path):
-    from supermem.sweep import SweepSpec
+    from supermem.sweeps.spec import SweepSpec
 
     try:
         spec = SweepSpec.from_toml(path)
@@ -51,7 +51,7 @@ def load_spec(path: Path):
 
 
 def run(args) -> int:
-    from supermem.sweep import SweepBusyError, plan, run_sweep
+    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
 
     spec = load_spec(args.spec)
     if args.workers < 1:

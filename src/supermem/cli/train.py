@@ -29,13 +29,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from supermem.store import save_run
-    from supermem.train import train
+    from supermem.api import train
+    from supermem.sweeps.store import save_run
 
     cfg = config_from_args(TrainConfig, args)
     check_out(args.out, args.overwrite)
     if cfg.init_from is not None:
-        from supermem.store import load_run
+        from supermem.sweeps.store import load_run
 
         try:
             status = load_run(cfg.init_from).status

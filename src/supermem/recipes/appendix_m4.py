@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supermem import claims, figures
+from supermem.recipes import claims
 from supermem.recipes.base import Recipe, RecipeError, scale_costs
 from supermem.recipes.scales import SCALES, get_scale
+from supermem.report import figures
 
 STRONG_DECAY = 1.0
 

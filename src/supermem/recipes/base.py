@@ -2,7 +2,7 @@
 
 A recipe turns a scale into sweep specs, and the finished runs into figures and
 claims. Recipes never train anything themselves: ``supermem reproduce`` runs their
-specs with ``supermem.sweep.run_sweep`` and hands the loaded runs back.
+specs with ``supermem.sweeps.spec.run_sweep`` and hands the loaded runs back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supermem.claims import Claim
+from supermem.recipes.claims import Claim
 from supermem.recipes.scales import SCALES, get_scale
 
 GridsFn = Callable[[str], list]
@@ -66,8 +66,8 @@ Grid = tuple[str, dict[str, Any], dict[str, list]]  # (spec name, fixed fields, 
 
 
 def make_spec(grid: Grid):
-    """A ``supermem.sweep.SweepSpec`` (imported here so recipes load without it)."""
-    from supermem.sweep import SweepSpec
+    """A ``supermem.sweeps.spec.SweepSpec`` (imported here so recipes load without it)."""
+    from supermem.sweeps.spec import SweepSpec
 
     name, fixed, axes = grid
     return SweepSpec(name=name, fixed=fixed, axes={k: list(v) for k, v in axes.items()})
@@ -82,7 +82,7 @@ def grid_configs(grid: Grid) -> list[dict[str, Any]]:
 def estimate_seconds(grids: list[Grid]) -> float:
     """Serial seconds for the grids on 2 CPU cores, by the sweeps' cost model."""
     from supermem.config import TrainConfig
-    from supermem.sweep import run_seconds
+    from supermem.sweeps.spec import run_seconds
 
     return sum(run_seconds(TrainConfig(**c)) for g in grids for c in grid_configs(g))
 
@@ -110,8 +110,8 @@ def t_sweep_grids(prefix: str, scale: str, hidden: int = 2, **fixed) -> list[Gri
 
 def runs_in(folder: Path) -> list:
     """The runs of a sweep folder, a reproduce folder (all its sweeps) or one run folder."""
-    from supermem.store import load_run
-    from supermem.sweep import load_sweep
+    from supermem.sweeps.spec import load_sweep
+    from supermem.sweeps.store import load_run
 
     folder = Path(folder)
     if (folder / "config.json").is_file():
@@ -128,7 +128,7 @@ def spec_runs(out: str | os.PathLike, specs: list, ok_only: bool = True) -> list
     with a shared spec name) holds other runs in the same OUT/sweeps/<spec>/: only runs
     whose key is a config of ``specs`` are kept.
     """
-    from supermem.sweep import config_key
+    from supermem.sweeps.spec import config_key
 
     keys = {config_key(c) for s in specs for c in s.configs()}
     seen: dict[str, Any] = {}

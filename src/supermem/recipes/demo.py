@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supermem import claims
-from supermem.recipes import fig2, fig3, fig4
+from supermem.recipes import claims, fig2, fig3, fig4
 from supermem.recipes.base import Recipe, scale_costs, t_sweep_text
 from supermem.recipes.fig2 import grids
 

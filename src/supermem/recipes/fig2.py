@@ -6,8 +6,9 @@ large T: the features form a pentagon and the data trace it (PAPER.md, item 1).
 
 from __future__ import annotations
 
-from supermem import claims, figures
+from supermem.recipes import claims
 from supermem.recipes.base import Recipe, scale_costs, t_sweep_grids, t_sweep_text
+from supermem.report import figures
 
 SWEEP = "m2-T"  # shared by fig2, fig3, fig4 and demo: one sweep serves all four
 

@@ -6,9 +6,10 @@ T, ||W||_F near sqrt(5) for the pentagon (PAPER.md, item 3).
 
 from __future__ import annotations
 
-from supermem import claims, figures
+from supermem.recipes import claims
 from supermem.recipes.base import Recipe, scale_costs, t_sweep_text
 from supermem.recipes.fig2 import grids
+from supermem.report import figures
 
 
 def check(runs: list) -> list[claims.Claim]:

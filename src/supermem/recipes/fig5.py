@@ -7,9 +7,10 @@ model keeps the map affordable (the paper's restarts matter most for m <= 3).
 
 from __future__ import annotations
 
-from supermem import claims, figures
+from supermem.recipes import claims
 from supermem.recipes.base import Recipe, scale_costs
 from supermem.recipes.scales import SCALES, get_scale
+from supermem.report import figures
 
 
 def grids(scale: str) -> list:

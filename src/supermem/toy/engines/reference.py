@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from supermem.data import SparseData
-from supermem.engines.base import Engine
-from supermem.model import ModelVariant, Params
+from supermem.toy.data import SparseData
+from supermem.toy.engines.base import Engine
+from supermem.toy.model import ModelVariant, Params
 
 
 def reference_loss(model: ModelVariant, p: Params, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Figures, claims and the report are all functions of these. A run here is anything
 with ``.config`` (dict), ``.metrics`` (dict) and ``.arrays`` (dict of arrays), as
-``supermem.store.Run``: W (m, n), b (n,), H_train (T, m), feature_dims (n,),
+``supermem.sweeps.store.Run``: W (m, n), b (n,), H_train (T, m), feature_dims (n,),
 data_dims (T,).
 """
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supermem.config import TrainConfig
-from supermem.store import Run, load_run
+from supermem.sweeps.store import Run, load_run
 
 if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay quick
     import pandas as pd

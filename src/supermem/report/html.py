@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from supermem import __version__
-from supermem.claims import Claim
 from supermem.recipes import RECIPES, Recipe, RecipeError, load_runs, spec_runs
-from supermem.runsets import summary_rows
+from supermem.recipes.claims import Claim
+from supermem.recipes.runsets import summary_rows
 
 MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
 CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
@@ -56,7 +56,7 @@ def reproduce_specs(manifest: dict, recipe: Recipe) -> list:
     """The SweepSpecs whose runs a report on a reproduce folder uses: the recorded ones
     for the recorded recipe, else ``recipe``'s at the recorded scale."""
     from supermem.recipes import SCALES
-    from supermem.sweep import SweepSpec
+    from supermem.sweeps.spec import SweepSpec
 
     if recipe.name == manifest["recipe"]:
         return [SweepSpec.from_dict(d) for d in manifest["specs"]]

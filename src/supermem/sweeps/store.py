@@ -30,8 +30,8 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from supermem import __version__, metrics
-from supermem.config import TrainConfig
-from supermem.train import InstanceResult
+from supermem.config import ConfigError, TrainConfig
+from supermem.toy.train import InstanceResult
 
 ARRAYS, DATA = "arrays.safetensors", "train_data.safetensors"
 
@@ -210,3 +210,16 @@ def load_run(path: str | os.PathLike) -> Run:
         T, n = config["train_size"], config["features"]
         X = sp.csr_matrix((d["values"], d["indices"], d["indptr"]), shape=(T, n))
     return Run(path, config, mets, arrays, X)
+
+
+def init_weights(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
+    """W (m, n) and b (n) of the run ``cfg.init_from`` names; None when it names none."""
+    if cfg.init_from is None:
+        return None
+    try:
+        run = load_run(cfg.init_from)
+    except FileNotFoundError as e:
+        raise ConfigError(f"init_from: {e}") from None
+    if run.status != "ok" or not {"W", "b"} <= set(run.arrays):
+        raise ConfigError(f"init_from run {cfg.init_from} has status {run.status}: no weights")
+    return {k: run.arrays[k] for k in ("W", "b")}

@@ -14,6 +14,8 @@ from typing import ClassVar, Protocol
 
 import torch
 
+from supermem.config import register
+
 Params = dict[str, torch.Tensor]
 
 
@@ -69,6 +71,8 @@ class TiedReLUOutput:
 
 
 MODELS: dict[str, ModelVariant] = {v.name: v for v in (TiedReLUOutput(),)}
+for _name in MODELS:
+    register("model", _name)
 
 
 def get_model(name: str) -> ModelVariant:

@@ -25,11 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from supermem.data import SparseData
-from supermem.engines import _numba_kernels as K
-from supermem.engines.base import Engine
-from supermem.engines.chunked import ChunkedEngine
-from supermem.model import TiedReLUOutput
+from supermem.toy.data import SparseData
+from supermem.toy.engines import _numba_kernels as K
+from supermem.toy.engines.base import Engine
+from supermem.toy.engines.chunked import ChunkedEngine
+from supermem.toy.model import TiedReLUOutput
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from supermem.plots import DATA_COLOR, FEATURE_COLOR, save, vectors
-from supermem.runsets import by_T, group, series
+from supermem.recipes.runsets import by_T, group, series
+from supermem.report.plots import DATA_COLOR, FEATURE_COLOR, save, vectors
 
 JITTER = 0.07  # log10 spread of per-point scatter around its T
 

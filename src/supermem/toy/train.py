@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from supermem import data as data_mod
-from supermem import metrics
 from supermem.config import ConfigError, TrainConfig
-from supermem.data import SparseData
-from supermem.engines import get_engine, resolve_device
-from supermem.model import Params, get_model
+from supermem.toy import data as data_mod
+from supermem.toy import losses
+from supermem.toy.data import SparseData
+from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.model import Params, get_model
 
 # Fields allowed to differ between configs trained together as instances.
 INSTANCE_FIELDS = ("seed", "data_seed")
@@ -95,20 +95,18 @@ def _check_batch(cfgs: list[TrainConfig]) -> None:
             raise ConfigError(f"configs trained together may differ only in {INSTANCE_FIELDS}")
 
 
-def _initial_params(cfgs, model, seeds: list[int]) -> Params:
+def _initial_params(cfgs, model, seeds: list[int], init: dict | None) -> Params:
+    """Fresh parameters per seed, or copies of ``init`` (W (m, n), b (n)) for each instance."""
     c = cfgs[0]
     if c.init_from is None:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
         return model.init(c.hidden, c.features, c.init, gens)
-    from supermem.store import load_run
-
-    try:
-        run = load_run(c.init_from)
-    except FileNotFoundError as e:
-        raise ConfigError(f"init_from: {e}") from None
-    if run.status != "ok" or not {"W", "b"} <= set(run.arrays):
-        raise ConfigError(f"init_from run {c.init_from} has status {run.status}: no weights")
-    p = {k: torch.as_tensor(run.arrays[k]) for k in ("W", "b")}
+    if init is None:
+        raise ConfigError(
+            f"init_from {c.init_from} is set but its weights were not passed "
+            "(supermem.train loads them; supermem.toy.train.train takes init=)"
+        )
+    p = {k: torch.as_tensor(np.asarray(init[k])) for k in ("W", "b")}
     if p["W"].shape != (c.hidden, c.features):
         raise ConfigError(
             f"init_from run has W of shape {tuple(p['W'].shape)}, "
@@ -117,8 +115,14 @@ def _initial_params(cfgs, model, seeds: list[int]) -> Params:
     return {k: v[None].repeat(len(seeds), *([1] * v.dim())).clone() for k, v in p.items()}
 
 
-def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceResult]:
-    """Train every restart of every config together; one result per config (best restart)."""
+def train_many(
+    cfgs: list[TrainConfig], progress: bool = True, init: dict | None = None
+) -> list[InstanceResult]:
+    """Train every restart of every config together; one result per config (best restart).
+
+    ``init``: the starting W (m, n) and b (n) when the configs set ``init_from``
+    (``supermem.train_many`` reads them from that run directory).
+    """
     _check_batch(cfgs)
     c = cfgs[0]
     if c.init_from is not None and c.restarts > 1:
@@ -139,7 +143,8 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
     train_data = engine.prepare(X_train, device)
 
     p = {
-        k: v.to(device).requires_grad_(True) for k, v in _initial_params(cfgs, model, seeds).items()
+        k: v.to(device).requires_grad_(True)
+        for k, v in _initial_params(cfgs, model, seeds, init).items()
     }
     opt = torch.optim.AdamW(
         list(p.values()), lr=c.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS, weight_decay=c.weight_decay
@@ -189,8 +194,8 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
 
     final = {k: v.detach() for k, v in p.items()}
     with torch.no_grad():
-        train_loss = metrics.exact_loss(model, final, X_train)
-        test_loss = metrics.exact_loss(model, final, X_test)
+        train_loss = losses.exact_loss(model, final, X_train)
+        test_loss = losses.exact_loss(model, final, X_test)
     params_np = {k: v.cpu().numpy() for k, v in final.items()}
     # a parameter that became non-finite counts as divergence at the step the loss showed it
     for i in range(len(owners)):
@@ -228,6 +233,6 @@ def train_many(cfgs: list[TrainConfig], progress: bool = True) -> list[InstanceR
     return results
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> InstanceResult:
+def train(cfg: TrainConfig, progress: bool = True, init: dict | None = None) -> InstanceResult:
     """Train one model (its restarts as instances) and return the best restart."""
-    return train_many([cfg], progress=progress)[0]
+    return train_many([cfg], progress=progress, init=init)[0]

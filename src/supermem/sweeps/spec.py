@@ -23,7 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.executors import (
+from supermem.sweeps.executors import (
     Executor,
     Job,
     LocalExecutor,
@@ -32,8 +32,8 @@ from supermem.executors import (
     run_group,
     threads_per_worker,
 )
-from supermem.executors import write_failure as _write_failure
-from supermem.sweep_index import (
+from supermem.sweeps.executors import write_failure as _write_failure
+from supermem.sweeps.index import (
     SweepBusyError,
     config_key,
     done_keys,
@@ -49,7 +49,7 @@ from supermem.sweep_index import (
     upsert,
     write_spec,
 )
-from supermem.train import INSTANCE_FIELDS
+from supermem.toy.train import INSTANCE_FIELDS
 
 __all__ = [
     "SweepPlan",

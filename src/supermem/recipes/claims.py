@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from supermem.runsets import by_T, group, series, top_feature_dims
+from supermem.recipes.runsets import by_T, group, series, top_feature_dims
 
 PAPER_PEAK, REPLICATION_PEAK = 1.01, 5_000.0  # middle-regime test loss (PAPER.md)
 PENTAGON_W_NORM = math.sqrt(5)  # ||W||_F of 5 unit features

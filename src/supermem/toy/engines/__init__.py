@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from supermem.config import ConfigError
-from supermem.engines.base import Engine
-from supermem.engines.chunked import ChunkedEngine
-from supermem.engines.fast import FastEngine
-from supermem.engines.reference import ReferenceEngine
+from supermem.config import ConfigError, register
+from supermem.toy.engines.base import Engine
+from supermem.toy.engines.chunked import ChunkedEngine
+from supermem.toy.engines.fast import FastEngine
+from supermem.toy.engines.reference import ReferenceEngine
 
 ENGINES: dict[str, type[Engine]] = {e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine)}
+for _name in ENGINES:
+    register("engine", _name)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from supermem.data import SparseData
-from supermem.engines.base import Engine
-from supermem.model import TiedReLUOutput
+from supermem.toy.data import SparseData
+from supermem.toy.engines.base import Engine
+from supermem.toy.model import TiedReLUOutput
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from supermem.config import TrainConfig
-from supermem.store import RunExistsError, _json, provenance, save_run, write_atomic
-from supermem.sweep_index import FAILED, RUNS, config_key, record
+from supermem.sweeps.index import FAILED, RUNS, config_key, record
+from supermem.sweeps.store import (
+    RunExistsError,
+    _json,
+    init_weights,
+    provenance,
+    save_run,
+    write_atomic,
+)
 
-# The module, not the function `supermem.train` re-exported by the package (which shadows
-# it as an attribute); looked up at call time so tests can monkeypatch train_many.
-train_mod = importlib.import_module("supermem.train")
+# The trainer module, looked up at call time so tests can monkeypatch train_many.
+train_mod = importlib.import_module("supermem.toy.train")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,8 @@ def run_group(job: Job) -> list[Outcome]:
     out = Path(job.out)
     t0 = time.perf_counter()
     try:
-        results = train_mod.train_many(list(job.configs), progress=False)
+        init = init_weights(job.configs[0])
+        results = train_mod.train_many(list(job.configs), progress=False, init=init)
     except Exception as e:  # isolate: this group fails, the sweep goes on
         err = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc()

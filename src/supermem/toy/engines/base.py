@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from supermem.data import SparseData
-from supermem.model import ModelVariant, Params
+from supermem.toy.data import SparseData
+from supermem.toy.model import ModelVariant, Params
 
 
 class Engine(ABC):
