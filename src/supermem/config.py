@@ -64,7 +64,11 @@ class TrainConfig:
     )
     steps: int = _f(50_000, "number of full-batch AdamW steps")
     lr: float = _f(1e-3, "peak learning rate")
-    warmup: int = _f(2_500, "linear warm-up steps before the cosine decay to zero")
+    warmup: int | None = _f(
+        None,
+        "linear warm-up steps before the cosine decay to zero; default 5%% of steps "
+        "(the paper's 2,500 of 50,000)",
+    )
     weight_decay: float = _f(1e-2, "AdamW weight decay")
     seed: int = _f(0, "init seed (restart k uses the k-th seed derived from it)")
     data_seed: int = _f(0, "data seed (training and test sets)")
@@ -77,6 +81,8 @@ class TrainConfig:
     init_from: str | None = _f(None, "start from a saved run's W and b (fresh optimiser state)")
 
     def __post_init__(self) -> None:
+        if self.warmup is None and isinstance(self.steps, int) and not isinstance(self.steps, bool):
+            object.__setattr__(self, "warmup", default_warmup(self.steps))
         for f in fields(self):
             v = getattr(self, f.name)
             if f.type in ("int", "float") and isinstance(v, bool):
@@ -88,6 +94,8 @@ class TrainConfig:
                 raise ConfigError(f"{f.name} must be an integer, got {v!r}")
             if f.type == "str" and not isinstance(v, str):
                 raise ConfigError(f"{f.name} must be a string, got {v!r}")
+            if f.type == "int | None" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ConfigError(f"{f.name} must be an integer, got {v!r}")
             if f.type == "str | None" and not (v is None or isinstance(v, str)):
                 raise ConfigError(f"{f.name} must be a path or None, got {v!r}")
             choices = f.metadata.get("choices")
@@ -132,6 +140,14 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+WARMUP_FRACTION = 0.05  # the paper's 2,500 warm-up steps of 50,000
+
+
+def default_warmup(steps: int) -> int:
+    """The warm-up a config gets when none is given: 5% of the run, rounded."""
+    return int(round(WARMUP_FRACTION * steps))
 
 
 def _check(ok: bool, msg: str) -> None:

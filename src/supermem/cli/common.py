@@ -42,7 +42,13 @@ def parse_float(s: str) -> float:
     return v
 
 
-_TYPES = {"int": parse_int, "float": parse_float, "str": str, "str | None": str}
+_TYPES = {
+    "int": parse_int,
+    "int | None": parse_int,
+    "float": parse_float,
+    "str": str,
+    "str | None": str,
+}
 
 
 def flag(name: str) -> str:
