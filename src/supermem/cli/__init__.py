@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from supermem import __version__
-from supermem.cli import plot, report, reproduce, results, sweep, train
+from supermem.cli import dims, plot, report, reproduce, results, sweep, train
 from supermem.cli.common import CLIError, Parser
 
-COMMANDS = [train, plot, sweep, results, reproduce, report]
+COMMANDS = [train, plot, sweep, results, reproduce, report, dims]
 
 
 def build_parser() -> argparse.ArgumentParser:
