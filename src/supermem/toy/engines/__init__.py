@@ -9,8 +9,11 @@ from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
 from supermem.toy.engines.fast import FastEngine
 from supermem.toy.engines.reference import ReferenceEngine
+from supermem.toy.engines.tree import TreeEngine
 
-ENGINES: dict[str, type[Engine]] = {e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine)}
+ENGINES: dict[str, type[Engine]] = {
+    e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine, TreeEngine)
+}
 for _name in ENGINES:
     register("engine", _name)
 

@@ -1,0 +1,180 @@
+"""The tree engine: exact loss and gradients of the tied model at a cost of about
+n sqrt(T) per step instead of n T (CPU, Numba).
+
+The fast engine visits every (point, feature) pair. Here the T hidden vectors of each
+instance sit in a kd-tree whose nodes carry their bounding box and float64 moments
+(count, sum h, sum h h^T). For feature j the points with p_tj = W_j . h_t + b_j > 0 form
+a half-space: a node wholly off it contributes nothing, a node wholly on it contributes
+from its moments in O(m^2), and only the leaves the hyperplane cuts are done point by
+point. A hyperplane cuts about sqrt(T / leaf) leaves of a 2-D tree, so the dense part
+costs O(T m^2 + n sqrt(T) leaf) (the kernels, and why this is exact, are in
+``_tree_kernels``). The sparse correction over the nonzeros of x is the fast engine's.
+
+The tree is kept between steps (in the prepared data): each step refits its boxes and
+moments to the new hidden vectors in O(T m^2), which is exact for any point order, and
+rebuilds it only when the refitted leaves have spread to ``REBUILD_SPREAD`` times their
+total extent after the last build (relative to the root's), the point where a rebuild
+costs less than the cut leaves it saves (docs/ENGINES.md).
+
+Best for m <= 3 (the tree prunes less as m grows); ``auto`` picks it from the measured
+cost model in ``supermem.toy.engines.cost``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from supermem.toy.data import SparseData
+from supermem.toy.engines import _numba_kernels as K
+from supermem.toy.engines import _tree_kernels as TK
+from supermem.toy.engines.base import Engine
+from supermem.toy.engines.chunked import ChunkedEngine
+from supermem.toy.engines.fast import CpuData, _threads
+from supermem.toy.model import TiedReLUOutput
+
+NPART = 4  # fixed feature parts (results never depend on the thread count)
+
+
+@dataclass
+class TreeState:
+    """One kd-tree per instance over its T hidden vectors, kept across steps.
+
+    perm (inst, T) int64: tree position -> point. start, end (nn,): node ranges.
+    lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
+    ghp (inst, NPART, T, m) float64 and cut (inst, NPART, 2^D) bool: per-part point
+    buffers, zero between steps. spread0 (inst,): leaf spread right after the last build.
+    """
+
+    D: int
+    start: np.ndarray
+    end: np.ndarray
+    perm: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    S1: np.ndarray
+    S2: np.ndarray
+    ghp: np.ndarray
+    cut: np.ndarray
+    spread0: np.ndarray | None = None
+    builds: int = 0
+    steps: int = 0
+
+    @classmethod
+    def empty(cls, inst: int, T: int, m: int, leaf: int) -> TreeState:
+        D = TK.depth_for(T, leaf)
+        start, end = TK.node_ranges(T, D)
+        nn = len(start)
+        return cls(
+            D,
+            start,
+            end,
+            np.zeros((inst, T), np.int64),
+            np.empty((inst, nn, m)),
+            np.empty((inst, nn, m)),
+            np.empty((inst, nn, m)),
+            np.empty((inst, nn, m, m)),
+            np.zeros((inst, NPART, T, m)),
+            np.zeros((inst, NPART, 1 << D), np.bool_),
+        )
+
+
+@dataclass
+class TreeData:
+    """A data set as the tree engine uses it: the fast engine's arrays plus the trees
+    (created at the first step, when the hidden dimension is known)."""
+
+    cpu: CpuData
+    state: TreeState | None = None
+    leaf: int = 16
+    log: list = field(default_factory=list)  # (step, "build") entries, for the benchmark
+
+
+def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_spread: float):
+    """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n)."""
+    d = data.cpu
+    inst, m, n = W.shape
+    T = d.T
+    c2 = np.float32(2.0 / T)
+    if data.state is None or data.state.lo.shape[2] != m:
+        data.state = TreeState.empty(inst, T, m, data.leaf)
+    st = data.state
+    sparse_work = len(d.indices) * m + inst * (T + n)
+    tree_work = inst * T * m * m
+    h = np.empty((inst * T, m), np.float32)
+    hs = np.empty((inst, T, m), np.float32)
+    with _threads(sparse_work):
+        K.hidden(d.indptr, d.indices, d.values, W, T, h)
+    with _threads(tree_work):
+        if st.spread0 is not None:
+            TK.gather(h, st.perm, hs)
+            TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
+            spread = TK.leaf_spread(st.lo, st.hi, st.D)
+            stale = bool((spread > rebuild_spread * st.spread0).any())
+        if st.spread0 is None or stale:
+            TK.build(h.reshape(inst * T, m), T, st.D, st.start, st.end, st.perm)
+            TK.gather(h, st.perm, hs)
+            TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
+            st.spread0 = TK.leaf_spread(st.lo, st.hi, st.D)
+            st.builds += 1
+            data.log.append((st.steps, "build"))
+    st.steps += 1
+    nn = len(st.start)
+    gW = np.empty((inst, m, n), np.float32)
+    gb = np.empty((inst, n), np.float32)
+    lossf = np.empty((inst, n))
+    nodeA = np.zeros((inst, NPART, nn, m, m))
+    nodea = np.zeros((inst, NPART, nn, m))
+    with _threads(inst * n * (st.D + 16)):
+        TK.traverse(
+            W, b, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2,
+            gW, gb, lossf, nodeA, nodea, st.ghp, st.cut,
+        )  # fmt: skip
+    gh_tree = np.empty((inst, 1, T, m), np.float32)
+    with _threads(tree_work):
+        TK.push_down(nodeA, nodea, st.ghp, st.cut, hs, st.D, st.start, st.end, c2, gh_tree)
+    inv_pts = np.empty((inst, T), np.int64)
+    np.put_along_axis(inv_pts, st.perm, np.arange(T)[None].repeat(inst, 0), axis=1)
+    gh = np.empty((inst * T, m), np.float32)
+    loss_t = np.empty(inst * T)
+    with _threads(sparse_work):
+        K.per_point(
+            d.indptr, d.indices, d.values, W, b, h, T, c2, inv_pts, gh_tree,
+            np.zeros((inst, 1, T), np.float32), gh, loss_t,
+        )  # fmt: skip
+        K.per_feature(d.cptr, d.crows, d.cvals, W, b, h, gh, n, c2, gW, gb)
+    return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T, gW, gb
+
+
+class TreeEngine(Engine):
+    """Exact engine whose dense part walks a kd-tree of the hidden vectors. CPU only
+    (on CUDA it runs the ``chunked`` engine's code, as ``fast`` does)."""
+
+    name = "tree"
+    LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
+    REBUILD_SPREAD = 1.5  # rebuild when the leaves' spread grows by this factor
+
+    def supports(self, model, device) -> bool:
+        return isinstance(model, TiedReLUOutput) and torch.device(device).type in ("cpu", "cuda")
+
+    def prepare(self, data: SparseData, device):
+        if torch.device(device).type == "cuda":
+            return ChunkedEngine().prepare(data, device)
+        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF)
+
+    def loss_and_grads(self, model, p, data):
+        if not isinstance(data, TreeData):
+            return ChunkedEngine().loss_and_grads(model, p, data)
+        W = np.ascontiguousarray(p["W"].detach().cpu().numpy(), dtype=np.float32)
+        b = np.ascontiguousarray(p["b"].detach().cpu().numpy(), dtype=np.float32)
+        loss, gW, gb = tree_loss_and_grads(W, b, data, self.REBUILD_SPREAD)
+        dev = p["W"].device
+        return (
+            torch.as_tensor(loss, dtype=torch.float32, device=dev),
+            {"W": torch.as_tensor(gW, device=dev), "b": torch.as_tensor(gb, device=dev)},
+        )
+
+    def loss(self, model, p, data):
+        return self.loss_and_grads(model, p, data)[0]

@@ -1,0 +1,175 @@
+"""The tree engine against the reference engine (the spec): loss and every gradient, in
+the states its box tests branch on, across refits and rebuilds of its kd-trees."""
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from conftest import make_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_engines import CPU, MODEL, STATES, assert_matches_reference, make_data, make_params
+
+from supermem.toy.data import SparseData
+from supermem.toy.engines import ENGINES, TreeEngine
+from supermem.toy.engines import _tree_kernels as TK
+from supermem.toy.engines.tree import TreeData, tree_loss_and_grads
+from supermem.toy.train import train
+
+
+class SmallLeaves(TreeEngine):
+    """Leaves of 2 points, so that small test sets still give deep trees."""
+
+    LEAF = 2
+
+
+@pytest.fixture(autouse=True)
+def small_leaves(monkeypatch):
+    monkeypatch.setitem(ENGINES, "tree_small", SmallLeaves)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 500),
+    m=st.integers(1, 4),
+    T=st.integers(1, 90),
+    S=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+    inst=st.integers(1, 3),
+    state=st.sampled_from(STATES),
+    empty=st.sampled_from(["resample", "zero"]),
+    seed=st.integers(0, 10_000),
+)
+def test_tree_matches_reference(n, m, T, S, inst, state, empty, seed):
+    data = make_data(inst, T, n, S, seed, empty)
+    p = make_params(state, inst, m, n, seed)
+    for name in ("tree", "tree_small"):
+        assert_matches_reference(name, p, data)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_tree_matches_reference_on_deep_trees(m):
+    data = make_data(2, 400, 700, 0.99, 3, "resample")
+    for state in ("init", "settled_like", "all_off", "all_on", "b_zero"):
+        assert_matches_reference("tree", make_params(state, 2, m, 700, 1), data)
+        assert_matches_reference("tree_small", make_params(state, 2, m, 700, 1), data)
+
+
+def grid_data(T: int, n: int, seed: int) -> SparseData:
+    """Points with one nonzero of value 1 among few features: many exact duplicates, and
+    hidden vectors that sit exactly on each other's splitting planes."""
+    rng = np.random.default_rng(seed)
+    X = np.zeros((T, n), np.float32)
+    X[np.arange(T), rng.integers(0, 3, T)] = 1.0
+    X[: T // 4] = 0.0  # zero data points: zero hidden vectors
+    return SparseData.from_scipy(sp.csr_matrix(X))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_duplicates_zero_vectors_and_points_on_splitting_planes(m):
+    data = grid_data(120, 40, m)
+    for state in ("init", "b_zero", "all_on", "settled_like"):
+        p = make_params(state, 1, m, 40, 2)
+        p["W"] = torch.round(p["W"] * 4) / 4  # coordinates on a grid: ties everywhere
+        for name in ("tree", "tree_small"):
+            assert_matches_reference(name, p, data)
+
+
+def test_many_steps_on_one_prepared_set_refit_and_rebuild():
+    """The kept trees stay exact as the hidden vectors move: refits, and rebuilds."""
+    data = make_data(2, 300, 400, 0.98, 5, "resample")
+    ref, eng = ENGINES["reference"](), SmallLeaves()
+    x, prepared = ref.prepare(data, CPU), eng.prepare(data, CPU)
+    base = make_params("init", 2, 2, 400, 0)
+    g = torch.Generator().manual_seed(1)
+    for step in range(8):  # small moves (refits), then a jump to another state (rebuild)
+        noise = {k: torch.randn(v.shape, generator=g) for k, v in base.items()}
+        p = {k: v + 0.003 * step * noise[k] * v.abs().mean() for k, v in base.items()}
+        if step >= 5:
+            p = make_params("settled_like", 2, 2, 400, step)
+        lr, gr = ref.loss_and_grads(MODEL, p, x)
+        le, ge = eng.loss_and_grads(MODEL, p, prepared)
+        np.testing.assert_allclose(le.numpy(), lr.numpy(), rtol=2e-5)
+        for k in ("W", "b"):
+            scale = float(gr[k].abs().max()) + 1e-12
+            assert float((ge[k] - gr[k]).abs().max()) < 1e-4 * scale
+    assert 2 <= prepared.state.builds < 8 and prepared.state.steps == 8
+    assert prepared.log[:2] == [(0, "build"), (5, "build")]
+    assert prepared.state.ghp.max() == 0 and not prepared.state.cut.any()  # clean buffers
+
+
+def test_refit_equals_fresh_moments_and_boxes():
+    """Refitted boxes and moments are those of the points below each node."""
+    rng = np.random.default_rng(0)
+    T, m, D = 37, 2, 3
+    h = rng.normal(size=(T, m)).astype(np.float32)
+    start, end = TK.node_ranges(T, D)
+    perm = np.zeros((1, T), np.int64)
+    TK.build(h, T, D, start, end, perm)
+    assert sorted(perm[0]) == list(range(T))
+    hs = np.empty((1, T, m), np.float32)
+    TK.gather(h, perm, hs)
+    nn = len(start)
+    lo, hi = np.empty((1, nn, m)), np.empty((1, nn, m))
+    S1, S2 = np.empty((1, nn, m)), np.empty((1, nn, m, m))
+    TK.refit(hs, D, start, end, lo, hi, S1, S2)
+    for v in range(nn):
+        pts = hs[0, start[v] : end[v]].astype(np.float64)
+        np.testing.assert_allclose(lo[0, v], pts.min(0))
+        np.testing.assert_allclose(hi[0, v], pts.max(0))
+        np.testing.assert_allclose(S1[0, v], pts.sum(0))
+        np.testing.assert_allclose(S2[0, v], pts.T @ pts)
+    # a kd split: every point of a left child is <= every point of its sibling on some axis
+    for v in range((1 << D) - 1):
+        L, R = hs[0, start[2 * v + 1] : end[2 * v + 1]], hs[0, start[2 * v + 2] : end[2 * v + 2]]
+        assert any(L[:, k].max() <= R[:, k].min() for k in range(m))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_tree_bit_identical_across_thread_counts(m):
+    data = make_data(2, 300, 2000, 0.995, 1, "resample")
+    from supermem.toy.engines.fast import CpuData
+
+    p = make_params("init", 2, m, 2000, 1)
+    W, b = p["W"].numpy(), p["b"].numpy()
+    old = numba.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            outs.append(tree_loss_and_grads(W, b, TreeData(CpuData.from_sparse(data), leaf=4), 1.5))
+    finally:
+        numba.set_num_threads(old)
+    for a, z in zip(*outs):
+        assert np.array_equal(a, z)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(hidden=1, weight_decay=1e-2),
+        dict(hidden=2, weight_decay=1e-2),
+        dict(hidden=3, weight_decay=0.0, restarts=2),
+    ],
+)
+def test_training_with_tree_equals_reference(overrides):
+    base = dict(features=120, sparsity=0.95, train_size=60, steps=300, warmup=30, lr=1e-2)
+    runs = {
+        e: train(make_config(**base, **overrides, engine=e), progress=False)
+        for e in ("reference", "tree")
+    }
+    ref, tree = runs["reference"], runs["tree"]
+    for k in ("W", "b"):
+        scale = np.abs(ref.params[k]).max()
+        np.testing.assert_allclose(tree.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
+    assert tree.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
+    assert tree.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+
+
+def test_non_finite_parameters_give_non_finite_loss():
+    data = make_data(1, 40, 30, 0.8, 0, "resample")
+    for where in ((0, 0, 0), (0, 1, 7)):
+        p = make_params("init", 1, 2, 30, 0)
+        p["W"][where] = float("nan")
+        eng = SmallLeaves()
+        assert not torch.isfinite(eng.loss(MODEL, p, eng.prepare(data, CPU))).all()
