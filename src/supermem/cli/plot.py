@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from supermem.cli.common import CLIError
+from supermem.sweeps.checks import DamagedRunError
 
 
 def register(sub) -> None:
@@ -25,7 +26,7 @@ def run(args) -> int:
 
     try:
         r = load_run(args.run)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DamagedRunError) as e:
         raise CLIError(str(e)) from None
     if r.status != "ok":
         raise CLIError(f"{args.run} has status {r.status}: nothing to draw")

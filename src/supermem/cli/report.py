@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from supermem.cli.common import CLIError
+from supermem.sweeps.checks import DamagedRunError
 
 
 def register(sub) -> None:
@@ -37,7 +38,7 @@ def run(args) -> int:
     except RecipeError as e:
         msg = str(e)
         raise CLIError(msg if msg.startswith(str(args.dir)) else f"{args.dir}: {msg}") from None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DamagedRunError) as e:
         raise CLIError(str(e)) from None
     print(path)
     return 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from supermem.cli.common import CLIError, parse_int, progress_enabled
+from supermem.sweeps.checks import DamagedRunError
 
 
 def register(sub) -> None:
@@ -98,7 +99,10 @@ def finish(recipe, specs, out: Path, failed: int) -> int:
     from supermem.recipes import RecipeError, spec_runs
     from supermem.report.html import write_report
 
-    everything = spec_runs(out, specs, ok_only=False)
+    try:  # run_sweep set damaged run dirs aside; one damaged since is named here
+        everything = spec_runs(out, specs, ok_only=False)
+    except DamagedRunError as e:
+        raise CLIError(str(e)) from None
     runs = [r for r in everything if r.status == "ok"]
     if not runs:
         raise CLIError(f"{out}: no run finished ok; nothing to draw")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from supermem.cli.common import CLIError
+from supermem.sweeps.checks import DamagedRunError
 
 METRICS = ["status", "train_loss", "test_loss", "W_norm", "b_norm"]
 
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     try:
         frame = sweep_frame(args.dir)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DamagedRunError) as e:
         raise CLIError(str(e)) from None
     cols = args.columns or default_columns(frame)
     missing = [c for c in cols if c not in frame.columns]

@@ -13,6 +13,7 @@ from supermem.cli.common import (
     progress_enabled,
 )
 from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.checks import DamagedRunError
 
 
 def register(sub) -> None:
@@ -41,6 +42,8 @@ def run(args) -> int:
             status = load_run(cfg.init_from).status
         except FileNotFoundError:
             raise CLIError(f"--init-from {cfg.init_from}: not a run directory") from None
+        except DamagedRunError as e:
+            raise CLIError(f"--init-from: {e}") from None
         if status != "ok":
             raise CLIError(f"--init-from {cfg.init_from}: run has status {status}, no weights")
     try:

@@ -17,6 +17,7 @@ from supermem import __version__
 from supermem.recipes import RECIPES, Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.claims import Claim
 from supermem.recipes.runsets import summary_rows
+from supermem.sweeps.checks import read_json
 
 MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
 CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
@@ -39,9 +40,9 @@ def pick_recipe(runs: list) -> Recipe:
 def read_manifest(out_dir: Path) -> dict:
     """reproduce.json if present, else the specs of a plain sweep folder (spec.json)."""
     if (out_dir / MANIFEST).is_file():
-        return json.loads((out_dir / MANIFEST).read_text())
+        return read_json(out_dir / MANIFEST)  # DamagedRunError (one line) if broken
     spec = out_dir / "spec.json"
-    return {"specs": [json.loads(spec.read_text())] if spec.is_file() else []}
+    return {"specs": [read_json(spec)] if spec.is_file() else []}
 
 
 def _recipe(name: Recipe | str) -> Recipe:

@@ -6,12 +6,15 @@ Layout of a sweep directory ``OUT``::
     OUT/spec_history.jsonl   every spec ever run into OUT, one JSON object per line
     OUT/runs/<key>/          finished runs (status ok or diverged), written by store.save_run
     OUT/failed/<key>/        crash records (status failed + error), retried on the next call
+    OUT/damaged/<key>.<id>/  run dirs or crash records found damaged, moved out of the way
     OUT/index.sqlite         one row per run dir above: a cache, rebuildable from them
 
 The run dirs are the source of truth. They are immutable once visible (written
-atomically), so the index is fresh exactly when it holds the same keys as the dirs;
+atomically), so the index is fresh when it holds the same keys as the dirs and every
+dir's files have the sizes and mtimes its row recorded (a damaged file changes them);
 readers check that and fall back to scanning the dirs, never writing the index
-themselves (only the process running the sweep writes it).
+themselves (only the process running the sweep writes it). Reading a damaged dir raises
+``checks.DamagedRunError``; a sweep moves such dirs to OUT/damaged/ and trains them again.
 """
 
 from __future__ import annotations
@@ -24,22 +27,24 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Collection, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supermem.config import TrainConfig
+from supermem.sweeps.checks import DamagedRunError, check_run, read_json
 from supermem.sweeps.store import Run, load_run
 
 if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay quick
     import pandas as pd
 
-RUNS, FAILED, INDEX, LOCK = "runs", "failed", "index.sqlite", ".lock"
+RUNS, FAILED, DAMAGED, INDEX, LOCK = "runs", "failed", "damaged", "index.sqlite", ".lock"
 _FLOATS = {f.name for f in fields(TrainConfig) if f.type == "float"}
 _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT NOT NULL,
-    path TEXT NOT NULL, error TEXT, created REAL, indexed REAL)"""
+    path TEXT NOT NULL, error TEXT, created REAL, indexed REAL, stamp TEXT)"""
 
 
 def floats_as_floats(d: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +133,16 @@ def remove_partial(out: Path) -> list[Path]:
 
 
 def record(path: Path) -> dict[str, Any]:
-    """The index row of one run or failure dir (config and metrics as dicts)."""
-    config = json.loads((path / "config.json").read_text())
-    mets = json.loads((path / "metrics.json").read_text())
+    """The index row of one run or failure dir (config and metrics as dicts).
+
+    DamagedRunError if the dir is damaged (a run dir is checked whole, see ``checks``).
+    """
+    if path.parent.name == FAILED:
+        config, mets = read_json(path / "config.json"), read_json(path / "metrics.json")
+    elif not (path / "config.json").is_file():
+        raise DamagedRunError(path / "config.json", "missing")
+    else:
+        config, mets = check_run(path)
     return {
         "key": path.name,
         "status": mets.get("status", "unknown"),
@@ -139,14 +151,44 @@ def record(path: Path) -> dict[str, Any]:
         "path": str(path),
         "error": mets.get("error"),
         "created": path.stat().st_mtime,
+        "stamp": stamp(path),
     }
 
 
-def scan(out: Path) -> list[dict[str, Any]]:
-    """Index rows read straight from the dirs; a finished run hides a stale failure record."""
+def stamp(path: Path) -> str:
+    """Name, size and mtime of each file in a dir: editing, cutting or losing one changes it."""
+    stats = {p.name: p.stat() for p in path.iterdir()}
+    return json.dumps(sorted((k, st.st_size, st.st_mtime_ns) for k, st in stats.items()))
+
+
+def _record_dirs(out: Path) -> list[Path]:
+    """The run dirs, and the failure records no finished run hides (they are stale)."""
     done = done_keys(out)
-    paths = _visible(out / RUNS) + [p for p in _visible(out / FAILED) if p.name not in done]
-    return [record(p) for p in paths]
+    return _visible(out / RUNS) + [p for p in _visible(out / FAILED) if p.name not in done]
+
+
+def scan(out: Path, skip: Collection[Path] = ()) -> list[dict[str, Any]]:
+    """Index rows read straight from the dirs (but ``skip``); DamagedRunError on damage."""
+    return [record(p) for p in _record_dirs(out) if p not in skip]
+
+
+def damaged(out: Path) -> dict[Path, DamagedRunError]:
+    """The run dirs and failure records that ``record`` cannot read, with the reason."""
+    found = {}
+    for p in _record_dirs(out):
+        try:
+            record(p)
+        except DamagedRunError as e:
+            found[p] = e
+    return found
+
+
+def set_aside(out: Path, path: Path) -> Path:
+    """Move a damaged dir to OUT/damaged/<key>.<id> (kept to look at); return it."""
+    (out / DAMAGED).mkdir(exist_ok=True)
+    dest = out / DAMAGED / f"{path.name}.{uuid.uuid4().hex[:8]}"
+    os.rename(path, dest)
+    return dest
 
 
 # -- the SQLite index -----------------------------------------------------------------
@@ -168,25 +210,53 @@ def _values(r: dict[str, Any]) -> tuple:
         r["error"],
         r["created"],
         time.time(),
+        r["stamp"],
     )
 
 
 def upsert(out: Path, rows: list[dict[str, Any]]) -> None:
     """Insert or replace index rows (called by the sweep's parent process only)."""
-    with _connect(out) as con:
-        con.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", map(_values, rows))
-    con.close()
+    try:
+        with _connect(out) as con:
+            sql = "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)"
+            con.executemany(sql, map(_values, rows))
+        con.close()
+    except sqlite3.DatabaseError:  # the file was damaged meanwhile: the dirs hold every row
+        rebuild_index(out)
 
 
 def rebuild_index(out: str | Path) -> int:
-    """Rewrite ``OUT/index.sqlite`` from the run and failure dirs; return the row count."""
+    """Rewrite ``OUT/index.sqlite`` from the run and failure dirs; return the row count.
+
+    Written to a new file that replaces the old one, so a damaged index (garbage bytes,
+    a lost journal) is replaced rather than opened. DamagedRunError on a damaged dir.
+    """
     out = Path(out)
     rows = scan(out)
-    with _connect(out) as con:
-        con.execute("DELETE FROM runs")
-        con.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)", map(_values, rows))
+    tmp = out / f".{INDEX}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp)
+    with con:
+        con.execute(_SCHEMA)
+        con.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)", map(_values, rows))
     con.close()
+    for journal in ("-journal", "-wal", "-shm"):  # belong to the old file, not to ours
+        (out / f"{INDEX}{journal}").unlink(missing_ok=True)
+    os.replace(tmp, out / INDEX)
     return len(rows)
+
+
+_COLUMNS = ("key", "status", "config", "metrics", "path", "error", "created", "stamp")
+
+
+def _read_index(out: Path) -> list[dict[str, Any]]:
+    """Every row of the index; sqlite3.Error if it cannot be read."""
+    con = _connect(out, readonly=True)
+    try:
+        got = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs").fetchall()
+    finally:
+        con.close()
+    return [dict(zip(_COLUMNS, r)) for r in got]
 
 
 def _index_rows(out: Path) -> list[dict[str, Any]] | None:
@@ -194,13 +264,7 @@ def _index_rows(out: Path) -> list[dict[str, Any]] | None:
     if not (out / INDEX).is_file():
         return None
     try:
-        con = _connect(out, readonly=True)
-        got = con.execute("SELECT key, status, config, metrics, path, error, created FROM runs")
-        rows = [
-            dict(zip(("key", "status", "config", "metrics", "path", "error", "created"), r))
-            for r in got.fetchall()
-        ]
-        con.close()
+        rows = _read_index(out)
     except sqlite3.Error:
         return None
     done = done_keys(out)
@@ -209,13 +273,25 @@ def _index_rows(out: Path) -> list[dict[str, Any]] | None:
     if have != want:
         return None
     for r in rows:
+        sub = FAILED if r["status"] == "failed" else RUNS
+        if r.pop("stamp") != stamp(out / sub / r["key"]):  # a file changed since indexing
+            return None
         r["config"], r["metrics"] = json.loads(r["config"]), json.loads(r["metrics"])
     return rows
 
 
-def ensure_index(out: Path) -> None:
-    if _index_rows(out) is None:
-        rebuild_index(out)
+def ensure_index(out: Path) -> str | None:
+    """Rebuild the index if stale, missing or damaged; if damaged, a line saying so."""
+    if _index_rows(out) is not None:
+        return None
+    problem = None
+    if (out / INDEX).is_file():
+        try:
+            _read_index(out)
+        except sqlite3.Error as e:  # garbage bytes, or an index from an older supermem
+            problem = str(e)
+    n = rebuild_index(out)
+    return f"{out / INDEX}: unreadable ({problem}); rebuilt from {n} dirs" if problem else None
 
 
 # -- reading a sweep back ---------------------------------------------------------------

@@ -8,13 +8,16 @@ in ``sweep_index``; where the training happens is in ``executors``. Semantics:
 
 - a diverged run is a result (status "diverged" in ``runs/``) and is never retried;
 - a crashed group (an exception) leaves ``failed/<key>/`` records and is retried by the
-  next ``run_sweep`` call; the sweep itself goes on either way.
+  next ``run_sweep`` call; the sweep itself goes on either way;
+- a damaged run dir (a truncated or unparseable file, see ``checks``) is never reused:
+  ``run_sweep`` moves it to ``damaged/``, says so in one line, and trains it again.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,8 +37,10 @@ from supermem.sweeps.executors import (
 )
 from supermem.sweeps.executors import write_failure as _write_failure
 from supermem.sweeps.index import (
+    RUNS,
     SweepBusyError,
     config_key,
+    damaged,
     done_keys,
     ensure_index,
     failed_keys,
@@ -44,6 +49,7 @@ from supermem.sweeps.index import (
     rebuild_index,
     remove_partial,
     scan,
+    set_aside,
     sweep_frame,
     sweep_lock,
     upsert,
@@ -172,9 +178,10 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
 
 
-def _calibrate(out: Path) -> tuple[float | None, int]:
-    """(seconds per unit, runs used) from this dir's ok runs; (None, 0) for the default."""
-    rows = [r for r in scan(out) if r["status"] == "ok"] if out.is_dir() else []
+def _calibrate(out: Path, skip: set[Path]) -> tuple[float | None, int]:
+    """(seconds per unit, runs used) from this dir's ok runs but ``skip`` (damaged ones);
+    (None, 0) for the default."""
+    rows = [r for r in scan(out, skip) if r["status"] == "ok"] if out.is_dir() else []
     if not rows:
         return None, 0
     # runs trained in one train_many call share one wall time: split it between them
@@ -201,6 +208,7 @@ class SweepPlan:
     seconds_per_unit: float | None  # None: the engine defaults of SECONDS_PER_UNIT
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
+    damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
 
     @property
     def wall_seconds(self) -> float:
@@ -218,8 +226,9 @@ class SweepPlan:
     def __str__(self) -> str:
         est = self.wall_seconds
         how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
+        bad = f", {self.damaged} damaged" if self.damaged else ""
         return (
-            f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried); "
+            f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried{bad}); "
             f"estimated {_hms(est)} with {self.workers} worker(s) (cost model {how})"
         )
 
@@ -228,12 +237,14 @@ def plan(spec: SweepSpec, out: str | os.PathLike, workers: int = 1) -> SweepPlan
     """Count done / to-do runs and estimate time. Reads only; creates nothing."""
     out = Path(out)
     todo_cfgs = _unique(spec.configs())
-    done = done_keys(out) & set(todo_cfgs)
-    c, n_cal = _calibrate(out)
+    bad = set(damaged(out)) if out.is_dir() else set()
+    done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
+    c, n_cal = _calibrate(out, bad)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
     secs = sum(run_seconds(cfg, c) for cfg in todo)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
-    return SweepPlan(len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers)
+    n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
+    return SweepPlan(len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad)
 
 
 def _hms(s: float) -> str:
@@ -254,6 +265,7 @@ class SweepSummary:
     ok: int = 0
     diverged: list[tuple[str, int | None]] = field(default_factory=list)  # (key, step)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    damaged: list[str] = field(default_factory=list)  # damaged dirs found, moved aside: why
     seconds: float = 0.0
 
     @property
@@ -267,6 +279,8 @@ class SweepSummary:
             f"{self.out}: {len(self.keys)} runs; {self.skipped} already done, {self.ok} trained "
             f"ok, {len(self.diverged)} diverged, {len(self.failed)} failed in {_hms(self.seconds)}"
         )
+        if self.damaged:
+            head += f"; {len(self.damaged)} damaged dir(s) moved to {self.out / 'damaged'}"
         return "\n".join([head, *("  " + f for f in self.failures)])
 
     def add(self, o: Outcome) -> None:
@@ -324,11 +338,14 @@ def _run_locked(
     batch: bool,
 ) -> SweepSummary:
     remove_partial(out)  # safe: the lock says no other sweep has runs in flight here
+    notes = [_set_aside(out, path, err, wanted) for path, err in damaged(out).items()]
     write_spec(out, spec.to_dict())
-    ensure_index(out)
+    rebuilt = ensure_index(out)
+    for line in notes + ([rebuilt] if rebuilt else []):
+        print(f"supermem: {line}", file=sys.stderr)
     done = done_keys(out)
     todo = [c for k, c in wanted.items() if k not in done]
-    summary = SweepSummary(out, list(wanted), skipped=len(wanted) - len(todo))
+    summary = SweepSummary(out, list(wanted), skipped=len(wanted) - len(todo), damaged=notes)
     jobs = [Job(tuple(g), str(out)) for g in groups(todo, batch)]
     own = executor is None
     if executor is None:  # no more processes than jobs: the spare cores go to their threads
@@ -354,3 +371,10 @@ def _run_locked(
             executor.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _set_aside(out: Path, path: Path, err: Exception, wanted: dict[str, TrainConfig]) -> str:
+    """Move a damaged run dir or crash record out of the way; one line saying so."""
+    dest = set_aside(out, path)
+    again = ", training it again" if path.name in wanted else ""
+    return f"{err}; moved {path.parent.name}/{path.name} to {dest}{again}"

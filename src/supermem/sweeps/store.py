@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from supermem import __version__, metrics
 from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError, check_run
 from supermem.toy.train import InstanceResult
-
-ARRAYS, DATA = "arrays.safetensors", "train_data.safetensors"
 
 
 class RunExistsError(FileExistsError):
@@ -197,19 +197,31 @@ class Run:
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Load a run directory written by ``save_run``."""
+    """Load a run directory written by ``save_run``.
+
+    FileNotFoundError if ``path`` has no config.json; DamagedRunError (naming the file and
+    the problem) if a file is missing, truncated, unparseable or disagrees with the config.
+    """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a supermem run directory (no config.json)")
-    config = json.loads((path / "config.json").read_text())
-    mets = json.loads((path / "metrics.json").read_text())
-    arrays = load_file(str(path / ARRAYS)) if (path / ARRAYS).exists() else {}
+    config, mets = check_run(path)
+    arrays = _load(path / ARRAYS) if (path / ARRAYS).exists() else {}
     X = None
     if (path / DATA).exists():
-        d = load_file(str(path / DATA))
+        d = _load(path / DATA)
         T, n = config["train_size"], config["features"]
-        X = sp.csr_matrix((d["values"], d["indices"], d["indptr"]), shape=(T, n))
+        try:
+            X = sp.csr_matrix((d["values"], d["indices"], d["indptr"]), shape=(T, n))
+            X.check_format(full_check=True)
+        except ValueError as e:  # e.g. a column index >= n
+            raise DamagedRunError(path / DATA, f"not a valid CSR matrix ({e})") from None
     return Run(path, config, mets, arrays, X)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:  # check_run read the header; the data can still be bad
+        raise DamagedRunError(path, f"unparseable safetensors file ({e})") from None
 
 
 def init_weights(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
@@ -218,7 +230,7 @@ def init_weights(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
         return None
     try:
         run = load_run(cfg.init_from)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DamagedRunError) as e:
         raise ConfigError(f"init_from: {e}") from None
     if run.status != "ok" or not {"W", "b"} <= set(run.arrays):
         raise ConfigError(f"init_from run {cfg.init_from} has status {run.status}: no weights")
