@@ -21,7 +21,10 @@ scale = |b_j| + sum_k |W_kj| max(|lo_k|, |hi_k|) bounds the terms of p, so float
 rounding of p (relative error ~ (m+1) 6e-8) can never flip the sign the box test
 promised: an on point is on, an off point is off, in every kernel (exact).
 
-Determinism: features are split into NPART fixed parts (feature j in part j % NPART),
+Features walk the tree in blocks of F (at most 63, lanes of a bit mask), in an order
+the caller chooses so that a block's hyperplanes are alike and cut the same nodes.
+
+Determinism: the blocks are split into NPART fixed parts (block B in part B % NPART),
 each part accumulates into its own node and point buffers, and the parts are summed in
 a fixed order; no result depends on the thread count or the schedule.
 """
@@ -203,101 +206,183 @@ def leaf_spread(lo, hi, D):
 
 
 @njit(parallel=True, cache=True)
-def traverse(W, b, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut):
-    """The dense part of loss and gradients, feature by feature down the tree.
+def traverse(
+    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, F, gW, gb, lossf, nodeA, nodea, ghp, cut
+):
+    """The dense part of loss and gradients, a block of F features at a time down the tree.
 
-    W (inst, m, n), b (inst, n) float32; hs (inst, T, m) float32 in tree order; boxes
-    and moments as from ``refit``; c2 = 2/T. Writes, per feature j,
+    Ws (inst, m, n), bs (inst, n) float32, features in the caller's (sorted) order: F
+    consecutive ones walk the tree together, so neighbours in that order should cut the
+    same nodes. hs (inst, T, m) float32 in tree order; boxes and moments as from
+    ``refit``; c2 = 2/T. Writes, per feature j (same order as Ws),
       gW (inst, m, n) float32 = c2 sum_{t on} p_tj h_t, gb (inst, n) = c2 sum_{t on} p_tj,
       lossf (inst, n) float64 = sum_{t on} p_tj^2,
-    and per part P (feature j in part j % NPART; NPART = nodeA.shape[1]), zeroed on entry:
+    and per part P (block B in part B % NPART; NPART = nodeA.shape[1]), zero on entry:
       nodeA (inst, NPART, nn, m, m) += W_j W_j^T, nodea (..., m) += b_j W_j on each on
       node, ghp (inst, NPART, T, m) float64 += c2 p_tj W_j for each on point of a cut
       leaf, and cut (inst, NPART, 2^D) bool marks the leaves whose ghp was written
       (``push_down`` reads and clears exactly those, so ghp stays zero between steps).
     """
-    nparts = nodeA.shape[1]
-    for q in prange(W.shape[0] * nparts):
-        _traverse_part(
-            W, b, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
-            q // nparts, q % nparts,
-        )  # fmt: skip
+    inst, n, nparts = Ws.shape[0], Ws.shape[2], nodeA.shape[1]
+    nblk = -(-n // F)
+    for q in prange(inst * nparts):
+        i, part = q // nparts, q % nparts
+        for B in range(part, nblk, nparts):
+            _traverse_block(
+                Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea,
+                ghp, cut, i, part, B * F, min(n, B * F + F),
+            )  # fmt: skip
 
 
 @njit(fastmath=_HOT, cache=True)
-def _traverse_part(
-    W, b, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut, i, part
-):
-    """``traverse`` for the features of one part of one instance (a plain loop: kept out
-    of the parallel region, where Numba's loop transformations made it ~5x slower)."""
-    m, n = W.shape[1], W.shape[2]
-    nparts = nodeA.shape[1]
+def _traverse_block(
+    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
+    i, part, j0, j1,
+):  # fmt: skip
+    """``traverse`` for features j0 <= j < j1 (at most 63) of instance i, part ``part``.
+
+    A stack holds (node, lanes): the features still cut at the node's parent, as bits.
+    At a node every lane's box bounds are computed at once (vectorised), then each live
+    lane is off (dropped), on (moments; dropped) or cut (kept); a leaf does its cut
+    lanes point by point, vectorised over the lanes.
+    """
+    m = Ws.shape[1]
+    F = j1 - j0
     first_leaf = (1 << D) - 1
-    w = np.empty(m)
-    gw = np.empty(m)
-    stack = np.empty(2 * D + 4, np.int64)
-    for j in range(part, n, nparts):
-        bj = np.float64(b[i, j])
+    w = np.empty((m, F))  # float64 copies for the box tests and moments
+    bj = np.empty(F)
+    pmin = np.empty(F)
+    pmax = np.empty(F)
+    scale = np.empty(F)
+    loss = np.zeros(F)
+    gbl = np.zeros(F)
+    gwl = np.zeros((m, F))
+    isOn = np.zeros(F, np.bool_)
+    s1w = np.empty(F)
+    quad = np.empty(F)
+    lane = np.empty(F, np.int64)  # the cut lanes of a leaf, compacted
+    cw = np.empty((m, F), np.float32)
+    cb = np.empty(F, np.float32)
+    cp = np.empty(F, np.float32)
+    cl = np.empty(F, np.float32)
+    cg = np.empty(F, np.float32)
+    cgw = np.empty((m, F), np.float32)
+    for f in range(F):
+        bj[f] = bs[i, j0 + f]
         for k in range(m):
-            w[k] = W[i, k, j]
-            gw[k] = 0.0
-        loss, gbj = 0.0, 0.0
-        stack[0] = 0
-        sp = 1
-        while sp > 0:
-            sp -= 1
-            v = stack[sp]
-            pmax, pmin, scale = bj, bj, abs(bj)
+            w[k, f] = Ws[i, k, j0 + f]
+    node = np.empty(2 * D + 4, np.int64)
+    mask = np.empty(2 * D + 4, np.int64)
+    node[0], mask[0] = 0, (1 << F) - 1
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        v, live = node[sp], mask[sp]
+        for f in range(F):
+            pmin[f] = bj[f]
+            pmax[f] = bj[f]
+            scale[f] = abs(bj[f])
+        for k in range(m):
+            lk, hk = lo[i, v, k], hi[i, v, k]
+            for f in range(F):
+                x, y = w[k, f] * lk, w[k, f] * hk
+                pmin[f] += min(x, y)
+                pmax[f] += max(x, y)
+                scale[f] += max(abs(x), abs(y))
+        keep, on = 0, 0
+        for f in range(F):
+            tol = MARGIN * scale[f]
+            if (live >> f) & 1 and not (pmax[f] < -tol):  # live and not off
+                if pmin[f] > tol:
+                    on |= 1 << f  # on: from the moments
+                else:
+                    keep |= 1 << f  # cut (or NaN): look closer
+        if on:  # the on lanes' moment terms, vectorised over all lanes, kept where on
+            for f in range(F):
+                isOn[f] = (on >> f) & 1
+            cnt = np.float64(end[v] - start[v])
+            for f in range(F):
+                s1w[f] = 0.0
+                quad[f] = 0.0
             for k in range(m):
-                x, y = w[k] * lo[i, v, k], w[k] * hi[i, v, k]
-                if x > y:
-                    x, y = y, x
-                pmin += x
-                pmax += y
-                scale += max(abs(x), abs(y))
-            tol = MARGIN * scale
-            if pmax < -tol:
-                continue  # off: every point of the node has p <= 0
-            if pmin > tol:  # on: from the moments
-                s1w = 0.0
-                quad = 0.0
-                for k in range(m):
-                    s1w += w[k] * S1[i, v, k]
+                s1k = S1[i, v, k]
+                for f in range(F):
+                    s1w[f] += w[k, f] * s1k
+                for f in range(F):
                     acc = 0.0
                     for l in range(m):
-                        acc += S2[i, v, k, l] * w[l]
-                    quad += w[k] * acc
-                    gw[k] += acc + bj * S1[i, v, k]
-                cnt = np.float64(end[v] - start[v])
-                loss += quad + 2.0 * bj * s1w + bj * bj * cnt
-                gbj += s1w + bj * cnt
-                for k in range(m):
-                    nodea[i, part, v, k] += bj * w[k]
-                    for l in range(m):
-                        nodeA[i, part, v, k, l] += w[k] * w[l]
-                continue
-            if v >= first_leaf:  # a cut leaf: point by point, p rounded as _pre
-                cut[i, part, v - first_leaf] = True
-                for s in range(start[v], end[v]):
-                    p = b[i, j]
-                    for k in range(m):
-                        p = p + W[i, k, j] * hs[i, s, k]
-                    if p <= 0:  # NaN goes on, so it reaches the loss
-                        continue
-                    p64 = np.float64(p)
-                    loss += p64 * p64
-                    gbj += p64
-                    for k in range(m):
-                        gw[k] += p64 * hs[i, s, k]
-                        ghp[i, part, s, k] += c2 * p64 * w[k]
-                continue
-            stack[sp] = 2 * v + 2
-            stack[sp + 1] = 2 * v + 1
+                        acc += S2[i, v, k, l] * w[l, f]
+                    quad[f] += w[k, f] * acc
+                    g = acc + bj[f] * s1k
+                    gwl[k, f] += g if isOn[f] else 0.0
+            for f in range(F):
+                x = quad[f] + 2.0 * bj[f] * s1w[f] + bj[f] * bj[f] * cnt
+                loss[f] += x if isOn[f] else 0.0
+                y = s1w[f] + bj[f] * cnt
+                gbl[f] += y if isOn[f] else 0.0
+            for k in range(m):
+                acc = 0.0
+                for f in range(F):
+                    x = bj[f] * w[k, f]
+                    acc += x if isOn[f] else 0.0
+                nodea[i, part, v, k] += acc
+                for l in range(m):
+                    acc = 0.0
+                    for f in range(F):
+                        x = w[k, f] * w[l, f]
+                        acc += x if isOn[f] else 0.0
+                    nodeA[i, part, v, k, l] += acc
+        if keep == 0:
+            continue
+        if v < first_leaf:
+            node[sp], mask[sp] = 2 * v + 2, keep
+            node[sp + 1], mask[sp + 1] = 2 * v + 1, keep
             sp += 2
-        lossf[i, j] = loss
-        gb[i, j] = c2 * gbj
+            continue
+        # a cut leaf: its cut lanes point by point, p rounded as _pre (b, then + W_k h_k)
+        cut[i, part, v - first_leaf] = True
+        L = 0
+        for f in range(F):
+            if (keep >> f) & 1:
+                lane[L] = f
+                cb[L] = bs[i, j0 + f]
+                for k in range(m):
+                    cw[k, L] = Ws[i, k, j0 + f]
+                L += 1
+        cl[:L] = 0.0
+        cg[:L] = 0.0
+        cgw[:, :L] = 0.0
+        for s in range(start[v], end[v]):
+            for c in range(L):
+                cp[c] = cb[c]
+            for k in range(m):
+                hk = hs[i, s, k]
+                for c in range(L):
+                    cp[c] = cp[c] + cw[k, c] * hk
+            for c in range(L):
+                r = cp[c]
+                r = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
+                cl[c] += r * r
+                cg[c] += r
+                cp[c] = r
+            for k in range(m):
+                hk = hs[i, s, k]
+                acc = np.float32(0.0)
+                for c in range(L):
+                    cgw[k, c] += cp[c] * hk
+                    acc += cp[c] * cw[k, c]
+                ghp[i, part, s, k] += c2 * np.float64(acc)
+        for c in range(L):
+            f = lane[c]
+            loss[f] += cl[c]
+            gbl[f] += cg[c]
+            for k in range(m):
+                gwl[k, f] += cgw[k, c]
+    for f in range(F):
+        lossf[i, j0 + f] = loss[f]
+        gb[i, j0 + f] = c2 * gbl[f]
         for k in range(m):
-            gW[i, k, j] = c2 * gw[k]
+            gW[i, k, j0 + f] = c2 * gwl[k, f]
 
 
 @njit(parallel=True, cache=True)

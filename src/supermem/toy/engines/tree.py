@@ -32,7 +32,7 @@ from supermem.toy.engines import _numba_kernels as K
 from supermem.toy.engines import _tree_kernels as TK
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
-from supermem.toy.engines.fast import CpuData, _threads
+from supermem.toy.engines.fast import CpuData, _threads, angle_order
 from supermem.toy.model import TiedReLUOutput
 
 NPART = 4  # fixed feature parts (results never depend on the thread count)
@@ -89,7 +89,14 @@ class TreeData:
     cpu: CpuData
     state: TreeState | None = None
     leaf: int = 16
+    block: int = 16
     log: list = field(default_factory=list)  # (step, "build") entries, for the benchmark
+
+
+def feature_order(W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """W (inst, m, n), b (inst, n) -> (inst, n): features by the angle of W_j, so that a
+    block of neighbours has near-parallel hyperplanes. Any order is exact."""
+    return angle_order(W.transpose(0, 2, 1))
 
 
 def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_spread: float):
@@ -122,16 +129,23 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
             data.log.append((st.steps, "build"))
     st.steps += 1
     nn = len(st.start)
-    gW = np.empty((inst, m, n), np.float32)
-    gb = np.empty((inst, n), np.float32)
+    fperm = feature_order(W, b)  # (inst, n): a block's hyperplanes alike
+    Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
+    bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
+    gWs = np.empty((inst, m, n), np.float32)
+    gbs = np.empty((inst, n), np.float32)
     lossf = np.empty((inst, n))
     nodeA = np.zeros((inst, NPART, nn, m, m))
     nodea = np.zeros((inst, NPART, nn, m))
     with _threads(inst * n * (st.D + 16)):
         TK.traverse(
-            W, b, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2,
-            gW, gb, lossf, nodeA, nodea, st.ghp, st.cut,
+            Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, data.block,
+            gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut,
         )  # fmt: skip
+    gW = np.empty_like(gWs)  # back to the caller's feature order
+    np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
+    gb = np.empty_like(gbs)
+    np.put_along_axis(gb, fperm, gbs, axis=1)
     gh_tree = np.empty((inst, 1, T, m), np.float32)
     with _threads(tree_work):
         TK.push_down(nodeA, nodea, st.ghp, st.cut, hs, st.D, st.start, st.end, c2, gh_tree)
@@ -154,6 +168,7 @@ class TreeEngine(Engine):
 
     name = "tree"
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
+    BLOCK = 16  # features that walk the tree together (at most 63)
     REBUILD_SPREAD = 1.5  # rebuild when the leaves' spread grows by this factor
 
     def supports(self, model, device) -> bool:
@@ -162,7 +177,7 @@ class TreeEngine(Engine):
     def prepare(self, data: SparseData, device):
         if torch.device(device).type == "cuda":
             return ChunkedEngine().prepare(data, device)
-        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF)
+        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF, block=self.BLOCK)
 
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, TreeData):
