@@ -6,9 +6,10 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from supermem.config import ConfigError
 
@@ -42,7 +43,7 @@ def parse_float(s: str) -> float:
     return v
 
 
-_TYPES = {
+_TYPES: dict[str, Callable[[str], Any]] = {
     "int": parse_int,
     "int | None": parse_int,
     "float": parse_float,
@@ -64,7 +65,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
         parser.add_argument(
             flag(f.name),
             dest=f.name,
-            type=_TYPES[f.type],
+            type=_TYPES[str(f.type)],  # a string: config.py postpones annotations
             default=default,
             choices=f.metadata.get("choices"),
             metavar=f.name.upper(),

@@ -9,7 +9,7 @@ data_dims (T,).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def by_T(runs: Iterable) -> dict[int, list]:
     return {k[0]: v for k, v in group(runs, "train_size").items()}
 
 
-def finite_mean(xs: Sequence[float]) -> float:
+def finite_mean(xs: Iterable[float]) -> float:
     xs = [float(x) for x in xs if math.isfinite(x)]
     return sum(xs) / len(xs) if xs else math.nan
 

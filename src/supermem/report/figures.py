@@ -167,13 +167,12 @@ def fig5(runs: list, out: Path) -> list[Path]:
     for (m, T), rs in cells.items():
         Z[ms.index(m), Ts.index(T)] = np.mean([r.metrics["test_loss"] for r in rs])
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    im = ax.imshow(
-        Z, origin="lower", aspect="auto", cmap="viridis", norm=LogNorm(np.nanmin(Z), np.nanmax(Z))
-    )
+    norm = LogNorm(np.nanmin(Z), np.nanmax(Z))
+    im = ax.imshow(Z, origin="lower", aspect="auto", cmap="viridis", norm=norm)
     if Z.size <= 400:  # cell values stay legible; the paper scale is 12 x 16
         for i, j in np.ndindex(Z.shape):
             if np.isfinite(Z[i, j]):
-                color = "w" if im.norm(Z[i, j]) < 0.6 else "k"
+                color = "w" if norm(float(Z[i, j])) < 0.6 else "k"
                 ax.text(j, i, f"{Z[i, j]:.3g}", ha="center", va="center", fontsize=7, c=color)
     for i, row in enumerate(Z):  # each m's worst T, where more data stops hurting
         if np.isfinite(row).any():

@@ -126,7 +126,7 @@ def write_report(
     manifest = read_manifest(out_dir)
     recipe = recipe or manifest.get("recipe")
     if runs is None and "recipe" in manifest:
-        recipe = _recipe(recipe)
+        recipe = _recipe(recipe or manifest["recipe"])
         runs = spec_runs(out_dir, reproduce_specs(manifest, recipe), ok_only=False)
     everything = load_runs(out_dir, ok_only=False) if runs is None else runs
     statuses = Counter(r.status for r in everything)  # diverged runs are counted, not drawn

@@ -27,7 +27,7 @@ def vectors(ax, V: np.ndarray, color: str, lim: float | None = None, title: str 
     alpha = np.clip(norms / max(norms.max(initial=0.0), 1e-12), 0.08, 1.0)
     segs = np.stack([np.zeros_like(V), V], axis=1)
     colors = [matplotlib.colors.to_rgba(color, a) for a in alpha]
-    ax.add_collection(LineCollection(segs, colors=colors, linewidths=1.2))
+    ax.add_collection(LineCollection(list(segs), colors=colors, linewidths=1.2))
     ax.scatter(V[:, 0], V[:, 1], s=6, c=colors, zorder=3)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)

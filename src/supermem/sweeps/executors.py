@@ -143,7 +143,8 @@ def limit_threads(n: int) -> None:
         import numba
     except ImportError:
         return
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    # numba.config sets NUMBA_NUM_THREADS at import, from the environment: not in its types
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
 class LocalExecutor(Executor):
