@@ -12,11 +12,13 @@ __version__ = "0.1.0"
 import supermem.toy  # noqa: E402,F401  (fills the model and engine registries first)
 from supermem.api import train, train_many  # noqa: E402
 from supermem.config import ConfigError, TrainConfig, make_config  # noqa: E402
+from supermem.sweeps.checks import DamagedRunError  # noqa: E402
 from supermem.sweeps.spec import SweepSpec, load_sweep, run_sweep, sweep_frame  # noqa: E402
 from supermem.sweeps.store import Run, load_run, save_run  # noqa: E402
 
 __all__ = [
     "ConfigError",
+    "DamagedRunError",
     "Run",
     "SweepSpec",
     "TrainConfig",
