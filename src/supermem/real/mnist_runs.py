@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -109,8 +110,8 @@ def save_run(out: Path, run: MnistRun, measured: dict, extra: dict) -> Path:
     from supermem.sweeps.store import write_atomic
 
     def write(tmp: Path) -> None:
-        cfg = {"n_train": run.n_train, "noise": run.noise, "noise_seed": run.noise_seed}
-        cfg |= {"mlp": run.mlp.to_dict(), **extra}
+        cfg: dict[str, Any] = {"n_train": run.n_train, "noise": run.noise}
+        cfg |= {"noise_seed": run.noise_seed, "mlp": run.mlp.to_dict(), **extra}
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(measured["weights"], str(tmp / "weights.safetensors"))
         np.savez(tmp / "arrays.npz", **measured["arrays"])
