@@ -115,13 +115,43 @@ def _initial_params(cfgs, model, seeds: list[int], init: dict | None) -> Params:
     return {k: v[None].repeat(len(seeds), *([1] * v.dim())).clone() for k, v in p.items()}
 
 
+def _datasets(
+    cfgs: list[TrainConfig], owners: list[int], data: tuple[SparseData, SparseData] | None
+) -> tuple[SparseData, SparseData]:
+    """(training, test) sets with one instance per entry of ``owners`` (its config's)."""
+    if data is not None:
+        train, test = data
+        if train.inst != len(cfgs) or test.inst != len(cfgs) or train.T != cfgs[0].train_size:
+            raise ConfigError(
+                f"data= needs {len(cfgs)} instances of T={cfgs[0].train_size} training points "
+                f"and {len(cfgs)} test instances; got {train.inst} x {train.T} and {test.inst}"
+            )
+        parts = [(train.instance(i), test.instance(i)) for i in range(len(cfgs))]
+    else:
+        by_seed: dict[int, tuple[SparseData, SparseData]] = {}
+        for cfg in cfgs:
+            if cfg.data_seed not in by_seed:
+                by_seed[cfg.data_seed] = data_mod.train_test(cfg)
+        parts = [by_seed[cfg.data_seed] for cfg in cfgs]
+    return (
+        SparseData.stack([parts[o][0] for o in owners]),
+        SparseData.stack([parts[o][1] for o in owners]),
+    )
+
+
 def train_many(
-    cfgs: list[TrainConfig], progress: bool = True, init: dict | None = None
+    cfgs: list[TrainConfig],
+    progress: bool = True,
+    init: dict | None = None,
+    data: tuple[SparseData, SparseData] | None = None,
 ) -> list[InstanceResult]:
     """Train every restart of every config together; one result per config (best restart).
 
     ``init``: the starting W (m, n) and b (n) when the configs set ``init_from``
     (``supermem.train_many`` reads them from that run directory).
+    ``data``: (training, test) sets with one instance per config (T = train_size), used
+    instead of the sets each config's data_seed draws: e.g. chosen subsets of one pool
+    (``supermem.real.counterfactual``).
     """
     _check_batch(cfgs)
     c = cfgs[0]
@@ -133,13 +163,7 @@ def train_many(
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
 
-    train_parts = {}
-    test_parts = {}
-    for cfg in cfgs:
-        if cfg.data_seed not in train_parts:
-            train_parts[cfg.data_seed], test_parts[cfg.data_seed] = data_mod.train_test(cfg)
-    X_train = SparseData.stack([train_parts[cfgs[o].data_seed] for o in owners])
-    X_test = SparseData.stack([test_parts[cfgs[o].data_seed] for o in owners])
+    X_train, X_test = _datasets(cfgs, owners, data)
     train_data = engine.prepare(X_train, device)
 
     p = {
