@@ -20,38 +20,89 @@ def register(sub) -> None:
     )
     p.add_argument("recipe", nargs="?", help="recipe name (see --list)")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
-    p.add_argument("--scale", default="quick", help="quick, cpu or paper (default quick)")
+    p.add_argument(
+        "--scale", default="quick", help="a scale of the recipe (see --list; default quick)"
+    )
     p.add_argument("--out", type=Path, help="output folder (created or resumed)")
     p.add_argument("--workers", type=parse_int, default=1, help="worker processes (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
+    p.add_argument(
+        "--data", type=Path, help="real-network recipes: folder of the four MNIST IDX files"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def list_recipes() -> int:
-    from supermem.recipes import RECIPES
+    from supermem.recipes import REAL_RECIPES, RECIPES
 
     for r in RECIPES.values():
         print(f"{r.name:12s} {r.title}\n{'':12s} {r.description}")
+    for q in REAL_RECIPES.values():  # they train their own models; scales of their own
+        scales = ", ".join(q.scales)
+        print(f"{q.name:12s} {q.title}\n{'':12s} {q.description} (scales: {scales})")
     return 0
 
 
-def resolve(args):
-    """(recipe, specs) for the arguments, or a one-line CLIError."""
-    from supermem.recipes import RECIPES, SCALES
-
-    if args.recipe not in RECIPES:
-        raise CLIError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")
-    if args.scale not in SCALES:
-        raise CLIError(f"unknown scale {args.scale!r}; choose one of {', '.join(SCALES)}")
+def check_args(args, scales) -> None:
+    """The arguments every recipe checks: a known scale, an --out folder, --workers."""
+    if args.scale not in scales:
+        raise CLIError(f"unknown scale {args.scale!r}; choose one of {', '.join(scales)}")
     if args.out is None:
         raise CLIError("--out is required")
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
+
+
+def resolve(args):
+    """(recipe, specs) for the arguments, or a one-line CLIError."""
+    from supermem.recipes import REAL_RECIPES, RECIPES, SCALES
+
+    if args.recipe not in RECIPES:
+        names = ", ".join([*RECIPES, *REAL_RECIPES])
+        raise CLIError(f"unknown recipe {args.recipe!r}; choose one of {names}")
+    check_args(args, SCALES)
+    if args.data is not None:
+        raise CLIError(f"--data is for the real-network recipes; {args.recipe} makes its data")
     recipe = RECIPES[args.recipe]
     return recipe, recipe.specs(args.scale)
+
+
+def run_real(args) -> int:
+    """A recipe that trains its own models (``REAL_RECIPES``): train what is missing, then
+    figures, claims.json and report.html; print the claims."""
+    from supermem.real.mnist import MnistError
+    from supermem.recipes import REAL_RECIPES, RecipeError
+
+    recipe = REAL_RECIPES[args.recipe]
+    check_args(args, recipe.scales)
+    if args.workers != 1:
+        raise CLIError(f"recipe {recipe.name} trains in one process; drop --workers")
+    if args.data is not None and not args.data.is_dir():
+        raise CLIError(f"--data {args.data}: no such folder")
+    try:
+        claims = recipe.reproduce(
+            args.out, args.scale, args.data, args.dry_run, progress_enabled(args)
+        )
+    except (MnistError, RecipeError) as e:
+        raise CLIError(str(e)) from None
+    if not args.dry_run:
+        print(format_claims(claims))
+        print(f"figures: {args.out / 'figures'}\nreport:  {args.out / 'report.html'}")
+    return 0
+
+
+def read_manifest_recipe(out: Path):
+    """The recipe recorded in OUT/reproduce.json, or None."""
+    from supermem.recipes import RecipeError
+    from supermem.recipes.real import read_manifest
+
+    try:
+        return read_manifest(out).get("recipe")
+    except RecipeError as e:
+        raise CLIError(str(e)) from None
 
 
 def format_claims(claims) -> str:
@@ -67,6 +118,10 @@ def run(args) -> int:
         return list_recipes()
     if args.recipe is None:
         raise CLIError("name a recipe (or pass --list)")
+    from supermem.recipes import REAL_RECIPES
+
+    if args.recipe in REAL_RECIPES:
+        return run_real(args)
     recipe, specs = resolve(args)
     from supermem.report.html import MANIFEST
     from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
@@ -77,6 +132,8 @@ def run(args) -> int:
         for s in specs:
             print(f"{s.name}: {plan(s, sweeps / s.name, workers=args.workers)}")
         return 0
+    if (old := read_manifest_recipe(args.out)) in REAL_RECIPES:
+        raise CLIError(f"{args.out} holds the outputs of recipe {old!r}; choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = {"recipe": recipe.name, "scale": args.scale, "specs": [s.to_dict() for s in specs]}
     (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")

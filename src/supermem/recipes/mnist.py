@@ -19,6 +19,7 @@ import numpy as np
 from supermem.real.mlp import MLPConfig
 from supermem.real.mnist_runs import MnistRun, is_done, load_arrays, run_metrics
 from supermem.recipes.claims import Claim
+from supermem.recipes.real import RealRecipe, check_done
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,12 @@ def reproduce(
         m["arrays"] |= {"train_index": idx, "val_index": split.val_index}
         save_run(out / "runs" / r.name, r, m, extra)
     return finish(out, scale, split)
+
+
+def redraw(out: Path, scale: str, data: str | os.PathLike | None = None) -> list[Claim]:
+    """Figures, claims and report again from OUT/runs/ (RecipeError if a run is missing)."""
+    check_done(out, [(r.name, done) for r, done in plan(out, scale)], "mnist")
+    return finish(out, scale, load_data(SCALES[scale], data)[0])
 
 
 def finish(out: Path, scale: str, split) -> list[Claim]:
@@ -194,19 +201,6 @@ def write_report(out: Path, scale: str, claims: list[Claim], figs: list[Path], r
     return path
 
 
-@dataclass(frozen=True)
-class RealRecipe:
-    """A recipe that trains real networks rather than toy sweeps."""
-
-    name: str
-    title: str
-    description: str
-    scales: dict
-
-    def reproduce(self, out, scale="quick", data=None, dry_run=False, progress=False):
-        return reproduce(out, scale, data, dry_run, progress)
-
-
 RECIPE = RealRecipe(
     name="mnist",
     title="MNIST: D* of a 512-unit MLP (Olah; Hobbhahn)",
@@ -214,4 +208,6 @@ RECIPE = RealRecipe(
     + "; ".join(f"{k}: {s.sizes}, {s.epochs} epochs" for k, s in SCALES.items())
     + ", plus one with 10% of labels flipped at the largest size",
     scales=SCALES,
+    run=reproduce,
+    redraw=redraw,
 )
