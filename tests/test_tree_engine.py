@@ -107,8 +107,7 @@ def test_refit_equals_fresh_moments_and_boxes():
     perm = np.zeros((1, T), np.int64)
     TK.build(h, T, D, start, end, perm)
     assert sorted(perm[0]) == list(range(T))
-    hs = np.empty((1, T, m), np.float32)
-    TK.gather(h, perm, hs)
+    hs = h[perm]  # (1, T, m): the points in tree order
     nn = len(start)
     lo, hi = np.empty((1, nn, m)), np.empty((1, nn, m))
     S1, S2 = np.empty((1, nn, m)), np.empty((1, nn, m, m))

@@ -36,6 +36,7 @@ from numba import njit, prange
 
 _HOT = {"reassoc", "nsz"}  # as in _numba_kernels: no contraction, NaN and inf propagate
 MARGIN = 1e-5  # >> float32 rounding of p relative to scale, << any useful p
+FB = 32  # features per block; the m = 2 kernel's lane loops have this compile-time length
 
 
 def depth_for(T: int, leaf: int) -> int:
@@ -93,7 +94,8 @@ def _select(perm, key, a, z, kth):
 
 @njit(parallel=True, cache=True)
 def build(h, T, D, start, end, perm):
-    """A fresh kd-tree order: perm (inst, T) int64 from h (inst*T, m) float32.
+    """A fresh kd-tree order: perm (inst, T) int64 (tree position -> row of the
+    instance) from h (inst*T, m) float32.
 
     Level by level, each node splits its points at its size's midpoint along the
     widest axis of their bounding box (ties broken by the lowest axis).
@@ -123,15 +125,85 @@ def build(h, T, D, start, end, perm):
             _select(perm[i], key, a, z, start[2 * v + 2])
 
 
+@njit(cache=True)
+def permute_rows(indptr, indices, values, perm, T):
+    """Put each instance's data rows in tree order: new row i*T + s is old row
+    i*T + perm[i, s]. indptr (R+1,), indices/values (nnz,): CSR. Returns the new
+    (indptr, indices, values, flat), flat (R,) the old row of each new row."""
+    inst = perm.shape[0]
+    R = inst * T
+    flat = np.empty(R, np.int64)
+    for i in range(inst):
+        for s in range(T):
+            flat[i * T + s] = i * T + perm[i, s]
+    ptr = np.empty(R + 1, np.int64)
+    ptr[0] = 0
+    for r in range(R):
+        o = flat[r]
+        ptr[r + 1] = ptr[r] + indptr[o + 1] - indptr[o]
+    idx = np.empty_like(indices)
+    val = np.empty_like(values)
+    for r in range(R):
+        o = flat[r]
+        q0 = ptr[r]
+        for q in range(indptr[o], indptr[o + 1]):
+            idx[q0 + q - indptr[o]] = indices[q]
+            val[q0 + q - indptr[o]] = values[q]
+    return ptr, idx, val, flat
+
+
 @njit(parallel=True, cache=True)
-def gather(h, perm, hs):
-    """hs (inst, T, m) = h (inst*T, m) in tree order."""
-    inst, T, m = hs.shape
-    for r in prange(inst * T):
-        i, s = r // T, r % T
-        src = i * T + perm[i, s]
+def sparse_rows(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss):
+    """The sparse correction and the encoder gradient in one pass over the rows.
+
+    indptr (R+1,), indices/values (nnz,): the data (rows in tree order); WB (inst, n,
+    m+1) float32: W_j and b_j side by side (one cache line per feature); h (R, m);
+    gh_dense (inst, T, m): dL/dh_t of the dense part. Per row t,
+    dL/dh_t = gh_dense_t - c2 sum_{j in nz(x_t), p_tj > 0} x_tj W_j, then each nonzero
+    adds x_tj dL/dh_t (encoder) - c2 x_tj 1[p_tj > 0] h_t (decoder correction) to
+    dL/dW_j, and -c2 x_tj 1[p_tj > 0] to dL/db_j. These sums go to fixed row chunks,
+    gWBc (inst, NC, n, m+1) (zero on entry; the last column is for b), which the caller
+    adds up in order: no column-wise (CSC) pass, and no dependence on the thread count.
+    Writes loss (R,) float64: T * (the sparse terms of) L_t. p_tj = b_j, then + W_kj h_tk
+    in order k = 0..m-1, rounded as in _numba_kernels._pre.
+    """
+    NC = gWBc.shape[1]
+    for q in prange(WB.shape[0] * NC):
+        _sparse_chunk(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss, q // NC, q % NC)
+
+
+@njit(fastmath=_HOT, cache=True)
+def _sparse_chunk(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss, i, c):
+    """``sparse_rows`` for row chunk c of instance i (a plain loop called from the
+    parallel one: inline, Numba's parallel lowering made such loops several times slower)."""
+    m, NC = h.shape[1], gWBc.shape[1]
+    gk = np.empty(m, np.float32)
+    on = np.empty(WB.shape[1], np.float32)  # per nonzero of the row: 1[p > 0]
+    for t in range(c * T // NC, (c + 1) * T // NC):
+        r = i * T + t
         for k in range(m):
-            hs[i, s, k] = h[src, k]
+            gk[k] = gh_dense[i, t, k]
+        lt = 0.0
+        e0 = indptr[r]
+        for e in range(e0, indptr[r + 1]):  # branch-free: p > 0 is a coin flip
+            j, x = indices[e], values[e]
+            p = WB[i, j, m]
+            for k in range(m):
+                p = p + WB[i, j, k] * h[r, k]
+            u = np.float32(1.0) if p > 0 else np.float32(0.0)
+            on[e - e0] = u
+            # (relu(p) - x)^2 = relu(p)^2 - 2 relu(p) x + x^2, relu(p)^2 is in the dense part
+            # (a p of -inf, only in a diverging run, gives NaN here: diverged either way)
+            lt += (-2.0 * np.float64(p) * x) * u + np.float64(x) * x
+            for k in range(m):
+                gk[k] -= (c2 * x * WB[i, j, k]) * u
+        loss[r] = lt
+        for e in range(e0, indptr[r + 1]):
+            j, x = indices[e], values[e]
+            cx = c2 * x * on[e - e0]
+            gWBc[i, c, j, m] -= cx
+            for k in range(m):
+                gWBc[i, c, j, k] += x * gk[k] - cx * h[r, k]
 
 
 @njit(cache=True)
@@ -223,15 +295,22 @@ def traverse(
       leaf, and cut (inst, NPART, 2^D) bool marks the leaves whose ghp was written
       (``push_down`` reads and clears exactly those, so ghp stays zero between steps).
     """
-    inst, n, nparts = Ws.shape[0], Ws.shape[2], nodeA.shape[1]
+    inst, m, n, nparts = Ws.shape[0], Ws.shape[1], Ws.shape[2], nodeA.shape[1]
     nblk = -(-n // F)
     for q in prange(inst * nparts):
         i, part = q // nparts, q % nparts
         for B in range(part, nblk, nparts):
-            _traverse_block(
-                Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea,
-                ghp, cut, i, part, B * F, min(n, B * F + F),
-            )  # fmt: skip
+            j0, j1 = B * F, min(n, B * F + F)
+            if m == 2 and F == FB and j1 - j0 == FB:
+                _traverse_block_m2(
+                    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
+                    nodea, ghp, cut, i, part, j0,
+                )  # fmt: skip
+            else:
+                _traverse_block(
+                    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
+                    nodea, ghp, cut, i, part, j0, j1,
+                )  # fmt: skip
 
 
 @njit(fastmath=_HOT, cache=True)
@@ -239,67 +318,71 @@ def _traverse_block(
     Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
     i, part, j0, j1,
 ):  # fmt: skip
-    """``traverse`` for features j0 <= j < j1 (at most 63) of instance i, part ``part``.
+    """``traverse`` for features j0 <= j < j1 of instance i, part ``part``.
 
-    A stack holds (node, lanes): the features still cut at the node's parent, as bits.
-    At a node every lane's box bounds are computed at once (vectorised), then each live
-    lane is off (dropped), on (moments; dropped) or cut (kept); a leaf does its cut
-    lanes point by point, vectorised over the lanes.
+    Depth first; ``live[d]`` (F lanes) holds which features are still cut at a node of
+    depth d's parent. Every step is done for all F lanes at once (vectorised) and masked:
+    the box bounds, the split into off / on / cut lanes, the on lanes' moment terms, and
+    at a leaf the point-by-point terms of its cut lanes. The bounds are computed in
+    float32 (lo, hi, W and b are float32 values; the error is < (m+1) 6e-8 scale, far
+    inside MARGIN), the moment terms in float64.
     """
     m = Ws.shape[1]
     F = j1 - j0
     first_leaf = (1 << D) - 1
-    w = np.empty((m, F))  # float64 copies for the box tests and moments
-    bj = np.empty(F)
-    pmin = np.empty(F)
-    pmax = np.empty(F)
-    scale = np.empty(F)
-    loss = np.zeros(F)
-    gbl = np.zeros(F)
-    gwl = np.zeros((m, F))
+    w = np.empty((m, F), np.float32)
+    bj = np.empty(F, np.float32)
+    w64 = np.empty((m, F))
+    b64 = np.empty(F)
+    pmin = np.empty(F, np.float32)
+    pmax = np.empty(F, np.float32)
+    scale = np.empty(F, np.float32)
+    live = np.zeros((D + 2, F), np.bool_)
     isOn = np.zeros(F, np.bool_)
     s1w = np.empty(F)
     quad = np.empty(F)
-    lane = np.empty(F, np.int64)  # the cut lanes of a leaf, compacted
-    cw = np.empty((m, F), np.float32)
-    cb = np.empty(F, np.float32)
+    loss = np.zeros(F)
+    gbl = np.zeros(F)
+    gwl = np.zeros((m, F))
     cp = np.empty(F, np.float32)
     cl = np.empty(F, np.float32)
     cg = np.empty(F, np.float32)
     cgw = np.empty((m, F), np.float32)
     for f in range(F):
         bj[f] = bs[i, j0 + f]
+        b64[f] = bj[f]
+        live[0, f] = True
         for k in range(m):
             w[k, f] = Ws[i, k, j0 + f]
+            w64[k, f] = w[k, f]
     node = np.empty(2 * D + 4, np.int64)
-    mask = np.empty(2 * D + 4, np.int64)
-    node[0], mask[0] = 0, (1 << F) - 1
+    depth = np.empty(2 * D + 4, np.int64)
+    node[0], depth[0] = 0, 0
     sp = 1
     while sp > 0:
         sp -= 1
-        v, live = node[sp], mask[sp]
+        v, d = node[sp], depth[sp]
         for f in range(F):
             pmin[f] = bj[f]
             pmax[f] = bj[f]
             scale[f] = abs(bj[f])
         for k in range(m):
-            lk, hk = lo[i, v, k], hi[i, v, k]
+            lk, hk = np.float32(lo[i, v, k]), np.float32(hi[i, v, k])
             for f in range(F):
                 x, y = w[k, f] * lk, w[k, f] * hk
                 pmin[f] += min(x, y)
                 pmax[f] += max(x, y)
                 scale[f] += max(abs(x), abs(y))
-        keep, on = 0, 0
+        anyon, anykeep = False, False
         for f in range(F):
-            tol = MARGIN * scale[f]
-            if (live >> f) & 1 and not (pmax[f] < -tol):  # live and not off
-                if pmin[f] > tol:
-                    on |= 1 << f  # on: from the moments
-                else:
-                    keep |= 1 << f  # cut (or NaN): look closer
-        if on:  # the on lanes' moment terms, vectorised over all lanes, kept where on
-            for f in range(F):
-                isOn[f] = (on >> f) & 1
+            tol = np.float32(MARGIN) * scale[f]
+            on = live[d, f] and pmin[f] > tol  # on: from the moments
+            keep = live[d, f] and not (pmax[f] < -tol) and not (pmin[f] > tol)  # cut / NaN
+            isOn[f] = on
+            live[d + 1, f] = keep
+            anyon = anyon or on
+            anykeep = anykeep or keep
+        if anyon:  # the on lanes' moment terms, for all lanes, kept where on
             cnt = np.float64(end[v] - start[v])
             for f in range(F):
                 s1w[f] = 0.0
@@ -307,82 +390,204 @@ def _traverse_block(
             for k in range(m):
                 s1k = S1[i, v, k]
                 for f in range(F):
-                    s1w[f] += w[k, f] * s1k
+                    s1w[f] += w64[k, f] * s1k
                 for f in range(F):
                     acc = 0.0
                     for l in range(m):
-                        acc += S2[i, v, k, l] * w[l, f]
-                    quad[f] += w[k, f] * acc
-                    g = acc + bj[f] * s1k
+                        acc += S2[i, v, k, l] * w64[l, f]
+                    quad[f] += w64[k, f] * acc
+                    g = acc + b64[f] * s1k
                     gwl[k, f] += g if isOn[f] else 0.0
             for f in range(F):
-                x = quad[f] + 2.0 * bj[f] * s1w[f] + bj[f] * bj[f] * cnt
+                x = quad[f] + 2.0 * b64[f] * s1w[f] + b64[f] * b64[f] * cnt
                 loss[f] += x if isOn[f] else 0.0
-                y = s1w[f] + bj[f] * cnt
+                y = s1w[f] + b64[f] * cnt
                 gbl[f] += y if isOn[f] else 0.0
             for k in range(m):
                 acc = 0.0
                 for f in range(F):
-                    x = bj[f] * w[k, f]
+                    x = b64[f] * w64[k, f]
                     acc += x if isOn[f] else 0.0
                 nodea[i, part, v, k] += acc
                 for l in range(m):
                     acc = 0.0
                     for f in range(F):
-                        x = w[k, f] * w[l, f]
+                        x = w64[k, f] * w64[l, f]
                         acc += x if isOn[f] else 0.0
                     nodeA[i, part, v, k, l] += acc
-        if keep == 0:
+        if not anykeep:
             continue
         if v < first_leaf:
-            node[sp], mask[sp] = 2 * v + 2, keep
-            node[sp + 1], mask[sp + 1] = 2 * v + 1, keep
+            node[sp], depth[sp] = 2 * v + 2, d + 1
+            node[sp + 1], depth[sp + 1] = 2 * v + 1, d + 1
             sp += 2
             continue
-        # a cut leaf: its cut lanes point by point, p rounded as _pre (b, then + W_k h_k)
+        # a cut leaf: point by point for the cut lanes, p rounded as _pre (b, + W_k h_k)
         cut[i, part, v - first_leaf] = True
-        L = 0
+        kl = live[d + 1]
         for f in range(F):
-            if (keep >> f) & 1:
-                lane[L] = f
-                cb[L] = bs[i, j0 + f]
-                for k in range(m):
-                    cw[k, L] = Ws[i, k, j0 + f]
-                L += 1
-        cl[:L] = 0.0
-        cg[:L] = 0.0
-        cgw[:, :L] = 0.0
+            cl[f] = 0.0
+            cg[f] = 0.0
+            for k in range(m):
+                cgw[k, f] = 0.0
         for s in range(start[v], end[v]):
-            for c in range(L):
-                cp[c] = cb[c]
+            for f in range(F):
+                cp[f] = bj[f]
             for k in range(m):
                 hk = hs[i, s, k]
-                for c in range(L):
-                    cp[c] = cp[c] + cw[k, c] * hk
-            for c in range(L):
-                r = cp[c]
+                for f in range(F):
+                    cp[f] = cp[f] + w[k, f] * hk
+            for f in range(F):
+                r = cp[f]
                 r = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
-                cl[c] += r * r
-                cg[c] += r
-                cp[c] = r
+                r = r if kl[f] else np.float32(0.0)
+                cl[f] += r * r
+                cg[f] += r
+                cp[f] = r
             for k in range(m):
                 hk = hs[i, s, k]
                 acc = np.float32(0.0)
-                for c in range(L):
-                    cgw[k, c] += cp[c] * hk
-                    acc += cp[c] * cw[k, c]
+                for f in range(F):
+                    cgw[k, f] += cp[f] * hk
+                    acc += cp[f] * w[k, f]
                 ghp[i, part, s, k] += c2 * np.float64(acc)
-        for c in range(L):
-            f = lane[c]
-            loss[f] += cl[c]
-            gbl[f] += cg[c]
+        for f in range(F):
+            loss[f] += cl[f]
+            gbl[f] += cg[f]
             for k in range(m):
-                gwl[k, f] += cgw[k, c]
+                gwl[k, f] += cgw[k, f]
     for f in range(F):
         lossf[i, j0 + f] = loss[f]
         gb[i, j0 + f] = c2 * gbl[f]
         for k in range(m):
             gW[i, k, j0 + f] = c2 * gwl[k, f]
+
+
+@njit(fastmath=_HOT, cache=True)
+def _traverse_block_m2(
+    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
+    i, part, j0,
+):  # fmt: skip
+    """``_traverse_block`` for m = 2 and exactly FB lanes: the same steps, written out so
+    that every lane loop has a compile-time length and vectorises whole (measured ~2x)."""
+    F = FB
+    first_leaf = (1 << D) - 1
+    w0 = np.empty(F, np.float32)
+    w1 = np.empty(F, np.float32)
+    bj = np.empty(F, np.float32)
+    v0 = np.empty(F)
+    v1 = np.empty(F)
+    b64 = np.empty(F)
+    live = np.zeros((D + 2, F), np.bool_)
+    isOn = np.zeros(F, np.bool_)
+    loss = np.zeros(F)
+    gbl = np.zeros(F)
+    gw0 = np.zeros(F)
+    gw1 = np.zeros(F)
+    cl = np.empty(F, np.float32)
+    cg = np.empty(F, np.float32)
+    c0 = np.empty(F, np.float32)
+    c1 = np.empty(F, np.float32)
+    for f in range(F):
+        w0[f], w1[f], bj[f] = Ws[i, 0, j0 + f], Ws[i, 1, j0 + f], bs[i, j0 + f]
+        v0[f], v1[f], b64[f] = w0[f], w1[f], bj[f]
+        live[0, f] = True
+    node = np.empty(2 * D + 4, np.int64)
+    depth = np.empty(2 * D + 4, np.int64)
+    node[0], depth[0] = 0, 0
+    sp = 1
+    mg = np.float32(MARGIN)
+    while sp > 0:
+        sp -= 1
+        v, d = node[sp], depth[sp]
+        l0, l1 = np.float32(lo[i, v, 0]), np.float32(lo[i, v, 1])
+        u0, u1 = np.float32(hi[i, v, 0]), np.float32(hi[i, v, 1])
+        anyon, anykeep = False, False
+        for f in range(F):
+            x0, y0 = w0[f] * l0, w0[f] * u0
+            x1, y1 = w1[f] * l1, w1[f] * u1
+            pmin = bj[f] + min(x0, y0) + min(x1, y1)
+            pmax = bj[f] + max(x0, y0) + max(x1, y1)
+            tol = mg * (abs(bj[f]) + max(abs(x0), abs(y0)) + max(abs(x1), abs(y1)))
+            lv = live[d, f]
+            above = pmin > tol
+            on = lv & above  # bitwise, not `and`: no branches in the lane loop
+            keep = lv & ~above & ~(pmax < -tol)
+            isOn[f] = on
+            live[d + 1, f] = keep
+            anyon |= on
+            anykeep |= keep
+        if anyon:
+            cnt = np.float64(end[v] - start[v])
+            s10, s11 = S1[i, v, 0], S1[i, v, 1]
+            s00, s01, s11b = S2[i, v, 0, 0], S2[i, v, 0, 1], S2[i, v, 1, 1]
+            A00, A01, A11, a0, a1 = 0.0, 0.0, 0.0, 0.0, 0.0
+            for f in range(F):
+                on = isOn[f]
+                q0 = s00 * v0[f] + s01 * v1[f]
+                q1 = s01 * v0[f] + s11b * v1[f]
+                s1w = v0[f] * s10 + v1[f] * s11
+                x = v0[f] * q0 + v1[f] * q1 + 2.0 * b64[f] * s1w + b64[f] * b64[f] * cnt
+                loss[f] += x if on else 0.0
+                x = q0 + b64[f] * s10
+                gw0[f] += x if on else 0.0
+                x = q1 + b64[f] * s11
+                gw1[f] += x if on else 0.0
+                x = s1w + b64[f] * cnt
+                gbl[f] += x if on else 0.0
+                x = v0[f] * v0[f]
+                A00 += x if on else 0.0
+                x = v0[f] * v1[f]
+                A01 += x if on else 0.0
+                x = v1[f] * v1[f]
+                A11 += x if on else 0.0
+                x = b64[f] * v0[f]
+                a0 += x if on else 0.0
+                x = b64[f] * v1[f]
+                a1 += x if on else 0.0
+            nodeA[i, part, v, 0, 0] += A00
+            nodeA[i, part, v, 0, 1] += A01
+            nodeA[i, part, v, 1, 0] += A01
+            nodeA[i, part, v, 1, 1] += A11
+            nodea[i, part, v, 0] += a0
+            nodea[i, part, v, 1] += a1
+        if not anykeep:
+            continue
+        if v < first_leaf:
+            node[sp], depth[sp] = 2 * v + 2, d + 1
+            node[sp + 1], depth[sp + 1] = 2 * v + 1, d + 1
+            sp += 2
+            continue
+        cut[i, part, v - first_leaf] = True
+        kl = live[d + 1]
+        for f in range(F):
+            cl[f], cg[f], c0[f], c1[f] = 0.0, 0.0, 0.0, 0.0
+        for s in range(start[v], end[v]):
+            h0, h1 = hs[i, s, 0], hs[i, s, 1]
+            x0, x1 = np.float32(0.0), np.float32(0.0)
+            for f in range(F):
+                p = bj[f] + w0[f] * h0
+                p = p + w1[f] * h1
+                r = np.float32(0.0) if p <= 0 else p  # relu that keeps NaN
+                r = r if kl[f] else np.float32(0.0)
+                cl[f] += r * r
+                cg[f] += r
+                c0[f] += r * h0
+                c1[f] += r * h1
+                x0 += r * w0[f]
+                x1 += r * w1[f]
+            ghp[i, part, s, 0] += c2 * np.float64(x0)
+            ghp[i, part, s, 1] += c2 * np.float64(x1)
+        for f in range(F):
+            loss[f] += cl[f]
+            gbl[f] += cg[f]
+            gw0[f] += c0[f]
+            gw1[f] += c1[f]
+    for f in range(F):
+        lossf[i, j0 + f] = loss[f]
+        gb[i, j0 + f] = c2 * gbl[f]
+        gW[i, 0, j0 + f] = c2 * gw0[f]
+        gW[i, 1, j0 + f] = c2 * gw1[f]
 
 
 @njit(parallel=True, cache=True)

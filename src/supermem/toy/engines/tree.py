@@ -22,6 +22,7 @@ cost model in ``supermem.toy.engines.cost``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,13 +37,15 @@ from supermem.toy.engines.fast import CpuData, _threads, angle_order
 from supermem.toy.model import TiedReLUOutput
 
 NPART = 4  # fixed feature parts (results never depend on the thread count)
+NCHUNK = 8  # fixed row chunks of the sparse pass, for the same reason
 
 
 @dataclass
 class TreeState:
     """One kd-tree per instance over its T hidden vectors, kept across steps.
 
-    perm (inst, T) int64: tree position -> point. start, end (nn,): node ranges.
+    perm (inst, T) int64: the last build's order (tree position -> row before it).
+    start, end (nn,): node ranges.
     lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
     ghp (inst, NPART, T, m) float64 and cut (inst, NPART, 2^D) bool: per-part point
     buffers, zero between steps. spread0 (inst,): leaf spread right after the last build.
@@ -83,13 +86,13 @@ class TreeState:
 
 @dataclass
 class TreeData:
-    """A data set as the tree engine uses it: the fast engine's arrays plus the trees
-    (created at the first step, when the hidden dimension is known)."""
+    """A data set as the tree engine uses it: the fast engine's arrays, their rows put in
+    tree order at each build (the loss and gradients do not depend on the order), plus
+    the trees (created at the first step, when the hidden dimension is known)."""
 
     cpu: CpuData
     state: TreeState | None = None
     leaf: int = 16
-    block: int = 16
     log: list = field(default_factory=list)  # (step, "build") entries, for the benchmark
 
 
@@ -111,18 +114,20 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
     sparse_work = len(d.indices) * m + inst * (T + n)
     tree_work = inst * T * m * m
     h = np.empty((inst * T, m), np.float32)
-    hs = np.empty((inst, T, m), np.float32)
     with _threads(sparse_work):
         K.hidden(d.indptr, d.indices, d.values, W, T, h)
+    hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
         if st.spread0 is not None:
-            TK.gather(h, st.perm, hs)
             TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
             spread = TK.leaf_spread(st.lo, st.hi, st.D)
             stale = bool((spread > rebuild_spread * st.spread0).any())
         if st.spread0 is None or stale:
-            TK.build(h.reshape(inst * T, m), T, st.D, st.start, st.end, st.perm)
-            TK.gather(h, st.perm, hs)
+            TK.build(h, T, st.D, st.start, st.end, st.perm)
+            ptr, idx, val, flat = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
+            d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
+            h = h[flat]
+            hs = h.reshape(inst, T, m)
             TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
             st.spread0 = TK.leaf_spread(st.lo, st.hi, st.D)
             st.builds += 1
@@ -139,7 +144,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
     nodea = np.zeros((inst, NPART, nn, m))
     with _threads(inst * n * (st.D + 16)):
         TK.traverse(
-            Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, data.block,
+            Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
             gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut,
         )  # fmt: skip
     gW = np.empty_like(gWs)  # back to the caller's feature order
@@ -149,16 +154,14 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
     gh_tree = np.empty((inst, 1, T, m), np.float32)
     with _threads(tree_work):
         TK.push_down(nodeA, nodea, st.ghp, st.cut, hs, st.D, st.start, st.end, c2, gh_tree)
-    inv_pts = np.empty((inst, T), np.int64)
-    np.put_along_axis(inv_pts, st.perm, np.arange(T)[None].repeat(inst, 0), axis=1)
-    gh = np.empty((inst * T, m), np.float32)
+    WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
+    gWBc = np.zeros((inst, NCHUNK, n, m + 1), np.float32)
     loss_t = np.empty(inst * T)
     with _threads(sparse_work):
-        K.per_point(
-            d.indptr, d.indices, d.values, W, b, h, T, c2, inv_pts, gh_tree,
-            np.zeros((inst, 1, T), np.float32), gh, loss_t,
-        )  # fmt: skip
-        K.per_feature(d.cptr, d.crows, d.cvals, W, b, h, gh, n, c2, gW, gb)
+        TK.sparse_rows(d.indptr, d.indices, d.values, WB, h, T, c2, gh_tree[:, 0], gWBc, loss_t)
+    for c in range(NCHUNK):  # fixed order: independent of the thread count
+        gW += gWBc[:, c, :, :m].transpose(0, 2, 1)
+        gb += gWBc[:, c, :, m]
     return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T, gW, gb
 
 
@@ -168,7 +171,6 @@ class TreeEngine(Engine):
 
     name = "tree"
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
-    BLOCK = 16  # features that walk the tree together (at most 63)
     REBUILD_SPREAD = 1.5  # rebuild when the leaves' spread grows by this factor
 
     def supports(self, model, device) -> bool:
@@ -177,7 +179,7 @@ class TreeEngine(Engine):
     def prepare(self, data: SparseData, device):
         if torch.device(device).type == "cuda":
             return ChunkedEngine().prepare(data, device)
-        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF, block=self.BLOCK)
+        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF)
 
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, TreeData):
