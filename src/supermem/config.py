@@ -109,9 +109,11 @@ class TrainConfig:
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        _check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+        warmup = self.warmup
+        assert warmup is not None  # resolved above
+        _check(warmup >= 0, f"warmup must be >= 0, got {warmup}")
         _check(
-            self.warmup <= self.steps,
+            warmup <= self.steps,
             f"warmup ({self.warmup}) is longer than the run (steps={self.steps})",
         )
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")

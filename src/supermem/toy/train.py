@@ -174,7 +174,10 @@ def train_many(
         list(p.values()), lr=c.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS, weight_decay=c.weight_decay
     )
     snap_at = set(snapshot_steps(c.steps, c.snapshots).tolist())
-    snaps, snap_taken = {k: [] for k in p}, []
+    snaps: dict[str, list[torch.Tensor]] = {k: [] for k in p}
+    snap_taken: list[int] = []
+    warmup = c.warmup
+    assert warmup is not None  # TrainConfig resolves it
     history = torch.empty(c.steps, len(owners), device=device)
     diverged = np.full(len(owners), -1)
     t0 = time.perf_counter()
@@ -191,7 +194,7 @@ def train_many(
             for k in p:
                 snaps[k].append(p[k].detach().cpu().clone())
         for group in opt.param_groups:
-            group["lr"] = warmup_then_cosine_to_zero(step, c.steps, c.warmup, c.lr)
+            group["lr"] = warmup_then_cosine_to_zero(step, c.steps, warmup, c.lr)
         loss, grads = engine.loss_and_grads(
             model, {k: v.detach() for k, v in p.items()}, train_data
         )

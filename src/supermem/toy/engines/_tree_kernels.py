@@ -446,11 +446,11 @@ def _traverse_block(
                 cp[f] = r
             for k in range(m):
                 hk = hs[i, s, k]
-                acc = np.float32(0.0)
+                acc32 = np.float32(0.0)
                 for f in range(F):
                     cgw[k, f] += cp[f] * hk
-                    acc += cp[f] * w[k, f]
-                ghp[i, part, s, k] += c2 * np.float64(acc)
+                    acc32 += cp[f] * w[k, f]
+                ghp[i, part, s, k] += c2 * np.float64(acc32)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
