@@ -24,6 +24,7 @@ from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
 from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.memory import check_memory
 from supermem.toy.model import Params, get_model
 
 # Fields allowed to differ between configs trained together as instances.
@@ -162,6 +163,7 @@ def train_many(
     engine = get_engine(c.engine, model, device)
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
+    check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
 
     X_train, X_test = _datasets(cfgs, owners, data)
     train_data = engine.prepare(X_train, device)

@@ -1,0 +1,96 @@
+"""Peak memory of a training call, estimated before anything is allocated or written.
+
+``check_memory`` refuses (ConfigError, one line naming the sizes) a call whose estimate
+exceeds the memory this machine has available, so that ``supermem train --train-size
+1e12`` ends in a clear message instead of a NumPy MemoryError half-way. The estimate
+counts the arrays that scale with the data (the sparse sets, each engine's working
+arrays, snapshots, the loss history, what is saved) plus a fixed interpreter baseline;
+docs/ENGINES.md compares it with measured peak RSS.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from supermem.config import ConfigError, TrainConfig
+
+BASELINE = 400 * 2**20  # Python, torch, numba and their compiled code (measured ~350 MB)
+NPART = 4  # the tree engine's feature parts (supermem.toy.engines.tree.NPART)
+
+
+def expected_nnz(cfg: TrainConfig, rows: int) -> float:
+    """Expected nonzeros of ``rows`` points (zero-truncated when empty == 'resample')."""
+    n, density = cfg.features, 1.0 - cfg.sparsity
+    k = n * density
+    if cfg.empty == "resample" and density < 1:
+        k /= -math.expm1(n * math.log1p(-density)) if density > 0 else 1.0
+    return rows * max(k, 1.0 if cfg.empty == "resample" else 0.0)
+
+
+def estimate(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
+    """Bytes by part for ``inst`` instances of ``cfg`` trained with ``engine``."""
+    T, n, m = cfg.train_size, cfg.features, cfg.hidden
+    R = inst * T
+    csr = 8.0  # bytes per nonzero: int32 index + float32 value
+    nnz, nnz_test = expected_nnz(cfg, R), expected_nnz(cfg, inst * cfg.test_size)
+    parts = {
+        "training set": csr * nnz + 8.0 * R,
+        "test set": csr * nnz_test + 8.0 * inst * cfg.test_size,
+        "history and snapshots": 4.0 * inst * (cfg.steps + 2 * cfg.snapshots * (m + 1) * n),
+        # the saved run: H (T, m), three per-point dims, the data again (safetensors)
+        "saved arrays": (4.0 * m + 12.0) * T + csr * nnz / inst,
+    }
+    if engine == "reference":
+        parts["engine"] = 4.0 * R * n * 4  # dense x, x', their difference, its gradient
+    elif engine == "chunked":
+        parts["engine"] = 4.0 * 2**22 * 4 + csr * nnz
+    elif engine == "fast":
+        # CSR (int64 row pointers) + CSC copies; per-block partials (64 blocks at most)
+        blocks = min(64, max(1, n // 256))
+        parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 4.0 * R * blocks * (m + 1) + 24.0 * R * m
+    else:  # tree: CSR in tree order, tree nodes, per-part point buffers, step arrays
+        nodes = 2.0 * R / 8
+        parts["engine"] = (
+            csr * nnz
+            + 8.0 * R
+            + 8.0 * nodes * (3 * m + m * m)
+            + 8.0 * NPART * nodes * (m * m + m)
+            + 8.0 * NPART * R * m
+            + R * (3 * 4.0 * m + 8.0 + 8.0)
+        )
+    parts["interpreter"] = BASELINE
+    return parts
+
+
+def available_bytes() -> int | None:
+    """Memory available to a new allocation (Linux MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(x: float) -> str:
+    return f"{x / 2**30:.3g} GB"
+
+
+def check_memory(cfg: TrainConfig, inst: int, engine: str, available: int | None = None) -> None:
+    """Raise ConfigError if the estimated peak exceeds the available memory."""
+    avail = available_bytes() if available is None else available
+    parts = estimate(cfg, inst, engine)
+    total = sum(parts.values())
+    if avail is not None and total > avail:
+        big = max((k for k in parts if k != "interpreter"), key=parts.__getitem__)
+        raise ConfigError(
+            f"not enough memory: this run needs ~{_gb(total)} (T={cfg.train_size:,}, "
+            f"n={cfg.features:,}, m={cfg.hidden}, {inst} instance(s), engine {engine}; "
+            f"largest part: {big} ~{_gb(parts[big])}), and {_gb(avail)} is available"
+        )
