@@ -340,16 +340,32 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     from supermem.sweeps.spec import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
 
     def work(**kw):
+        kw = {"engine": "fast", **kw}
         cfg = TrainConfig(
             features=1000, sparsity=0.99, train_size=1000, steps=1000, warmup=50, **kw
         )
         return run_seconds(cfg) - OVERHEAD_S - cfg.steps * STEP_S
 
-    # generic kernel: affine in m, (m + 1) * GENERIC_M units per T * n * step
+    # the fast engine's generic kernel: affine in m, (m + 1) * GENERIC_M units per T * n
     assert work(hidden=4) == pytest.approx(5 * GENERIC_M / 2 * work(hidden=2))
     assert work(hidden=8) - work(hidden=4) == pytest.approx(work(hidden=5) - work(hidden=1))
     assert work(hidden=1) > work(hidden=2)  # as measured: the m = 2 kernel is that fast
     assert work(hidden=4, engine="reference") == pytest.approx(2 * work(engine="reference"))
+
+
+def test_run_seconds__tree_runs_cost_the_engine_models_ratio():
+    from supermem.sweeps.spec import OVERHEAD_S, STEP_S, run_seconds
+    from supermem.toy.engines import cost
+
+    def work(**kw):
+        cfg = TrainConfig(features=10_000, train_size=100_000, steps=100, **kw)
+        return run_seconds(cfg) - OVERHEAD_S - cfg.steps * STEP_S
+
+    shape = (1, 100_000, 10_000, 2, 10.0)
+    assert cost.pick(*shape) == "tree"  # so auto trains it with the tree
+    ratio = cost.tree_step(*shape) / cost.fast_step(*shape)
+    assert work(engine="auto") == pytest.approx(work(engine="tree"), rel=1e-3)
+    assert work(engine="tree") == pytest.approx(ratio * work(engine="fast"), rel=0.01)
 
 
 # -- CLI --------------------------------------------------------------------------------

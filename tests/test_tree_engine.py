@@ -172,3 +172,24 @@ def test_non_finite_parameters_give_non_finite_loss():
         p["W"][where] = float("nan")
         eng = SmallLeaves()
         assert not torch.isfinite(eng.loss(MODEL, p, eng.prepare(data, CPU))).all()
+
+
+def test_auto_picks_tree_where_the_cost_model_says_it_is_cheaper():
+    from supermem.toy.engines import cost, get_engine
+
+    # the paper's setting at large T: the tree; small T, m > 3 or no shape: fast
+    assert get_engine("auto", MODEL, CPU, shape=(1, 100_000, 10_000, 2, 10.0)).name == "tree"
+    assert get_engine("auto", MODEL, CPU, shape=(1, 30, 1_000, 2, 10.0)).name == "fast"
+    assert get_engine("auto", MODEL, CPU, shape=(1, 100_000, 10_000, 4, 10.0)).name == "fast"
+    assert get_engine("auto", MODEL, CPU).name == "fast"
+    for T in (10, 1_000, 100_000, 1_000_000):  # a consistent crossover: tree from some T on
+        picks = [cost.pick(1, t, 10_000, 2, 10.0) for t in (T, 10 * T)]
+        assert picks != ["tree", "fast"]
+
+
+def test_runs_record_the_engine_auto_chose(tmp_path):
+    from supermem import load_run, save_run
+
+    r = train(make_config(engine="auto", features=60, train_size=20, steps=5), progress=False)
+    assert r.engine in ("fast", "tree")
+    assert load_run(save_run(r, tmp_path / "r")).metrics["engine"] == r.engine

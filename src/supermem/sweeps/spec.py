@@ -55,6 +55,8 @@ from supermem.sweeps.index import (
     upsert,
     write_spec,
 )
+from supermem.toy.engines import cost as engine_cost
+from supermem.toy.memory import expected_nnz
 from supermem.toy.train import INSTANCE_FIELDS
 
 __all__ = [
@@ -157,7 +159,13 @@ def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
 # per step per T*n, m = 1, 3, 4, 6, 8 cost 1.34, 2.54, 3.13, 4.48, 5.68 ns, i.e. (m + 1) *
 # (0.63 +- 0.02) ns, against 0.70 ns (2 units) for the m = 2 kernel; so GENERIC_M = 1.8
 DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads.
-SECONDS_PER_UNIT = {"fast": 2.5e-10, "auto": 2.5e-10, "chunked": 1e-8, "reference": 1e-8}
+SECONDS_PER_UNIT = {
+    "fast": 2.5e-10,
+    "auto": 2.5e-10,
+    "tree": 2.5e-10,
+    "chunked": 1e-8,
+    "reference": 1e-8,
+}
 GENERIC_M = 1.8
 DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads
 STEP_S = 3e-4
@@ -166,10 +174,17 @@ OVERHEAD_S = 0.5
 
 def _units(c: TrainConfig) -> float:
     """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
-    fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m."""
-    generic = c.engine in ("fast", "auto") and c.hidden != 2
+    fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m. A run
+    that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
+    model picks it) counts that times the predicted tree / fast step-cost ratio."""
+    generic = c.engine in ("fast", "auto", "tree") and c.hidden != 2
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
-    return float(c.steps) * c.restarts * c.train_size * c.features * width
+    units = float(c.steps) * c.restarts * c.train_size * c.features * width
+    if c.engine in ("auto", "tree"):
+        shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
+        if c.engine == "tree" or engine_cost.pick(*shape) == "tree":
+            units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
+    return units
 
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:

@@ -84,6 +84,7 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "status": "diverged" if r.diverged else "ok",
         "diverged_step": r.diverged_step,
         "seconds": r.seconds,
+        "engine": r.engine,
         "restart_train_losses": r.restart_train_losses,
     }
     if r.diverged:

@@ -24,7 +24,7 @@ from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
 from supermem.toy.engines import get_engine, resolve_device
-from supermem.toy.memory import check_memory
+from supermem.toy.memory import check_memory, expected_nnz
 from supermem.toy.model import Params, get_model
 
 # Fields allowed to differ between configs trained together as instances.
@@ -77,6 +77,7 @@ class InstanceResult:
     seconds: float = 0.0
     restart_train_losses: list[float] = field(default_factory=list)
     restart_seeds: list[int] = field(default_factory=list)
+    engine: str = ""  # the engine that trained it (what ``auto`` resolved to)
 
     @property
     def diverged(self) -> bool:
@@ -160,8 +161,11 @@ def train_many(
         raise ConfigError("restarts > 1 with init_from would train identical copies")
     device = resolve_device(c.device)
     model = get_model(c.model)
-    engine = get_engine(c.engine, model, device)
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
+    nnz_row = expected_nnz(c, 1)
+    engine = get_engine(
+        c.engine, model, device, shape=(len(owners), c.train_size, c.features, c.hidden, nnz_row)
+    )
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
     check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
 
@@ -257,6 +261,7 @@ def train_many(
                 seconds=seconds,
                 restart_train_losses=[float(train_loss[i]) for i in mine],
                 restart_seeds=[seeds[i] for i in mine],
+                engine=engine.name,
             )
         )
     return results

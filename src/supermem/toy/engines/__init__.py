@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from supermem.config import ConfigError, register
+from supermem.toy.engines import cost
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
 from supermem.toy.engines.fast import FastEngine
@@ -26,10 +27,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def get_engine(name: str, model, device: torch.device) -> Engine:
-    """The engine called ``name``; ``auto`` is the fast engine where it supports the model."""
+def get_engine(
+    name: str, model, device: torch.device, shape: tuple[int, int, int, int, float] | None = None
+) -> Engine:
+    """The engine called ``name``. ``auto``: on CPU, of fast and tree the one the measured
+    cost model (``cost.pick``) finds cheaper for ``shape`` = (inst, T, n, m, nonzeros per
+    point), fast when no shape is given; on CUDA the fast engine (its chunked code); the
+    reference engine for a model no fast engine supports."""
     if name == "auto":
-        for cand in ("fast", "reference"):
+        cands = ["fast", "reference"]
+        if shape is not None and torch.device(device).type == "cpu":
+            cands.insert(0, cost.pick(*shape))
+        for cand in cands:
             if cand in ENGINES and ENGINES[cand]().supports(model, device):
                 return ENGINES[cand]()
     engine = ENGINES[name]()

@@ -1,0 +1,147 @@
+"""Tree vs fast engine, side by side in one run (not a test). See docs/ENGINES.md.
+
+    .venv/bin/python benchmarks/bench_tree.py              # the table (n = 10,000, S = 0.999)
+    .venv/bin/python benchmarks/bench_tree.py --quick      # smaller T, for a check
+    .venv/bin/python benchmarks/bench_tree.py --full-run   # + a 50k-step model at T = 10^6
+
+Per case (T, m, state): ms per loss+gradient step of ``fast`` and ``tree`` from the same
+parameters, (wall of K steps - wall of 1) / (K - 1), each in its own spawned process (its
+peak RSS its own); the tree engine refits its kd-tree each step (the parameters are the
+same, so it never rebuilds: the build is timed on its own and reported beside). States:
+``initial`` (Xavier W, b = 0: half of all pairs active, the tree's worst case) and
+``trained`` (after --settle steps of tree training at that T, peak lr 1e-2, warm-up a
+tenth). The ratio column is fast / tree; the targets are the issue's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+N, S = 10_000, 0.999
+TARGETS = {10_000: "tree no slower", 100_000: ">= 8x", 1_000_000: ">= 20x, <= 100 ms"}
+
+
+def _cfg(T: int, m: int, **kw):
+    from supermem.config import TrainConfig
+
+    base = dict(features=N, hidden=m, sparsity=S, train_size=T, test_size=1000, snapshots=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _settle(T: int, m: int, steps: int, out) -> None:
+    """Child: W (1, m, n), b (1, n) after ``steps`` of tree training at size T."""
+    from supermem.toy.train import train
+
+    r = train(_cfg(T, m, steps=steps, warmup=steps // 10, lr=1e-2, engine="tree"), progress=False)
+    out.put({k: v[None] for k, v in r.params.items()})
+
+
+def _measure(engine: str, T: int, m: int, params, K: int, out) -> None:
+    """Child: (ms/step, build ms or None, peak RSS KiB) of ``engine`` at (T, m)."""
+    import torch
+
+    from supermem.toy.data import sample
+    from supermem.toy.engines import ENGINES
+    from supermem.toy.model import get_model
+
+    torch.set_num_threads(2)
+    model = get_model("tied")
+    if params is None:
+        p = model.init(m, N, "xavier_normal", [torch.Generator().manual_seed(0)])
+    else:
+        p = {k: torch.as_tensor(v) for k, v in params.items()}
+    eng = ENGINES[engine]()
+    data = eng.prepare(sample(T, N, S, 0), torch.device("cpu"))
+    eng.loss_and_grads(model, p, data)  # warm-up: compilation, the first build
+    build = None
+    if engine == "tree":
+        data.state.spread0 = None  # time one rebuild (kernels compiled by now)
+        t = time.perf_counter()
+        eng.loss_and_grads(model, p, data)
+        build = (time.perf_counter() - t) * 1e3
+
+    def wall(k: int) -> float:
+        t = time.perf_counter()
+        for _ in range(k):
+            eng.loss_and_grads(model, p, data)
+        return time.perf_counter() - t
+
+    one, many = wall(1), wall(K)
+    ms = (many - one) / (K - 1) * 1e3
+    if build is not None:
+        build -= ms  # the step that rebuilt, less an ordinary step
+    out.put((ms, build, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _full_run(T: int, steps: int, out) -> None:
+    """Child: a whole run at size T (train, exact losses, metrics, save): wall, RSS, log."""
+    import tempfile
+
+    from supermem import save_run
+    from supermem.toy.train import train
+
+    t = time.perf_counter()
+    r = train(_cfg(T, 2, steps=steps, test_size=10_000, engine="tree"), progress=False)
+    t_train = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as d:
+        save_run(r, f"{d}/run")
+    out.put((time.perf_counter() - t, t_train, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def in_child(fn, *args):
+    ctx = mp.get_context("spawn")  # a fresh process: its peak RSS is its own
+    q = ctx.Queue()
+    proc = ctx.Process(target=fn, args=(*args, q))
+    proc.start()
+    res = q.get()
+    proc.join()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="T up to 10^5, fewer settle steps")
+    ap.add_argument("--settle", type=int, default=2_000, help="training steps for 'trained'")
+    ap.add_argument("--settle-1e6", type=int, default=500, help="the same at T = 10^6")
+    ap.add_argument("--steps", type=int, default=5, help="K: steps timed per measurement")
+    ap.add_argument("--full-run", action="store_true", help="a 50k-step model at T = 10^6")
+    ap.add_argument("--full-steps", type=int, default=50_000)
+    args = ap.parse_args()
+
+    load = open("/proc/loadavg").read().split()[:3]
+    print(f"{mp.cpu_count()} cores; load average at start {' '.join(load)}")
+    print(f"n={N} S={S}; ms/step = (wall of K={args.steps} steps - wall of 1) / (K-1)")
+    cases = [(10_000, 2), (100_000, 2), (1_000_000, 2), (100_000, 1), (100_000, 3)]
+    if args.quick:
+        cases = [(10_000, 2), (100_000, 2), (10_000, 1), (10_000, 3)]
+    hdr = "| T | m | state | fast ms | tree ms | fast/tree | target | tree build ms | RSS MiB f/t |"
+    print(hdr)
+    print("|" + "---|" * (hdr.count("|") - 1))
+    for T, m in cases:
+        settle = args.settle_1e6 if T >= 1_000_000 else args.settle
+        if args.quick:
+            settle = min(settle, 300)
+        trained = in_child(_settle, T, m, settle)
+        for state, params in (("initial", None), (f"trained ({settle} steps)", trained)):
+            K = 3 if T >= 1_000_000 else args.steps
+            f_ms, _, f_rss = in_child(_measure, "fast", T, m, params, K)
+            t_ms, build, t_rss = in_child(_measure, "tree", T, m, params, args.steps)
+            target = TARGETS.get(T, "-") if m == 2 else "-"
+            print(
+                f"| {T:,} | {m} | {state} | {f_ms:.1f} | {t_ms:.1f} | {f_ms / t_ms:.1f}x "
+                f"| {target} | {build:.0f} | {f_rss / 1024:.0f} / {t_rss / 1024:.0f} |",
+                flush=True,
+            )
+    if args.full_run:
+        wall, t_train, rss = in_child(_full_run, 1_000_000, args.full_steps)
+        print(
+            f"full run T=10^6, m=2, {args.full_steps} steps (tree): wall {wall / 60:.1f} min "
+            f"(training {t_train / 60:.1f} min), peak RSS {rss / 1024:.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
