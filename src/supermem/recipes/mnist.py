@@ -19,7 +19,7 @@ import numpy as np
 from supermem.real.mlp import MLPConfig
 from supermem.real.mnist_runs import MnistRun, is_done, load_arrays, run_metrics
 from supermem.recipes.claims import Claim
-from supermem.recipes.real import RealRecipe, check_done
+from supermem.recipes.real import RealRecipe, check_done, write_html
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def finish(out: Path, scale: str, split) -> list[Claim]:
     claims = check(sizes, noisy)
     (out / "claims.json").write_text(json.dumps([c.to_dict() for c in claims], indent=2) + "\n")
     rows = [{"run": r.name, **run_metrics(arrays[r.name])} for r in rs]
-    write_report(out, scale, claims, [f for f in figs if f.suffix == ".png"], rows)
+    title = f"MNIST: D* of a 512-unit MLP ({scale})"
+    write_html(out, title, claims, figs, rows)
     return claims
 
 
@@ -181,24 +182,6 @@ def check(sizes: dict[int, dict], noisy: dict) -> list[Claim]:
             "D* over training and validation rows together; loss-based AUROC as a baseline",
         ),
     ]
-
-
-def write_report(out: Path, scale: str, claims: list[Claim], figs: list[Path], rows) -> Path:
-    from supermem.report.html import CSS, claims_table, image, table
-
-    body = (
-        f"<h1>MNIST: D* of a 512-unit MLP ({scale})</h1>{claims_table(claims)}"
-        + "".join(image(f) for f in figs)
-        + "<h2>Runs</h2>"
-        + table(
-            [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-        )
-    )
-    path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(f"<!doctype html><meta charset=utf-8><style>{CSS}</style>{body}\n")
-    os.replace(tmp, path)
-    return path
 
 
 RECIPE = RealRecipe(

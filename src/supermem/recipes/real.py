@@ -94,3 +94,22 @@ class RealRecipe:
         if m.get("recipe") != self.name or m.get("scale") not in self.scales:
             raise RecipeError(f"{out}: no {MANIFEST} of recipe {self.name} with a known scale")
         return self.redraw(Path(out), m["scale"], m.get("data"))
+
+
+def write_html(out: Path, title: str, claims: list[Claim], figs: list[Path], rows) -> Path:
+    """OUT/report.html: the claims, the PNG figures and a table of ``rows`` (dicts)."""
+    from supermem.report.html import CSS, claims_table, image, table
+
+    body = (
+        f"<h1>{title}</h1>{claims_table(claims)}"
+        + "".join(image(f) for f in figs if f.suffix == ".png")
+        + "<h2>Runs</h2>"
+        + table(
+            [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+        )
+    )
+    path = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(f"<!doctype html><meta charset=utf-8><style>{CSS}</style>{body}\n")
+    os.replace(tmp, path)
+    return path
