@@ -137,7 +137,8 @@ def train_toy(u: ToyUnit, progress: bool = False) -> dict:
     dstar, dd = member_dims(H, member)
     diverged = np.array([r.diverged for r in res])
     arrays = {"member": member, "loss": loss, "dstar": dstar, "data_dim": dd}
-    return {"arrays": arrays, "seconds": seconds, "diverged": int(diverged.sum())}
+    engine = res[0].engine  # what ``auto`` resolved to
+    return {"arrays": arrays, "seconds": seconds, "diverged": int(diverged.sum()), "engine": engine}
 
 
 def mnist_pool(u: MnistUnit, digits):
@@ -182,7 +183,7 @@ def save_unit(out: Path, unit: ToyUnit | MnistUnit, measured: dict) -> Path:
 
     def write(tmp: Path) -> None:
         cfg = {"kind": type(unit).__name__, **asdict(unit), "seconds": measured["seconds"]}
-        cfg["diverged"] = measured["diverged"]
+        cfg |= {"diverged": measured["diverged"], "engine": measured.get("engine", "")}
         np.savez(tmp / "arrays.npz", **measured["arrays"])
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
