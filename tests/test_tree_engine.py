@@ -94,7 +94,9 @@ def test_many_steps_on_one_prepared_set_refit_and_rebuild():
             scale = float(gr[k].abs().max()) + 1e-12
             assert float((ge[k] - gr[k]).abs().max()) < 1e-4 * scale
     assert 2 <= prepared.state.builds < 8 and prepared.state.steps == 8
-    assert prepared.log[:2] == [(0, "build"), (5, "build")]
+    # the jump at step 5 makes the walk dearer; the work beyond the fresh tree's level
+    # pays for a rebuild within a step or two
+    assert prepared.log[0] == (0, "build") and 5 < prepared.log[1][0] <= 7
     assert prepared.state.ghp.max() == 0 and not prepared.state.cut.any()  # clean buffers
 
 
@@ -136,7 +138,8 @@ def test_tree_bit_identical_across_thread_counts(m):
         outs = []
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
-            outs.append(tree_loss_and_grads(W, b, TreeData(CpuData.from_sparse(data), leaf=4), 1.5))
+            prepared = TreeData(CpuData.from_sparse(data), leaf=4)
+            outs.append(tree_loss_and_grads(W, b, prepared, 20.0))
     finally:
         numba.set_num_threads(old)
     for a, z in zip(*outs):

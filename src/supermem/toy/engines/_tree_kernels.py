@@ -259,27 +259,9 @@ def refit(hs, D, start, end, lo, hi, S1, S2):
             _combine_box(lo, hi, i, v, c1)
 
 
-@njit(cache=True)
-def leaf_spread(lo, hi, D):
-    """(inst,) sum over leaves of their box extents divided by the root's: how loose
-    the tree has become (the rebuild rule compares it with its value after a build)."""
-    inst, m = lo.shape[0], lo.shape[2]
-    out = np.zeros(inst)
-    for i in range(inst):
-        root = 0.0
-        for k in range(m):
-            root += hi[i, 0, k] - lo[i, 0, k]
-        tot = 0.0
-        for v in range((1 << D) - 1, (1 << (D + 1)) - 1):
-            for k in range(m):
-                tot += hi[i, v, k] - lo[i, v, k]
-        out[i] = tot / root if root > 0 else 0.0
-    return out
-
-
 @njit(parallel=True, cache=True)
 def traverse(
-    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, F, gW, gb, lossf, nodeA, nodea, ghp, cut
+    Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, F, gW, gb, lossf, nodeA, nodea, ghp, cut, work
 ):
     """The dense part of loss and gradients, a block of F features at a time down the tree.
 
@@ -293,7 +275,9 @@ def traverse(
       nodeA (inst, NPART, nn, m, m) += W_j W_j^T, nodea (..., m) += b_j W_j on each on
       node, ghp (inst, NPART, T, m) float64 += c2 p_tj W_j for each on point of a cut
       leaf, and cut (inst, NPART, 2^D) bool marks the leaves whose ghp was written
-      (``push_down`` reads and clears exactly those, so ghp stays zero between steps).
+      (``push_down`` reads and clears exactly those, so ghp stays zero between steps);
+      work (inst, NPART) int64 = lanes tested at nodes + lane-point pairs at leaves, the
+      deterministic cost measure of the rebuild rule.
     """
     inst, m, n, nparts = Ws.shape[0], Ws.shape[1], Ws.shape[2], nodeA.shape[1]
     nblk = -(-n // F)
@@ -302,12 +286,12 @@ def traverse(
         for B in range(part, nblk, nparts):
             j0, j1 = B * F, min(n, B * F + F)
             if m == 2 and F == FB and j1 - j0 == FB:
-                _traverse_block_m2(
+                work[i, part] += _traverse_block_m2(
                     Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
                     nodea, ghp, cut, i, part, j0,
                 )  # fmt: skip
             else:
-                _traverse_block(
+                work[i, part] += _traverse_block(
                     Ws, bs, hs, D, start, end, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
                     nodea, ghp, cut, i, part, j0, j1,
                 )  # fmt: skip
@@ -359,9 +343,11 @@ def _traverse_block(
     depth = np.empty(2 * D + 4, np.int64)
     node[0], depth[0] = 0, 0
     sp = 1
+    work = 0
     while sp > 0:
         sp -= 1
         v, d = node[sp], depth[sp]
+        work += F
         for f in range(F):
             pmin[f] = bj[f]
             pmax[f] = bj[f]
@@ -425,6 +411,7 @@ def _traverse_block(
         # a cut leaf: point by point for the cut lanes, p rounded as _pre (b, + W_k h_k)
         cut[i, part, v - first_leaf] = True
         kl = live[d + 1]
+        work += F * (end[v] - start[v])
         for f in range(F):
             cl[f] = 0.0
             cg[f] = 0.0
@@ -461,6 +448,7 @@ def _traverse_block(
         gb[i, j0 + f] = c2 * gbl[f]
         for k in range(m):
             gW[i, k, j0 + f] = c2 * gwl[k, f]
+    return work
 
 
 @njit(fastmath=_HOT, cache=True)
@@ -497,9 +485,11 @@ def _traverse_block_m2(
     node[0], depth[0] = 0, 0
     sp = 1
     mg = np.float32(MARGIN)
+    work = 0
     while sp > 0:
         sp -= 1
         v, d = node[sp], depth[sp]
+        work += F
         l0, l1 = np.float32(lo[i, v, 0]), np.float32(lo[i, v, 1])
         u0, u1 = np.float32(hi[i, v, 0]), np.float32(hi[i, v, 1])
         anyon, anykeep = False, False
@@ -560,6 +550,7 @@ def _traverse_block_m2(
             continue
         cut[i, part, v - first_leaf] = True
         kl = live[d + 1]
+        work += F * (end[v] - start[v])
         for f in range(F):
             cl[f], cg[f], c0[f], c1[f] = 0.0, 0.0, 0.0, 0.0
         for s in range(start[v], end[v]):
@@ -588,6 +579,7 @@ def _traverse_block_m2(
         gb[i, j0 + f] = c2 * gbl[f]
         gW[i, 0, j0 + f] = c2 * gw0[f]
         gW[i, 1, j0 + f] = c2 * gw1[f]
+    return work
 
 
 @njit(parallel=True, cache=True)

@@ -11,10 +11,12 @@ costs O(T m^2 + n sqrt(T) leaf) (the kernels, and why this is exact, are in
 ``_tree_kernels``). The sparse correction over the nonzeros of x is the fast engine's.
 
 The tree is kept between steps (in the prepared data): each step refits its boxes and
-moments to the new hidden vectors in O(T m^2), which is exact for any point order, and
-rebuilds it only when the refitted leaves have spread to ``REBUILD_SPREAD`` times their
-total extent after the last build (relative to the root's), the point where a rebuild
-costs less than the cut leaves it saves (docs/ENGINES.md).
+moments to the new hidden vectors in O(T m^2), which is exact for any point order. As
+the points move, the refitted boxes loosen and the walk costs more; the tree is rebuilt
+once the work spent beyond the fresh tree's level since the last build exceeds the cost
+of a build (``REBUILD_UNITS`` work units per point and level; a rent-or-buy rule, within
+2x of the best schedule in hindsight). Work is counted, not timed, so the schedule, and
+with it every result, is deterministic.
 
 Best for m <= 3 (the tree prunes less as m grows); ``auto`` picks it from the measured
 cost model in ``supermem.toy.engines.cost``.
@@ -48,7 +50,7 @@ class TreeState:
     start, end (nn,): node ranges.
     lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
     ghp (inst, NPART, T, m) float64 and cut (inst, NPART, 2^D) bool: per-part point
-    buffers, zero between steps. spread0 (inst,): leaf spread right after the last build.
+    buffers, zero between steps. work0, excess: the rebuild rule's bookkeeping.
     """
 
     D: int
@@ -61,7 +63,9 @@ class TreeState:
     S2: np.ndarray
     ghp: np.ndarray
     cut: np.ndarray
-    spread0: np.ndarray | None = None
+    built: bool = False  # False: build at the next step
+    work0: int | None = None  # traversal work units of the first step after the build
+    excess: int = 0  # work units spent beyond work0 since the build
     builds: int = 0
     steps: int = 0
 
@@ -102,7 +106,7 @@ def feature_order(W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return angle_order(W.transpose(0, 2, 1))
 
 
-def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_spread: float):
+def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
     """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n)."""
     d = data.cpu
     inst, m, n = W.shape
@@ -118,18 +122,20 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
         K.hidden(d.indptr, d.indices, d.values, W, T, h)
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
-        if st.spread0 is not None:
+        # ski rental: rebuild once the work the tree has cost beyond its fresh level
+        # since the last build exceeds what a build costs (all in deterministic units)
+        if st.built and st.excess > rebuild_units * inst * T * st.D:
+            st.built = False
+        if st.built:
             TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
-            spread = TK.leaf_spread(st.lo, st.hi, st.D)
-            stale = bool((spread > rebuild_spread * st.spread0).any())
-        if st.spread0 is None or stale:
+        else:
             TK.build(h, T, st.D, st.start, st.end, st.perm)
             ptr, idx, val, flat = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
             d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
             h = h[flat]
             hs = h.reshape(inst, T, m)
             TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
-            st.spread0 = TK.leaf_spread(st.lo, st.hi, st.D)
+            st.built, st.work0, st.excess = True, None, 0
             st.builds += 1
             data.log.append((st.steps, "build"))
     st.steps += 1
@@ -142,11 +148,16 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_sp
     lossf = np.empty((inst, n))
     nodeA = np.zeros((inst, NPART, nn, m, m))
     nodea = np.zeros((inst, NPART, nn, m))
+    work = np.zeros((inst, NPART), np.int64)
     with _threads(inst * n * (st.D + 16)):
         TK.traverse(
             Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
-            gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut,
+            gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut, work,
         )  # fmt: skip
+    units = int(work.sum())
+    if st.work0 is None:
+        st.work0 = units  # the fresh tree's cost
+    st.excess += max(units - st.work0, 0)
     gW = np.empty_like(gWs)  # back to the caller's feature order
     np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
     gb = np.empty_like(gbs)
@@ -171,7 +182,9 @@ class TreeEngine(Engine):
 
     name = "tree"
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
-    REBUILD_SPREAD = 1.5  # rebuild when the leaves' spread grows by this factor
+    # a build costs about this many traversal work units per point and tree level
+    # (measured: docs/ENGINES.md); the rebuild rule compares the excess work with it
+    REBUILD_UNITS = 20.0
 
     def supports(self, model, device) -> bool:
         return isinstance(model, TiedReLUOutput) and torch.device(device).type in ("cpu", "cuda")
@@ -186,7 +199,7 @@ class TreeEngine(Engine):
             return ChunkedEngine().loss_and_grads(model, p, data)
         W = np.ascontiguousarray(p["W"].detach().cpu().numpy(), dtype=np.float32)
         b = np.ascontiguousarray(p["b"].detach().cpu().numpy(), dtype=np.float32)
-        loss, gW, gb = tree_loss_and_grads(W, b, data, self.REBUILD_SPREAD)
+        loss, gW, gb = tree_loss_and_grads(W, b, data, self.REBUILD_UNITS)
         dev = p["W"].device
         return (
             torch.as_tensor(loss, dtype=torch.float32, device=dev),
