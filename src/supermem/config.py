@@ -35,7 +35,10 @@ def register(kind: str, name: str) -> None:
         REGISTERED[kind].append(name)
 
 
-INIT_CHOICES = ("xavier_normal", "xavier_uniform")
+INIT_CHOICES = ("xavier_normal", "xavier_uniform", "xavier_normal_colab")
+DECAY_MODE_CHOICES = ("decoupled", "decoupled_unscaled", "l2")
+DECAY_PARAMS_CHOICES = ("Wb", "W")
+DTYPE_CHOICES = ("float32", "float64")
 EMPTY_CHOICES = ("resample", "zero")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -53,7 +56,9 @@ class TrainConfig:
     init: str = _f(
         "xavier_normal",
         "initialisation of W (m x n): xavier_normal, std sqrt(2/(n+m)); "
-        "xavier_uniform, U(-a, a) with a = sqrt(6/(n+m))",
+        "xavier_uniform, U(-a, a) with a = sqrt(6/(n+m)); xavier_normal_colab, std "
+        "sqrt(2/(m(n+10))), the 'Toy Models' colab's xavier_normal_ on an (inst=10, n, m) "
+        "tensor (docs/CORE.md)",
         choices=INIT_CHOICES,
     )
     empty: str = _f(
@@ -70,6 +75,27 @@ class TrainConfig:
         "(the paper's 2,500 of 50,000)",
     )
     weight_decay: float = _f(1e-2, "AdamW weight decay")
+    decay_mode: str = _f(
+        "decoupled",
+        "how weight decay acts: decoupled (torch AdamW: p -= lr_t wd p), decoupled_unscaled "
+        "(Loshchilov & Hutter's form: p -= (lr_t / lr) wd p, the schedule multiplier only) "
+        "or l2 (wd/2 |p|^2 added to the loss, i.e. wd p to the gradient, plain Adam)",
+        choices=DECAY_MODE_CHOICES,
+    )
+    decay_params: str = _f(
+        "Wb",
+        "parameters weight decay acts on: Wb (W and b) or W (W only)",
+        choices=DECAY_PARAMS_CHOICES,
+    )
+    adam_eps: float = _f(1e-8, "Adam epsilon (added to sqrt of the second moment)")
+    adam_beta2: float = _f(0.999, "Adam beta2 (second-moment decay)")
+    dtype: str = _f(
+        "float32",
+        "parameter and gradient precision: float32, or float64 (reference engine only: "
+        "engine auto then picks it; the fast engines compute in float32)",
+        choices=DTYPE_CHOICES,
+    )
+    init_bias: float = _f(0.0, "initial value of every entry of b (the paper: 0)")
     seed: int = _f(0, "init seed (restart k uses the k-th seed derived from it)")
     data_seed: int = _f(0, "data seed (training and test sets)")
     restarts: int = _f(1, "init seeds trained per model; the lowest training loss is kept")
@@ -109,6 +135,13 @@ class TrainConfig:
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
+        _check(0 <= self.adam_beta2 < 1, f"adam_beta2 must be in [0, 1), got {self.adam_beta2}")
+        _check(
+            self.dtype == "float32" or self.engine in ("auto", "reference"),
+            f"dtype {self.dtype} needs engine reference (or auto); engine {self.engine} "
+            "computes in float32",
+        )
         warmup = self.warmup
         assert warmup is not None  # resolved above
         _check(warmup >= 0, f"warmup must be >= 0, got {warmup}")

@@ -58,13 +58,25 @@ def floats_as_floats(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Fields added after sweeps were on disk (issue 10: optimiser, init and precision
+# variants). They are left out of the key while at their default, so that every run
+# keyed before they existed keeps its key (and is not retrained); at any other value
+# they are part of it. Add a field here when adding it to TrainConfig.
+KEY_OMIT_AT_DEFAULT = ("decay_mode", "decay_params", "adam_eps", "adam_beta2", "dtype", "init_bias")
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
 def config_key(cfg: TrainConfig) -> str:
     """16 hex digits of sha256 over the canonical JSON of the config.
 
     Float fields are cast to float first so that ``lr = 1`` (a TOML integer) and
-    ``lr = 1.0`` name the same run, as they compare equal as configs.
+    ``lr = 1.0`` name the same run, as they compare equal as configs. Fields of
+    ``KEY_OMIT_AT_DEFAULT`` at their default are left out.
     """
     d = floats_as_floats(cfg.to_dict())
+    for k in KEY_OMIT_AT_DEFAULT:
+        if d[k] == _DEFAULTS[k]:
+            del d[k]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -35,15 +35,21 @@ class ModelVariant(Protocol):
         ...
 
 
+COLAB_INSTANCES = 10  # n_instances of the "Toy Models" colab's first experiments
+
+
 def xavier(m: int, n: int, kind: str, gen: torch.Generator) -> torch.Tensor:
     """(m, n) Xavier/Glorot init of the m x n matrix of h = W x: fan_in n, fan_out m.
 
-    Note: the "Toy Models of Superposition" colab applies ``xavier_normal_`` to a
-    (inst, n, m) tensor, where torch takes fan_in = n*m and fan_out = inst*m; that std
-    differs from this one. ``xavier_normal`` here is the standard 2-D variant.
+    ``xavier_normal_colab``: the "Toy Models of Superposition" colab applies
+    ``xavier_normal_`` to a (inst, n, m) tensor, where torch takes fan_in = n*m and
+    fan_out = inst*m: std sqrt(2 / (m (n + inst))), about 1/sqrt(m) of the 2-D one for
+    n >> inst (inst = COLAB_INSTANCES; its exact value hardly matters there).
     """
     if kind == "xavier_normal":
         return torch.randn(m, n, generator=gen) * math.sqrt(2.0 / (n + m))
+    if kind == "xavier_normal_colab":
+        return torch.randn(m, n, generator=gen) * math.sqrt(2.0 / (m * (n + COLAB_INSTANCES)))
     if kind == "xavier_uniform":
         a = math.sqrt(6.0 / (n + m))
         return (torch.rand(m, n, generator=gen) * 2 - 1) * a

@@ -29,7 +29,7 @@ from supermem.toy.model import Params, get_model
 
 # Fields allowed to differ between configs trained together as instances.
 INSTANCE_FIELDS = ("seed", "data_seed")
-ADAMW_BETAS, ADAMW_EPS = (0.9, 0.999), 1e-8
+ADAMW_BETAS = (0.9, 0.999)  # beta2 (and eps) come from the config: adam_beta2, adam_eps
 CHECK_EVERY = 100  # steps between finiteness checks and progress updates (one sync each)
 
 
@@ -84,6 +84,24 @@ class InstanceResult:
         return self.diverged_step is not None
 
 
+def make_optimizer(c: TrainConfig, p: dict[str, torch.Tensor]) -> torch.optim.Optimizer:
+    """Adam(W) over ``p`` as ``c`` asks: decay mode, decayed parameters, eps and beta2.
+
+    decoupled: torch AdamW, p -= lr_t * wd * p. decoupled_unscaled: AdamW with wd / lr,
+    so the decay per step is (lr_t / lr) * wd (Loshchilov & Hutter's schedule multiplier,
+    not the learning rate). l2: torch Adam with weight_decay, which adds wd * p to the
+    gradient, the gradient of wd/2 |p|^2 in the loss, before Adam's normalisation.
+    """
+    wd = {"decoupled": c.weight_decay, "decoupled_unscaled": c.weight_decay / c.lr}
+    wd["l2"] = c.weight_decay
+    groups = [
+        {"params": [v], "weight_decay": wd[c.decay_mode] if k in c.decay_params else 0.0}
+        for k, v in p.items()
+    ]
+    cls = torch.optim.Adam if c.decay_mode == "l2" else torch.optim.AdamW
+    return cls(groups, lr=c.lr, betas=(ADAMW_BETAS[0], c.adam_beta2), eps=c.adam_eps)
+
+
 def _history_steps(steps: int, k: int = 600) -> np.ndarray:
     lin = np.linspace(0, steps - 1, k // 2)
     log = np.logspace(0, math.log10(max(steps - 1, 1)), k // 2)
@@ -102,7 +120,9 @@ def _initial_params(cfgs, model, seeds: list[int], init: dict | None) -> Params:
     c = cfgs[0]
     if c.init_from is None:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
-        return model.init(c.hidden, c.features, c.init, gens)
+        p = model.init(c.hidden, c.features, c.init, gens)
+        p["b"] += c.init_bias  # --init-bias (the paper: b starts at 0)
+        return p
     if init is None:
         raise ConfigError(
             f"init_from {c.init_from} is set but its weights were not passed "
@@ -163,22 +183,24 @@ def train_many(
     model = get_model(c.model)
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     nnz_row = expected_nnz(c, 1)
+    engine_name = "reference" if c.dtype == "float64" else c.engine  # fast engines: float32
     engine = get_engine(
-        c.engine, model, device, shape=(len(owners), c.train_size, c.features, c.hidden, nnz_row)
+        engine_name, model, device, shape=(len(owners), c.train_size, c.features, c.hidden, nnz_row)
     )
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
     check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
 
     X_train, X_test = _datasets(cfgs, owners, data)
     train_data = engine.prepare(X_train, device)
+    dtype = getattr(torch, c.dtype)
+    if dtype != torch.float32:  # only the reference engine (a dense tensor) gets here
+        train_data = train_data.to(dtype)
 
     p = {
-        k: v.to(device).requires_grad_(True)
+        k: v.to(device, dtype).requires_grad_(True)
         for k, v in _initial_params(cfgs, model, seeds, init).items()
     }
-    opt = torch.optim.AdamW(
-        list(p.values()), lr=c.lr, betas=ADAMW_BETAS, eps=ADAMW_EPS, weight_decay=c.weight_decay
-    )
+    opt = make_optimizer(c, p)
     snap_at = set(snapshot_steps(c.steps, c.snapshots).tolist())
     snaps: dict[str, list[torch.Tensor]] = {k: [] for k in p}
     snap_taken: list[int] = []
