@@ -6,12 +6,22 @@ Grids, seeds and step counts for every scale live in ``recipes.scales``.
 
 from __future__ import annotations
 
-from supermem.recipes import appendix_m4, counterfactual, demo, fig2, fig3, fig4, fig5, mnist
+from supermem.recipes import (
+    appendix_m4,
+    counterfactual,
+    demo,
+    discrepancy,
+    fig2,
+    fig3,
+    fig4,
+    fig5,
+    mnist,
+)
 from supermem.recipes.base import Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
-    m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4)
+    m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy)
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``
 REAL_RECIPES = {m.RECIPE.name: m.RECIPE for m in (mnist, counterfactual)}

@@ -42,6 +42,7 @@ class Recipe:
     check: ClaimsFn  # ok runs -> claims
     keep: Callable[[Any], bool] = _any_run  # the runs this recipe draws and checks
     wants: str = "finished (status ok)"  # those runs in words, for RecipeError
+    rows: Callable[[list], list[dict]] | None = None  # the report's table; None: per-T summary
 
     def specs(self, scale: str) -> list:
         """The SweepSpecs to run at ``scale`` (KeyError for an unknown scale)."""

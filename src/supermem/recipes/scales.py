@@ -46,6 +46,11 @@ class Scale:
     m4_T: tuple[int, ...]  # appendix, m = 4
     m4_steps: tuple[int, ...]  # training lengths compared for the test-loss bump
     overrides: dict = field(default_factory=dict)  # any other TrainConfig fields (engine=...)
+    disc_T: tuple[int, ...] = ()  # discrepancy recipe's T grid (m = 2); empty: T_grid
+
+    @property
+    def discrepancy_T(self) -> tuple[int, ...]:
+        return self.disc_T or self.T_grid
 
     def fixed(self, **extra) -> dict:
         """The TrainConfig fields every recipe at this scale fixes."""
@@ -74,6 +79,7 @@ SCALES: dict[str, Scale] = {
         fig5_m=(1, 2, 3, 4, 6, 8),
         m4_T=log_grid(3, 10_000, 8),
         m4_steps=(2_500, 10_000, 40_000),
+        disc_T=log_grid(20, 2_400, 6),
     ),
     "cpu": Scale(
         features=1_000,
@@ -89,6 +95,7 @@ SCALES: dict[str, Scale] = {
         fig5_m=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
         m4_T=log_grid(3, 20_000, 12),
         m4_steps=(12_500, 50_000, 200_000),
+        disc_T=log_grid(20, 2_400, 6),
     ),
     "paper": Scale(
         features=10_000,
@@ -104,6 +111,7 @@ SCALES: dict[str, Scale] = {
         fig5_m=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20),
         m4_T=log_grid(3, 100_000, 16),
         m4_steps=(12_500, 50_000, 200_000),
+        disc_T=log_grid(30, 50_000, 10),
     ),
 }
 

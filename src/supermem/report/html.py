@@ -147,7 +147,7 @@ def write_report(
         "<h2>Figures</h2>",
         *(image(p) for p in figures if p.suffix == ".png"),
         "<h2>Per-T summary (means over runs)</h2>",
-        table(summary_rows(runs)),
+        table(recipe.rows(runs) if recipe.rows else summary_rows(runs)),
         "<h2>Sweep specs</h2>",
         f"<pre>{_esc(json.dumps(manifest.get('specs', []), indent=1))}</pre>",
         "<h2>Provenance</h2>",

@@ -1,0 +1,118 @@
+"""The measures of the discrepancy recipe (issue 10) and the two write-ups' numbers.
+
+Functions of runs (anything with ``.config``, ``.metrics`` and ``.arrays``: data_dims
+(T,), feature_dims (n,)) and of the measures they return; no training, no plotting.
+See ``recipes.discrepancy`` for what each measure means.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from supermem.recipes.runsets import by_T, top_feature_dims
+
+DT_TOL, FIVE_RATIO = 0.2, 3.0  # D_t within 20% of m/T; 5th/6th feature dims ratio >= 3
+REF_S = 0.999  # the sparsity both write-ups used
+REFS = {  # (T where the middle regime starts, T where generalisation starts, peak test loss)
+    "paper": {"T_leave": 700.0, "T_five": 5_000.0, "peak_loss": 1.01},
+    "replication": {"T_leave": 100.0, "T_five": 20_000.0, "peak_loss": 5_000.0},
+}
+T_TOL = 2.5  # a T matches within this factor (one step of the T grid is ~2.3x)
+LOSS_TOL = {"paper": 1.2, "replication": 10.0}  # peak loss within this factor
+
+
+def _first_T_from_which(Ts: list[int], ok: list[bool]) -> int | None:
+    """The smallest T such that ok holds there and at every larger T."""
+    out = None
+    for T, good in zip(reversed(Ts), reversed(ok)):
+        if not good:
+            break
+        out = T
+    return out
+
+
+def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
+    """The five measures of one variant's runs (restricted to ``Ts`` if given)."""
+    groups = {T: rs for T, rs in by_T(runs).items() if Ts is None or T in Ts}
+    grid = list(groups)
+    ratio, five, loss, b, W = [], [], [], [], []
+    for T, rs in groups.items():
+        dd = np.concatenate([np.asarray(r.arrays["data_dims"], float) for r in rs])
+        ratio.append(float(np.median(dd)) / (2 / T))
+        top = np.stack([top_feature_dims(r, 6) for r in rs])  # (runs, 6)
+        five.append(float(np.median(top[:, 4] / np.maximum(top[:, 5], 1e-12))))
+        loss.append([float(r.metrics["test_loss"]) for r in rs])
+        b.append(float(np.mean([r.metrics["b_norm"] for r in rs])))
+        W.append(float(np.mean([r.metrics["W_norm"] for r in rs])))
+    leave = [T for T, q in zip(grid, ratio) if abs(q - 1) > DT_TOL]
+    mean_loss = [float(np.mean(v)) for v in loss]
+    i, ib, iw = int(np.argmax(mean_loss)), int(np.argmax(b)), int(np.argmax(W))
+    return {
+        "T": grid,
+        "median_Dt_over_m_T": ratio,
+        "five_sixth_ratio": five,
+        "test_loss": mean_loss,
+        "test_loss_per_seed": loss,
+        "b_norm": b,
+        "W_norm": W,
+        "T_leave": leave[0] if leave else None,
+        "T_five": _first_T_from_which(grid, [v >= FIVE_RATIO for v in five]),
+        "peak_loss": mean_loss[i],
+        "peak_loss_T": grid[i],
+        "peak_b": b[ib],
+        "peak_b_T": grid[ib],
+        "peak_W": W[iw],
+        "peak_W_T": grid[iw],
+    }
+
+
+def reference(who: str, sparsity: float) -> dict[str, float]:
+    """A write-up's numbers with its Ts rescaled by T(1-S) to ``sparsity``."""
+    k = (1 - REF_S) / (1 - sparsity)
+    r = REFS[who]
+    return {"T_leave": r["T_leave"] * k, "T_five": r["T_five"] * k, "peak_loss": r["peak_loss"]}
+
+
+def gives(m: dict[str, Any], who: str, sparsity: float) -> bool:
+    """Whether measures ``m`` match a write-up's numbers within T_TOL and LOSS_TOL."""
+    ref = reference(who, sparsity)
+    near_T = all(
+        m[k] is not None and 1 / T_TOL <= m[k] / ref[k] <= T_TOL for k in ("T_leave", "T_five")
+    )
+    tol = LOSS_TOL[who]
+    return bool(near_T and 1 / tol <= m["peak_loss"] / ref["peak_loss"] <= tol)
+
+
+def nearer(value: float | None, key: str, sparsity: float) -> str:
+    """'paper' or 'replication': the write-up whose value is nearer on a log scale."""
+    if value is None:
+        return "n/a"
+    d = {w: abs(math.log(value / reference(w, sparsity)[key])) for w in REFS}
+    return min(d, key=lambda w: d[w])
+
+
+def markdown(tab: dict[str, dict[str, Any]]) -> str:
+    """The docs' tables from ``table`` (or discrepancy_measures.json): measures per
+    variant, then the seed-averaged test loss per variant and T."""
+
+    def g(v: float | None) -> str:
+        return "beyond grid" if v is None else f"{v:.3g}"
+
+    head = "| variant | T_leave | T_five | peak test loss (T) | peak ‖b‖ (T) | peak ‖W‖_F (T) |"
+    lines = [head, "|---" * 6 + "|"]
+    for k, m in tab.items():
+        lines.append(
+            f"| {k} | {g(m['T_leave'])} | {g(m['T_five'])} | {g(m['peak_loss'])} "
+            f"({m['peak_loss_T']}) | {g(m['peak_b'])} ({m['peak_b_T']}) | {g(m['peak_W'])} "
+            f"({m['peak_W_T']}) |"
+        )
+    Ts = tab["baseline"]["T"]
+    lines += ["", "| variant | " + " | ".join(f"T={T}" for T in Ts) + " |"]
+    lines.append("|---" * (len(Ts) + 1) + "|")
+    for k, m in tab.items():
+        cells = [g(m["test_loss"][m["T"].index(T)]) if T in m["T"] else "" for T in Ts]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""The discrepancy recipe's figure: implementation variants side by side (issue 10).
+
+Left: seed-averaged test loss vs T per variant (baseline in black). Right: one panel per
+measure, one row per variant, with the paper's and the replication's values (their Ts
+rescaled by T(1-S)) as vertical lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+from supermem.report.plots import save
+
+PANELS = (  # (measure key, its T key or None, axis label, reference key or None)
+    ("T_leave", None, "T where D_t leaves m/T", "T_leave"),
+    ("T_five", None, "T where 5 features take over", "T_five"),
+    ("peak_loss", "peak_loss_T", "peak mean test loss", "peak_loss"),
+    ("peak_b", "peak_b_T", "peak mean ||b||", None),
+    ("peak_W", "peak_W_T", "peak mean ||W||_F", None),
+)
+REF_STYLE = {"paper": ("tab:green", "--"), "replication": ("tab:red", ":")}
+
+
+def _log_ticks(ax, y: bool = False) -> None:
+    """Log x (and y) axis labelled at 1, 2, 5 x 10^k (wide: 10^k) as plain numbers."""
+    ax.set_xscale("log")
+    if y:
+        ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis) if y else (ax.xaxis,):
+        lo, hi = axis.get_view_interval()
+        subs = (1.0,) if hi > 300 * lo else (1.0, 2.0, 5.0)  # decades only over wide ranges
+        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def fig_discrepancy(
+    tab: dict[str, dict[str, Any]], refs: dict[str, dict[str, float]], out: Path
+) -> list[Path]:
+    """tab: {variant: measures} (recipes.discrepancy.table); refs: {write-up: values}."""
+    names = list(tab)
+    fig = plt.figure(figsize=(17, 0.32 * len(names) + 3.5))
+    grid = fig.add_gridspec(1, 1 + len(PANELS), width_ratios=[2.2] + [1] * len(PANELS))
+    ax = fig.add_subplot(grid[0])
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(names), 2)))
+    for name, col in zip(names, colors):
+        m = tab[name]
+        base = name == "baseline"
+        ax.plot(
+            m["T"],
+            m["test_loss"],
+            "-o",
+            ms=3,
+            lw=2.5 if base else 1,
+            color="k" if base else col,
+            label=name,
+            zorder=3 if base else 2,
+        )
+    ax.set(xscale="log", yscale="log", xlabel="training set size T", ylabel="mean test loss")
+    _log_ticks(ax, y=True)
+    ax.legend(fontsize=6, ncol=2)
+    y = np.arange(len(names))[::-1]
+    for j, (key, tkey, label, ref) in enumerate(PANELS):
+        a = fig.add_subplot(grid[j + 1])
+        grid_max = max(max(m["T"]) for m in tab.values())
+        for yi, name in zip(y, names):
+            m = tab[name]
+            v, beyond = m[key], False
+            if v is None:  # T_leave / T_five not reached in the grid: drawn past its end
+                v, beyond = 1.5 * max(m["T"]), True
+            a.scatter(
+                [v],
+                [yi],
+                color="k" if name == "baseline" else "tab:blue",
+                marker=">" if beyond else "o",
+                s=22,
+                zorder=3,
+            )
+            if tkey:
+                a.annotate(
+                    f"T={m[tkey]:g}", (v, yi), fontsize=5, xytext=(3, 2), textcoords="offset points"
+                )
+        if ref:
+            for who, vals in refs.items():
+                c, ls = REF_STYLE[who]
+                a.axvline(vals[ref], color=c, ls=ls, lw=1, label=who)
+        if key.startswith("T_"):
+            a.axvline(grid_max, color="0.6", lw=0.6)
+        _log_ticks(a)
+        a.set_yticks(y, names if j == 0 else [""] * len(names), fontsize=7)
+        a.set_title(label, fontsize=8)
+        a.grid(axis="y", lw=0.3)
+        if j == 0:
+            a.legend(fontsize=6, loc="lower left")
+    k = len(tab["baseline"]["T"])
+    fig.suptitle(
+        f"Implementation variants side by side (m = 2; {k} T; paper / replication "
+        "values rescaled by T(1-S); > = not reached in the grid)",
+        fontsize=10,
+    )
+    return save(fig, out, "discrepancy")

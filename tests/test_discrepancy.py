@@ -1,0 +1,134 @@
+"""The discrepancy recipe (issue 10): grids, variant assignment, measures with known
+answers, the write-up comparison, and a tiny end-to-end run recomputed from saved runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_recipes import TINY, FakeRun, polygon
+
+from supermem import metrics
+from supermem.cli import main
+from supermem.recipes import RECIPES, SCALES
+from supermem.recipes import discrepancy as d
+from supermem.recipes.base import grid_configs, make_spec
+from supermem.sweeps.index import config_key
+
+
+def _fake_from(cfg: dict, **mets) -> FakeRun:
+    full = {"seed": 0, "data_seed": 0, **cfg}
+    H = polygon(full["train_size"])
+    arrays = dict(H_train=H, data_dims=metrics.data_dims(H), feature_dims=np.full(10, 0.1))
+    return FakeRun(full, {"test_loss": 1.0, "W_norm": 1.0, "b_norm": 1.0, **mets}, arrays)
+
+
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+def test_grids__every_config_belongs_to_its_variant_and_trains_once(scale):
+    grids = d.grids(scale)
+    keys = [config_key(c) for g in grids for c in make_spec(g).configs()]
+    assert len(keys) == len(set(keys))  # no config in two specs
+    runs = {g[0]: [_fake_from(c) for c in grid_configs(g)] for g in grids}
+    got_scale, table = d.assign([r for rs in runs.values() for r in rs])
+    assert got_scale == scale and set(table) == set(d.VARIANTS)
+    for name, rs in runs.items():
+        variant = name.removeprefix("disc-").removesuffix("-small-T").removesuffix("-large-T")
+        for r in rs:
+            owners = {k for k, v in table.items() if any(x is r for x in v)}
+            large = r.config["train_size"] >= SCALES[scale].small_T
+            want = {variant, "no-restarts"} if variant == "baseline" and large else {variant}
+            assert owners == want
+
+
+def test_grids__quick_cost_fits_the_budget_and_float64_uses_the_reference_engine():
+    from supermem.recipes.base import estimate_seconds
+
+    assert estimate_seconds(d.grids("quick")) < 25 * 60
+    f64 = [g for g in d.grids("quick") if "float64" in g[0]]
+    assert f64 and all(g[1]["engine"] == "reference" for g in f64)
+
+
+def _run(T: int, seed: int, memorise: bool, five: bool, loss: float, b: float = 1.0):
+    rng = np.random.default_rng(seed)
+    H = polygon(T) if memorise else rng.normal(size=(T, 2)) * np.r_[1.0, 0.01]
+    fd = np.r_[np.full(5, 0.35), np.full(95, 0.01)] if five else np.full(100, 0.02)
+    cfg = dict(train_size=T, hidden=2, data_seed=seed)
+    mets = {"test_loss": loss, "W_norm": 2.0 * b, "b_norm": b}
+    return FakeRun(cfg, mets, dict(H_train=H, data_dims=metrics.data_dims(H), feature_dims=fd))
+
+
+def test_measures__known_regimes_give_known_boundaries_and_peaks():
+    # memorise up to T = 40, middle at 100 and 200 (peak loss 7 at 200), five features from 400
+    spec = {20: (True, False, 1.0, 3), 40: (True, False, 1.0, 5), 100: (False, False, 3.0, 9)}
+    spec |= {200: (False, False, 7.0, 4), 400: (False, True, 1.0, 1), 800: (False, True, 0.9, 1)}
+    runs = [
+        _run(T, s, mem, five, loss + s, b)
+        for T, (mem, five, loss, b) in spec.items()
+        for s in (0, 1)
+    ]
+    m = d.measures(runs)
+    assert m["T_leave"] == 100 and m["T_five"] == 400
+    assert m["peak_loss"] == pytest.approx(7.5) and m["peak_loss_T"] == 200
+    assert m["peak_b"] == 9 and m["peak_b_T"] == 100 and m["peak_W"] == 18
+    assert m["test_loss_per_seed"][m["T"].index(200)] == [7.0, 8.0]
+    # a five-feature fluke below the boundary does not count: five must hold to the end
+    runs = [_run(T, 0, T < 50, T in (40, 800), 1.0) for T in (20, 40, 100, 800)]
+    assert d.measures(runs)["T_five"] == 800
+
+
+def test_gives__each_write_up_matches_itself_and_not_the_other():
+    for who, other in (("paper", "replication"), ("replication", "paper")):
+        ref = d.reference(who, 0.99)
+        m = {
+            "T_leave": ref["T_leave"] * 1.5,
+            "T_five": ref["T_five"] / 2,
+            "peak_loss": ref["peak_loss"],
+        }
+        assert d.gives(m, who, 0.99) and not d.gives(m, other, 0.99)
+        assert d.nearer(m["peak_loss"], "peak_loss", 0.99) == who
+    assert d.reference("paper", 0.99)["T_five"] == pytest.approx(500)  # T(1-S) rescaling
+    m = {"T_leave": 70, "T_five": None, "peak_loss": 1.0}  # generalisation beyond the grid
+    assert not d.gives(m, "paper", 0.99)
+
+
+@pytest.fixture(scope="module")
+def tiny_disc(tmp_path_factory):
+    out = tmp_path_factory.mktemp("disc") / "d"
+    keep = {k: d.VARIANTS[k] for k in ("baseline", "l2", "no-restarts", "float64")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "tiny", TINY)
+        mp.setattr(d, "VARIANTS", keep)
+        argv = ["reproduce", "discrepancy", "--scale", "tiny", "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+    return out
+
+
+def test_reproduce__figure_measures_claims_and_report(tiny_disc):
+    figs = {p.name for p in (tiny_disc / "figures").iterdir()}
+    assert {"discrepancy.png", "discrepancy.svg", "discrepancy_measures.json"} <= figs
+    claims = json.loads((tiny_disc / "claims.json").read_text())
+    assert len(claims) == 2 + 4 and all(c["holds"] in (True, False) for c in claims)
+    assert "T = 12 only" in claims[-1]["claim"]  # float64 at the middle T of (3, 6, 12, 24)
+    page = (tiny_disc / "report.html").read_text()
+    assert "median_D_t / (m/T)" in page and "no-restarts" in page
+
+
+def test_reproduce__measures_recomputed_from_the_saved_runs(tiny_disc):
+    saved = json.loads((tiny_disc / "figures" / "discrepancy_measures.json").read_text())
+
+    def is_baseline(c: dict) -> bool:
+        restarts = TINY.restarts if c["train_size"] < TINY.small_T else 1
+        return (
+            c["decay_mode"] == "decoupled" and c["dtype"] == "float32" and c["restarts"] == restarts
+        )
+
+    base = [r for r in RECIPES["discrepancy"].select(tiny_disc) if is_baseline(r.config)]
+    by_T: dict[int, list[float]] = {}
+    for r in base:
+        by_T.setdefault(r.config["train_size"], []).append(r.metrics["test_loss"])
+    means = {T: np.mean(v) for T, v in sorted(by_T.items())}
+    peak_T = max(means, key=lambda T: means[T])
+    assert saved["baseline"]["peak_loss_T"] == peak_T
+    assert saved["baseline"]["peak_loss"] == pytest.approx(means[peak_T])
+    assert saved["baseline"]["T"] == list(TINY.T_grid)
