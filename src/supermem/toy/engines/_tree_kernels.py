@@ -153,6 +153,31 @@ def permute_rows(indptr, indices, values, perm, T):
 
 
 @njit(parallel=True, cache=True)
+def hidden_rows(indptr, indices, values, WB, h):
+    """h (R, m) = W x per row. indptr (R+1,), indices/values (nnz,); WB (inst, n, m+1)
+    float32 (W_j and b_j side by side: one cache line per nonzero); R = inst * T."""
+    R = h.shape[0]
+    T = R // WB.shape[0]
+    nchunks = min(R, 256)
+    for c in prange(nchunks):
+        _hidden_chunk(indptr, indices, values, WB, h, T, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+@njit(cache=True)
+def _hidden_chunk(indptr, indices, values, WB, h, T, r0, r1):
+    """``hidden_rows`` for rows r0 <= r < r1; sums in the order of _numba_kernels.hidden."""
+    m = h.shape[1]
+    for r in range(r0, r1):
+        i = r // T
+        for k in range(m):
+            h[r, k] = 0.0
+        for q in range(indptr[r], indptr[r + 1]):
+            j, x = indices[q], values[q]
+            for k in range(m):
+                h[r, k] += WB[i, j, k] * x
+
+
+@njit(parallel=True, cache=True)
 def sparse_rows(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss):
     """The sparse correction and the encoder gradient in one pass over the rows.
 
@@ -224,39 +249,52 @@ def refit(hs, D, start, end, lo, hi, S1, S2):
     """Boxes lo, hi (inst, nn, m) and moments S1 (inst, nn, m), S2 (inst, nn, m, m) of
     every node from the points hs (inst, T, m) in tree order: leaves from their points,
     then each level up from its children. Exact for any order of the points."""
-    inst, T, m = hs.shape
+    inst = hs.shape[0]
     first_leaf, nleaves = (1 << D) - 1, 1 << D
     for q in prange(inst * nleaves):
-        i, v = q // nleaves, first_leaf + q % nleaves
-        nan = False
-        for k in range(m):
-            lo[i, v, k], hi[i, v, k] = np.inf, -np.inf
-            S1[i, v, k] = 0.0
-            for l in range(m):
-                S2[i, v, k, l] = 0.0
-        for s in range(start[v], end[v]):
-            for k in range(m):
-                x = np.float64(hs[i, s, k])
-                nan = nan or np.isnan(x)
-                lo[i, v, k] = min(lo[i, v, k], x)
-                hi[i, v, k] = max(hi[i, v, k], x)
-                S1[i, v, k] += x
-                for l in range(m):
-                    S2[i, v, k, l] += x * np.float64(hs[i, s, l])
-        if nan:
-            for k in range(m):
-                lo[i, v, k], hi[i, v, k] = np.nan, np.nan
+        _fit_leaf(hs, start, end, lo, hi, S1, S2, q // nleaves, first_leaf + q % nleaves)
     for lev in range(D - 1, -1, -1):
         first, count = (1 << lev) - 1, 1 << lev
         for q in prange(inst * count):
-            i, v = q // count, first + q % count
-            c0, c1 = 2 * v + 1, 2 * v + 2
-            for k in range(m):
-                lo[i, v, k], hi[i, v, k] = lo[i, c0, k], hi[i, c0, k]
-                S1[i, v, k] = S1[i, c0, k] + S1[i, c1, k]
-                for l in range(m):
-                    S2[i, v, k, l] = S2[i, c0, k, l] + S2[i, c1, k, l]
-            _combine_box(lo, hi, i, v, c1)
+            _fit_parent(lo, hi, S1, S2, q // count, first + q % count)
+
+
+@njit(cache=True)
+def _fit_leaf(hs, start, end, lo, hi, S1, S2, i, v):
+    """Box and moments of leaf v of instance i from its points (``refit``'s first pass;
+    kept out of the parallel loop, where Numba's lowering is several times slower)."""
+    m = hs.shape[2]
+    nan = False
+    for k in range(m):
+        lo[i, v, k], hi[i, v, k] = np.inf, -np.inf
+        S1[i, v, k] = 0.0
+        for l in range(m):
+            S2[i, v, k, l] = 0.0
+    for s in range(start[v], end[v]):
+        for k in range(m):
+            x = np.float64(hs[i, s, k])
+            nan = nan or np.isnan(x)
+            lo[i, v, k] = min(lo[i, v, k], x)
+            hi[i, v, k] = max(hi[i, v, k], x)
+            S1[i, v, k] += x
+            for l in range(m):
+                S2[i, v, k, l] += x * np.float64(hs[i, s, l])
+    if nan:
+        for k in range(m):
+            lo[i, v, k], hi[i, v, k] = np.nan, np.nan
+
+
+@njit(cache=True)
+def _fit_parent(lo, hi, S1, S2, i, v):
+    """Node v's box and moments from its two children's."""
+    m = lo.shape[2]
+    c0, c1 = 2 * v + 1, 2 * v + 2
+    for k in range(m):
+        lo[i, v, k], hi[i, v, k] = lo[i, c0, k], hi[i, c0, k]
+        S1[i, v, k] = S1[i, c0, k] + S1[i, c1, k]
+        for l in range(m):
+            S2[i, v, k, l] = S2[i, c0, k, l] + S2[i, c1, k, l]
+    _combine_box(lo, hi, i, v, c1)
 
 
 @njit(parallel=True, cache=True)
@@ -606,20 +644,28 @@ def push_down(nodeA, nodea, ghp, cut, hs, D, start, end, c2, gh_tree):
                 nodea[i, 0, v, k] += nodea[i, 0, u, k]
                 for l in range(m):
                     nodeA[i, 0, v, k, l] += nodeA[i, 0, u, k, l]
-    first_leaf, nleaves = (1 << D) - 1, 1 << D
+    nleaves = 1 << D
     for q in prange(inst * nleaves):
-        i, L = q // nleaves, q % nleaves
-        v = first_leaf + L
-        for s in range(start[v], end[v]):
-            for k in range(m):
-                acc = nodea[i, 0, v, k]
-                for l in range(m):
-                    acc += nodeA[i, 0, v, k, l] * np.float64(hs[i, s, l])
-                acc *= c2
-                for P in range(nparts):
-                    if cut[i, P, L]:
-                        acc += ghp[i, P, s, k]
-                        ghp[i, P, s, k] = 0.0
-                gh_tree[i, 0, s, k] = acc
-        for P in range(nparts):
-            cut[i, P, L] = False
+        _push_leaf(
+            nodeA, nodea, ghp, cut, hs, start, end, c2, gh_tree, D, q // nleaves, q % nleaves
+        )
+
+
+@njit(cache=True)
+def _push_leaf(nodeA, nodea, ghp, cut, hs, start, end, c2, gh_tree, D, i, L):
+    """``push_down``'s last pass for leaf L of instance i (out of the parallel loop)."""
+    nparts, m = nodea.shape[1], nodea.shape[3]
+    v = (1 << D) - 1 + L
+    for s in range(start[v], end[v]):
+        for k in range(m):
+            acc = nodea[i, 0, v, k]
+            for l in range(m):
+                acc += nodeA[i, 0, v, k, l] * np.float64(hs[i, s, l])
+            acc *= c2
+            for P in range(nparts):
+                if cut[i, P, L]:
+                    acc += ghp[i, P, s, k]
+                    ghp[i, P, s, k] = 0.0
+            gh_tree[i, 0, s, k] = acc
+    for P in range(nparts):
+        cut[i, P, L] = False

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from supermem.toy.data import SparseData
-from supermem.toy.engines import _numba_kernels as K
 from supermem.toy.engines import _tree_kernels as TK
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
@@ -117,9 +116,10 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     st = data.state
     sparse_work = len(d.indices) * m + inst * (T + n)
     tree_work = inst * T * m * m
+    WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
     h = np.empty((inst * T, m), np.float32)
     with _threads(sparse_work):
-        K.hidden(d.indptr, d.indices, d.values, W, T, h)
+        TK.hidden_rows(d.indptr, d.indices, d.values, WB, h)
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
         # ski rental: rebuild once the work the tree has cost beyond its fresh level
@@ -149,7 +149,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     nodeA = np.zeros((inst, NPART, nn, m, m))
     nodea = np.zeros((inst, NPART, nn, m))
     work = np.zeros((inst, NPART), np.int64)
-    with _threads(inst * n * (st.D + 16)):
+    with _threads(inst * n * int(np.sqrt(T * data.leaf))):  # ~ lanes tested and pairs
         TK.traverse(
             Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
             gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut, work,
@@ -165,7 +165,6 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     gh_tree = np.empty((inst, 1, T, m), np.float32)
     with _threads(tree_work):
         TK.push_down(nodeA, nodea, st.ghp, st.cut, hs, st.D, st.start, st.end, c2, gh_tree)
-    WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
     gWBc = np.zeros((inst, NCHUNK, n, m + 1), np.float32)
     loss_t = np.empty(inst * T)
     with _threads(sparse_work):
