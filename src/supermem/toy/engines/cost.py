@@ -7,7 +7,7 @@ docs/ENGINES.md) and fitted as
     tree:  TREE_WALK[m] * inst * n * sqrt(T * LEAF)           (the nodes and cut leaves a
            + TREE_POINT * inst * T * m^2                       hyperplane meets; refit,
                                                                push-down)
-    both:  + SPARSE * inst * T * nnz_per_row * m + STEP        (h = W x, sparse terms)
+    both:  + *_SPARSE * inst * T * nnz_per_row * m + STEP     (h = W x, sparse terms)
 
 in seconds. The tree engine's walk is measured at the initial state (b = 0), its worst
 case; trained states cost it less. It is not fitted beyond m = 3 (the tree prunes less as
@@ -20,18 +20,23 @@ from __future__ import annotations
 import math
 
 LEAF = 16  # the tree engine's leaf size (TreeEngine.LEAF)
-FAST_PAIR = {1: 1.0e-10, 2: 1.35e-10, 3: 2.7e-10}  # s per pair; m > 3: FAST_GENERIC * (m+1)
-FAST_GENERIC = 7.0e-11
-TREE_WALK = {1: 2.0e-10, 2: 2.6e-9, 3: 1.3e-8}  # s per feature per sqrt(T * LEAF)
-TREE_POINT = 6.0e-9  # s per point per m^2
-SPARSE = 6.0e-9  # s per nonzero per m
+# Fitted on `benchmarks/bench_tree.py` (docs/ENGINES.md, initial states): fast at m = 2,
+# T = 10^4 / 10^5 / 10^6 gives 2.8-4.0e-10 s per pair; m = 1 (its generic kernel)
+# 1.7e-9; m = 3 from the same run; m > 3: FAST_GENERIC * (m + 1), the generic kernel.
+FAST_PAIR = {1: 1.7e-9, 2: 3.0e-10, 3: 3.4e-9}  # s per (point, feature) pair
+FAST_GENERIC = 8.5e-10  # s per pair per (m + 1), m > 3
+FAST_SPARSE = 2.0e-8  # s per nonzero per m (the fast engine's column pass misses cache)
+# tree, initial state: walk = step - sparse - point terms, over n sqrt(T * LEAF)
+TREE_WALK = {1: 9.0e-10, 2: 2.7e-9, 3: 2.3e-7}  # s per feature per sqrt(T * LEAF)
+TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
+TREE_SPARSE = 5.0e-9  # s per nonzero per m (h = W x and the row pass)
 STEP = 2.0e-4  # s per step (Python, optimiser, small arrays)
 
 
 def fast_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     """Seconds per step of the fast engine (2 cores)."""
     pair = FAST_PAIR.get(m, FAST_GENERIC * (m + 1))
-    return pair * inst * T * n + SPARSE * inst * T * nnz_row * m + STEP
+    return pair * inst * T * n + FAST_SPARSE * inst * T * nnz_row * m + STEP
 
 
 def tree_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
@@ -39,12 +44,15 @@ def tree_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     if m not in TREE_WALK:
         return math.inf
     walk = TREE_WALK[m] * inst * n * math.sqrt(T * LEAF)
-    return walk + TREE_POINT * inst * T * m * m + SPARSE * inst * T * nnz_row * m + STEP
+    return walk + TREE_POINT * inst * T * m * m + TREE_SPARSE * inst * T * nnz_row * m + STEP
 
 
-STEP_COST = {"fast": fast_step, "tree": tree_step}
+TREE_MARGIN = 1.5  # the tree must be predicted this much cheaper: near the crossover the
+# fit is least certain, and the long-measured fast engine is kept
 
 
 def pick(inst: int, T: int, n: int, m: int, nnz_row: float) -> str:
-    """The CPU engine with the lowest predicted step cost: 'fast' or 'tree'."""
-    return min(STEP_COST, key=lambda e: STEP_COST[e](inst, T, n, m, nnz_row))
+    """'tree' where its predicted step cost is TREE_MARGIN times below the fast engine's,
+    else 'fast'."""
+    fast, tree = fast_step(inst, T, n, m, nnz_row), tree_step(inst, T, n, m, nnz_row)
+    return "tree" if tree * TREE_MARGIN < fast else "fast"
