@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from supermem.cli.common import CLIError, parse_int, progress_enabled
+from supermem.cli.executor import add_executor_flags, open_executor, workers
 from supermem.sweeps.checks import DamagedRunError
 
 
@@ -24,7 +25,12 @@ def register(sub) -> None:
         "--scale", default="quick", help="a scale of the recipe (see --list; default quick)"
     )
     p.add_argument("--out", type=Path, help="output folder (created or resumed)")
-    p.add_argument("--workers", type=parse_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=parse_int,
+        help="worker processes (default 1); with --executor ray, most tasks at once (default: all)",
+    )
+    add_executor_flags(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument(
         "--data", type=Path, help="real-network recipes: folder of the four MNIST IDX files"
@@ -50,8 +56,7 @@ def check_args(args, scales) -> None:
         raise CLIError(f"unknown scale {args.scale!r}; choose one of {', '.join(scales)}")
     if args.out is None:
         raise CLIError("--out is required")
-    if args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    workers(args)
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
 
@@ -78,8 +83,9 @@ def run_real(args) -> int:
 
     recipe = REAL_RECIPES[args.recipe]
     check_args(args, recipe.scales)
-    if args.workers != 1:
-        raise CLIError(f"recipe {recipe.name} trains in one process; drop --workers")
+    if args.workers not in (None, 1) or args.executor != "local":
+        flag = "--workers" if args.workers not in (None, 1) else "--executor"
+        raise CLIError(f"recipe {recipe.name} trains in one process; drop {flag}")
     if args.data is not None and not args.data.is_dir():
         raise CLIError(f"--data {args.data}: no such folder")
     try:
@@ -130,23 +136,32 @@ def run(args) -> int:
     sweeps = args.out / "sweeps"
     if args.dry_run:
         for s in specs:
-            print(f"{s.name}: {plan(s, sweeps / s.name, workers=args.workers)}")
+            print(f"{s.name}: {plan(s, sweeps / s.name, workers=workers(args))}")
         return 0
     if (old := read_manifest_recipe(args.out)) in REAL_RECIPES:
         raise CLIError(f"{args.out} holds the outputs of recipe {old!r}; choose another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
-    manifest = {"recipe": recipe.name, "scale": args.scale, "specs": [s.to_dict() for s in specs]}
-    (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
     failed = 0
-    for s in specs:
-        try:
-            summary = run_sweep(
-                s, sweeps / s.name, workers=args.workers, progress=progress_enabled(args)
-            )
-        except SweepBusyError as e:
-            raise CLIError(str(e)) from None
-        print(summary)
-        failed += len(summary.failed)
+    with open_executor(args) as ex:  # first: a bad --address exits 2 with nothing created
+        args.out.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "recipe": recipe.name,
+            "scale": args.scale,
+            "specs": [s.to_dict() for s in specs],
+        }
+        (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
+        for s in specs:  # one Ray instance for all the recipe's sweeps
+            try:
+                summary = run_sweep(
+                    s,
+                    sweeps / s.name,
+                    workers=workers(args),
+                    executor=ex,
+                    progress=progress_enabled(args),
+                )
+            except SweepBusyError as e:
+                raise CLIError(str(e)) from None
+            print(summary)
+            failed += len(summary.failed)
     return finish(recipe, specs, args.out, failed)
 
 

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from supermem.cli.common import CLIError, parse_int, progress_enabled
+from supermem.cli.executor import add_executor_flags, open_executor, workers
 from supermem.config import ConfigError
 
 
@@ -20,7 +21,12 @@ def register(sub) -> None:
     )
     p.add_argument("spec", type=Path, help="sweep spec (TOML)")
     p.add_argument("--out", type=Path, required=True, help="sweep directory (created or resumed)")
-    p.add_argument("--workers", type=parse_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=parse_int,
+        help="worker processes (default 1); with --executor ray, most tasks at once (default: all)",
+    )
+    add_executor_flags(p)
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan; train and create nothing"
     )
@@ -54,21 +60,22 @@ def run(args) -> int:
     from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
 
     spec = load_spec(args.spec)
-    if args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    k = workers(args)
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:
-        print(plan(spec, args.out, workers=args.workers))
+        print(plan(spec, args.out, workers=k))
         return 0
     try:
-        summary = run_sweep(
-            spec,
-            args.out,
-            workers=args.workers,
-            progress=progress_enabled(args),
-            batch=not args.no_batch,
-        )
+        with open_executor(args) as executor:
+            summary = run_sweep(
+                spec,
+                args.out,
+                workers=k,
+                executor=executor,
+                progress=progress_enabled(args),
+                batch=not args.no_batch,
+            )
     except SweepBusyError as e:
         raise CLIError(str(e)) from None
     print(summary)

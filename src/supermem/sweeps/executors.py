@@ -5,8 +5,7 @@ and yields ``(job, outcome)`` pairs as they finish, in any order. The outcome is
 ``run_group(job)`` returned, or the exception that stopped it from returning (a dead
 worker process, say). ``run_group`` trains the group with one ``train_many`` call and
 saves every result as its own run dir *in the worker*, so killing the parent loses
-at most the runs in flight. A Ray backend would implement ``imap_unordered`` with
-``ray.remote(run_group)`` and ``ray.wait``; nothing else needs to change.
+at most the runs in flight. ``ray_executor.RayExecutor`` runs the same jobs as Ray tasks.
 """
 
 from __future__ import annotations
