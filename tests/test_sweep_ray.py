@@ -25,6 +25,9 @@ from supermem.sweeps.executors import limit_threads
 from supermem.sweeps.index import _index_rows
 from supermem.sweeps.spec import SweepSpec, config_key
 
+# the test cluster binds to 127.0.0.1 only (set before Ray is first imported)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def long_spec(train_sizes: list[int]) -> SweepSpec:
     """One group per train size, each about a second of training."""
@@ -46,7 +49,9 @@ def ray_cluster():
         logging_level=logging.WARNING,
         log_to_driver=False,
     )
-    yield ray.get_runtime_context().gcs_address
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:"), f"test cluster not on loopback: {address}"
+    yield address
     ray.shutdown()
 
 

@@ -46,8 +46,19 @@ class NotSharedError(RuntimeError):
     """A Ray worker cannot see OUT: the cluster has no shared file system there."""
 
 
-def import_ray() -> Any:
-    """The ``ray`` module, or RayUnavailableError saying how to install it."""
+# A local Ray instance (no --address) serves this machine only: Ray then binds its
+# services to the loopback address instead of the machine's network address. Read by
+# Ray when it is first imported; a cluster's nodes are started with `ray start`, which
+# this does not touch.
+LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def import_ray(local: bool = False) -> Any:
+    """The ``ray`` module, or RayUnavailableError saying how to install it. ``local``:
+    for a Ray instance started here, bound to 127.0.0.1 (see LOCAL_ONLY)."""
+    if local:
+        for k, v in LOCAL_ONLY.items():
+            os.environ.setdefault(k, v)
     try:
         import ray
     except ImportError as e:
@@ -122,7 +133,7 @@ class RayExecutor(Executor):
             )
         if address is not None:
             check_address(address)
-        self.ray = ray = import_ray()
+        self.ray = ray = import_ray(local=address is None)
         self.own = not ray.is_initialized()
         if self.own:
             try:
