@@ -20,6 +20,8 @@ import multiprocessing as mp
 import resource
 import time
 
+from bench_engines import in_child  # a fresh spawned process per measurement
+
 N, S = 10_000, 0.999
 TARGETS = {10_000: "tree no slower", 100_000: ">= 8x", 1_000_000: ">= 20x, <= 100 ms"}
 
@@ -89,16 +91,6 @@ def _full_run(T: int, steps: int, out) -> None:
     with tempfile.TemporaryDirectory() as d:
         save_run(r, f"{d}/run")
     out.put((time.perf_counter() - t, t_train, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-
-
-def in_child(fn, *args):
-    ctx = mp.get_context("spawn")  # a fresh process: its peak RSS is its own
-    q = ctx.Queue()
-    proc = ctx.Process(target=fn, args=(*args, q))
-    proc.start()
-    res = q.get()
-    proc.join()
-    return res
 
 
 def main() -> None:

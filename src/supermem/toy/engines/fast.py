@@ -151,6 +151,20 @@ def cpu_loss_and_grads(W: np.ndarray, b: np.ndarray, d: CpuData, fb: int, tp: in
     return loss_t.reshape(inst, T).sum(1) / T, gW, gb
 
 
+def numpy_step(p, step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run a NumPy kernel ``step(W, b) -> (loss, gW, gb)`` on torch parameters p: W
+    (inst, m, n) and b (inst, n) as contiguous float32 arrays in, loss (inst,) and the
+    gradients back as torch tensors on p's device."""
+    W = np.ascontiguousarray(p["W"].detach().cpu().numpy(), dtype=np.float32)
+    b = np.ascontiguousarray(p["b"].detach().cpu().numpy(), dtype=np.float32)
+    loss, gW, gb = step(W, b)
+    dev = p["W"].device
+    return (
+        torch.as_tensor(loss, dtype=torch.float32, device=dev),
+        {"W": torch.as_tensor(gW, device=dev), "b": torch.as_tensor(gb, device=dev)},
+    )
+
+
 class FastEngine(Engine):
     """Exact fast engine. CPU: Numba kernels. CUDA: the ``chunked`` engine's code."""
 
@@ -172,15 +186,8 @@ class FastEngine(Engine):
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, CpuData):
             return ChunkedEngine().loss_and_grads(model, p, data)
-        W = np.ascontiguousarray(p["W"].detach().cpu().numpy(), dtype=np.float32)
-        b = np.ascontiguousarray(p["b"].detach().cpu().numpy(), dtype=np.float32)
         fb = max(self.MIN_BLOCK, -(-data.n // self.MAX_BLOCKS))
-        loss, gW, gb = cpu_loss_and_grads(W, b, data, fb, self.TILE, self.SKIP)
-        dev = p["W"].device
-        return (
-            torch.as_tensor(loss, dtype=torch.float32, device=dev),
-            {"W": torch.as_tensor(gW, device=dev), "b": torch.as_tensor(gb, device=dev)},
-        )
+        return numpy_step(p, lambda W, b: cpu_loss_and_grads(W, b, data, fb, self.TILE, self.SKIP))
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]

@@ -34,7 +34,7 @@ from supermem.toy.data import SparseData
 from supermem.toy.engines import _tree_kernels as TK
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
-from supermem.toy.engines.fast import CpuData, _threads, angle_order
+from supermem.toy.engines.fast import CpuData, _threads, angle_order, numpy_step
 from supermem.toy.model import TiedReLUOutput
 
 NPART = 4  # fixed feature parts (results never depend on the thread count)
@@ -196,14 +196,7 @@ class TreeEngine(Engine):
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, TreeData):
             return ChunkedEngine().loss_and_grads(model, p, data)
-        W = np.ascontiguousarray(p["W"].detach().cpu().numpy(), dtype=np.float32)
-        b = np.ascontiguousarray(p["b"].detach().cpu().numpy(), dtype=np.float32)
-        loss, gW, gb = tree_loss_and_grads(W, b, data, self.REBUILD_UNITS)
-        dev = p["W"].device
-        return (
-            torch.as_tensor(loss, dtype=torch.float32, device=dev),
-            {"W": torch.as_tensor(gW, device=dev), "b": torch.as_tensor(gb, device=dev)},
-        )
+        return numpy_step(p, lambda W, b: tree_loss_and_grads(W, b, data, self.REBUILD_UNITS))
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]
