@@ -47,7 +47,6 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         loss.append([float(r.metrics["test_loss"]) for r in rs])
         b.append(float(np.mean([r.metrics["b_norm"] for r in rs])))
         W.append(float(np.mean([r.metrics["W_norm"] for r in rs])))
-    leave = [T for T, q in zip(grid, ratio) if abs(q - 1) > DT_TOL]
     mean_loss = [float(np.mean(v)) for v in loss]
     i, ib, iw = int(np.argmax(mean_loss)), int(np.argmax(b)), int(np.argmax(W))
     return {
@@ -58,7 +57,7 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         "test_loss_per_seed": loss,
         "b_norm": b,
         "W_norm": W,
-        "T_leave": leave[0] if leave else None,
+        "T_leave": _first_T_from_which(grid, [abs(q - 1) > DT_TOL for q in ratio]),
         "T_five": _first_T_from_which(grid, [v >= FIVE_RATIO for v in five]),
         "peak_loss": mean_loss[i],
         "peak_loss_T": grid[i],

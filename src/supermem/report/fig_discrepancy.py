@@ -70,6 +70,8 @@ def fig_discrepancy(
         grid_max = max(max(m["T"]) for m in tab.values())
         for yi, name in zip(y, names):
             m = tab[name]
+            if key.startswith("T_") and not m.get("full_grid", True):
+                continue  # a boundary on part of the grid says nothing: not drawn
             v, beyond = m[key], False
             if v is None:  # T_leave / T_five not reached in the grid: drawn past its end
                 v, beyond = 1.5 * max(m["T"]), True
