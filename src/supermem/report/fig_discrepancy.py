@@ -95,6 +95,7 @@ def fig_discrepancy(
             a.axvline(grid_max, color="0.6", lw=0.6)
         _log_ticks(a)
         a.set_yticks(y, names if j == 0 else [""] * len(names), fontsize=7)
+        a.set_ylim(-0.5, len(names) - 0.5)  # rows line up across panels
         a.set_title(label, fontsize=8)
         a.grid(axis="y", lw=0.3)
         if j == 0:
