@@ -14,9 +14,9 @@ import math
 import os
 
 from supermem.config import ConfigError, TrainConfig
+from supermem.toy.engines.tree import NPART
 
 BASELINE = 400 * 2**20  # Python, torch, numba and their compiled code (measured ~350 MB)
-NPART = 4  # the tree engine's feature parts (supermem.toy.engines.tree.NPART)
 
 
 def expected_nnz(cfg: TrainConfig, rows: int) -> float:
