@@ -96,6 +96,16 @@ class TrainConfig:
         choices=DTYPE_CHOICES,
     )
     init_bias: float = _f(0.0, "initial value of every entry of b (the paper: 0)")
+    repeat_points: int = _f(
+        0,
+        "K: how many distinct training points are repeated (the first K of the set); T "
+        "stays the number of distinct points",
+    )
+    repeat_count: int = _f(
+        1,
+        "R: how many times each repeated point appears; the loss is the mean over all "
+        "T + K(R-1) rows, computed with row weights, never copies",
+    )
     seed: int = _f(0, "init seed (restart k uses the k-th seed derived from it)")
     data_seed: int = _f(0, "data seed (training and test sets)")
     restarts: int = _f(1, "init seeds trained per model; the lowest training loss is kept")
@@ -150,6 +160,15 @@ class TrainConfig:
             f"warmup ({self.warmup}) is longer than the run (steps={self.steps})",
         )
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
+        _check(
+            0 <= self.repeat_points <= self.train_size,
+            f"repeat_points must be in [0, train_size={self.train_size}], got {self.repeat_points}",
+        )
+        _check(self.repeat_count >= 1, f"repeat_count must be >= 1, got {self.repeat_count}")
+        _check(
+            self.repeat_count == 1 or self.repeat_points >= 1,
+            f"repeat_count {self.repeat_count} repeats nothing: set repeat_points >= 1",
+        )
         _check(self.snapshots >= 0, f"snapshots must be >= 0, got {self.snapshots}")
         _check(self.seed >= 0 and self.data_seed >= 0, "seeds must be >= 0")
         _check(

@@ -124,7 +124,8 @@ def check_shapes(path: Path, config: dict, shapes: dict, want: tuple[str, ...]) 
 
 
 def check_data(path: Path, config: dict) -> None:
-    """The CSR training set: indptr (T+1,), indices and values (nnz,), shape T,n."""
+    """The CSR training set: indptr (T+1,), indices and values (nnz,), shape T,n; row
+    weights (T,) when points repeat."""
     shapes, meta = tensor_shapes(path)
     require(path, shapes, ("indptr", "indices", "values"), "array")
     T, n = config["train_size"], config["features"]
@@ -132,6 +133,8 @@ def check_data(path: Path, config: dict) -> None:
         raise DamagedRunError(path, f"not a CSR matrix of {T} rows")
     if meta.get("shape", f"{T},{n}") != f"{T},{n}":
         raise DamagedRunError(path, f"shape {meta['shape']}, config.json implies {T},{n}")
+    if "weights" in shapes and shapes["weights"] != (T,):
+        raise DamagedRunError(path, f"row weights of shape {shapes['weights']}, expected ({T},)")
 
 
 def check_run(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

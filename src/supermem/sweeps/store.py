@@ -6,7 +6,8 @@ A run directory holds
   arrays.safetensors   W (m, n), b (n), H_train (T, m), feature_dims (n), data_dims (T),
                        max_data_dims (T), snapshot_steps (k,), snapshot_W (k, m, n),
                        snapshot_b (k, n), loss_steps (h,), loss_history (h,)
-  train_data.safetensors  the training set as CSR: indptr (T+1,), indices, values
+  train_data.safetensors  the training set as CSR: indptr (T+1,), indices, values;
+                          weights (T,) when points repeat (repeat_points > 0)
 A diverged run has config.json and metrics.json (status "diverged") and no arrays.
 
 The directory is assembled under a hidden temporary name beside the target and renamed
@@ -116,6 +117,11 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "data_dims_median": float(np.median(dd)),
         "m_over_T": r.config.hidden / r.config.train_size,
     }
+    if r.config.repeat_points:
+        K = r.config.repeat_points  # the first K training points, each repeat_count times
+        m["repeated_points"] = list(range(K))
+        m["repeated_data_dims"] = dd[:K].tolist()
+        m["repeated_dims_quantile"] = [float((dd < v).mean()) for v in dd[:K]]
     return config, m, {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
@@ -139,6 +145,8 @@ def save_run(r: InstanceResult, out: str | os.PathLike, overwrite: bool = False)
     config, mets, arrays = run_record(r)
     X = r.X_train
     data = {"indptr": X.indptr, "indices": X.indices, "values": X.values}
+    if X.weights is not None:
+        data["weights"] = X.weights  # (T,) row weights: repeat_count on the repeated points
 
     def write(tmp: Path) -> None:
         _json(tmp / "config.json", config)

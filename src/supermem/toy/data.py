@@ -13,12 +13,21 @@ e^-10, so the choice only matters for small n (1 - S).
 
 Data sets are stacks of ``inst`` CSR matrices (one per model instance) held as a single
 ``(inst*T) x n`` CSR matrix, so fast engines see one flat set of rows.
+
+Repeated points (``repeat_points`` K, ``repeat_count`` R) are row weights, never copies:
+the first K points of a training set weigh R, the loss is the weighted mean over rows
+(the mean over all T + K(R-1) rows of the duplicated set). Engines see unweighted data;
+``weight_groups`` splits a weighted set into the plain set plus, per weight value, the
+rows that carry extra weight, and ``combine`` adds their losses back together
+(``toy/engines/weighted.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,7 +42,8 @@ class SparseData:
     """``inst`` data sets of T points in n dimensions, as one (inst*T) x n CSR matrix.
 
     indptr: (inst*T + 1,) int64; indices: (nnz,) int32; values: (nnz,) float32.
-    Rows ``i*T .. (i+1)*T - 1`` are instance i.
+    Rows ``i*T .. (i+1)*T - 1`` are instance i. weights: (inst*T,) float64 row
+    multiplicities, or None (every row once).
     """
 
     indptr: np.ndarray
@@ -42,10 +52,47 @@ class SparseData:
     inst: int
     T: int
     n: int
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         assert self.indptr.shape == (self.inst * self.T + 1,), "indptr shape"
         assert self.indices.shape == self.values.shape == (int(self.indptr[-1]),), "nnz"
+        assert self.weights is None or self.weights.shape == (self.inst * self.T,), "weights"
+
+    def with_weights(self, weights: np.ndarray | None) -> SparseData:
+        """The same rows with row weights (inst*T,) (None: every row once)."""
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        return dataclasses.replace(self, weights=w)
+
+    def weight_groups(self) -> list[tuple[float, SparseData]]:
+        """[(extra, rows)]: per weight value v != 1, the rows of weight v as a data set of
+        ``inst`` instances (unweighted), with extra = v - 1. Every instance must have the
+        same number of rows of each weight (true of ``repeat_points``: the first K)."""
+        if self.weights is None:
+            return []
+        w = self.weights.reshape(self.inst, self.T)
+        groups = []
+        for v in np.unique(w[w != 1.0]):
+            rows = [np.flatnonzero(wi == v) for wi in w]
+            if len({len(r) for r in rows}) != 1:
+                raise ValueError(f"instances have different numbers of rows of weight {v}")
+            picked = np.concatenate([i * self.T + r for i, r in enumerate(rows)])
+            groups.append((float(v) - 1.0, self.take(picked, inst=self.inst)))
+        return groups
+
+    def take(self, rows: np.ndarray, inst: int = 1) -> SparseData:
+        """The given rows (flat indices) in that order, unweighted, as ``inst`` instances."""
+        lo, hi = self.indptr[rows], self.indptr[rows + 1]
+        k = hi - lo
+        idx = np.repeat(lo - np.concatenate([[0], np.cumsum(k)[:-1]]), k) + np.arange(k.sum())
+        return SparseData(
+            np.concatenate([[0], np.cumsum(k)]).astype(np.int64),
+            self.indices[idx],
+            self.values[idx],
+            inst,
+            len(rows) // inst,
+            self.n,
+        )
 
     @property
     def nnz(self) -> int:
@@ -87,7 +134,7 @@ class SparseData:
         return self.rows(i * self.T, (i + 1) * self.T, inst=1)
 
     def rows(self, start: int, stop: int, inst: int = 1) -> SparseData:
-        """Rows [start, stop) of the flat matrix as a data set of ``inst`` instances."""
+        """Rows [start, stop) of the flat matrix (with their weights) as ``inst`` instances."""
         a, z = int(self.indptr[start]), int(self.indptr[stop])
         return SparseData(
             self.indptr[start : stop + 1] - a,
@@ -96,6 +143,7 @@ class SparseData:
             inst,
             (stop - start) // inst,
             self.n,
+            None if self.weights is None else self.weights[start:stop],
         )
 
     @staticmethod
@@ -107,6 +155,11 @@ class SparseData:
         indptr = np.concatenate(
             [parts[0].indptr[:1]] + [p.indptr[1:] + o for p, o in zip(parts, offsets)]
         )
+        weights = None
+        if any(p.weights is not None for p in parts):
+            weights = np.concatenate(
+                [np.ones(p.inst * T) if p.weights is None else p.weights for p in parts]
+            )
         return SparseData(
             indptr,
             np.concatenate([p.indices for p in parts]),
@@ -114,7 +167,28 @@ class SparseData:
             sum(p.inst for p in parts),
             T,
             n,
+            weights,
         )
+
+
+def combine(T: int, full: Any, groups: list[tuple[float, int, Any]]) -> Any:
+    """Weighted mean from plain means: full is the mean over T rows, each group (extra,
+    k, mean over its k rows) adds extra weight to k of them. Works elementwise on losses
+    (inst,) and on gradients alike: (T full + sum extra k mean) / (T + sum extra k)."""
+    total = T + sum(e * k for e, k, _ in groups)
+    out = full * (T / total)
+    for e, k, g in groups:
+        out = out + g * (e * k / total)
+    return out
+
+
+def repeat_weights(T: int, repeat_points: int, repeat_count: int) -> np.ndarray | None:
+    """(T,) row weights: R on the first K points, 1 elsewhere; None when nothing repeats."""
+    if repeat_points == 0 or repeat_count == 1:
+        return None
+    w = np.ones(T)
+    w[:repeat_points] = repeat_count
+    return w
 
 
 def _rng(data_seed: int, stream: int) -> np.random.Generator:
@@ -181,7 +255,10 @@ def train_test(cfg, data_seeds: list[int] | None = None) -> tuple[SparseData, Sp
     """Training and test sets for a config, one instance per data seed (default: its own)."""
     seeds = [cfg.data_seed] if data_seeds is None else data_seeds
     args = dict(n=cfg.features, sparsity=cfg.sparsity, empty=cfg.empty)
-    train = SparseData.stack([sample(cfg.train_size, data_seed=s, **args) for s in seeds])
+    w = repeat_weights(cfg.train_size, cfg.repeat_points, cfg.repeat_count)
+    train = SparseData.stack(
+        [sample(cfg.train_size, data_seed=s, **args).with_weights(w) for s in seeds]
+    )
     test = SparseData.stack(
         [sample(cfg.test_size, data_seed=s, stream=TEST_STREAM, **args) for s in seeds]
     )

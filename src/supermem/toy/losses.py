@@ -14,7 +14,7 @@ import torch
 from numba import njit, prange
 
 from supermem.metrics import _as_t
-from supermem.toy.data import SparseData
+from supermem.toy.data import SparseData, combine
 from supermem.toy.model import TiedReLUOutput, get_model
 
 CHUNKS = 64  # fixed row chunks per instance: sums independent of the thread count
@@ -29,8 +29,13 @@ def exact_loss(model, p: dict, X, max_elems: int = 2**22) -> np.ndarray:
     ||x||^2 cancels to ~1e-8 (even below 0) where a point is memorised, so a loss of
     1e-14 needs the direct (x - x')^2. The tied model on CPU runs a Numba kernel over the
     sparse rows (O(T n m) time, O(n) memory per thread: T = 10^6 costs seconds); other
-    models use their dense forward on chunks of max_elems / n rows.
+    models use their dense forward on chunks of max_elems / n rows. Weighted rows
+    (repeated points) give the weighted mean, from the plain means (``data.combine``).
     """
+    if X.weights is not None:
+        plain = exact_loss(model, p, X.with_weights(None), max_elems)
+        parts = [(e, g.T, exact_loss(model, p, g, max_elems)) for e, g in X.weight_groups()]
+        return combine(X.T, plain, parts)
     if isinstance(model, TiedReLUOutput) and torch.as_tensor(p["W"]).device.type == "cpu":
         W = torch.as_tensor(p["W"]).detach().double().numpy()
         b = torch.as_tensor(p["b"]).detach().double().numpy()

@@ -24,6 +24,7 @@ from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
 from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.engines.weighted import WeightedData, WeightedEngine
 from supermem.toy.memory import check_memory, expected_nnz
 from supermem.toy.model import Params, get_model
 
@@ -191,10 +192,13 @@ def train_many(
     check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
 
     X_train, X_test = _datasets(cfgs, owners, data)
+    if X_train.weights is not None:  # repeated points: row weights over any engine
+        engine = WeightedEngine(engine)
     train_data = engine.prepare(X_train, device)
     dtype = getattr(torch, c.dtype)
     if dtype != torch.float32:  # only the reference engine (a dense tensor) gets here
-        train_data = train_data.to(dtype)
+        to = lambda x: x.to(dtype)  # noqa: E731
+        train_data = train_data.map(to) if isinstance(train_data, WeightedData) else to(train_data)
 
     p = {
         k: v.to(device, dtype).requires_grad_(True)

@@ -48,6 +48,7 @@ class ChunkedEngine(Engine):
         return isinstance(model, TiedReLUOutput)
 
     def prepare(self, data: SparseData, device) -> Chunks:
+        assert data.weights is None, "weighted rows: wrap the engine in WeightedEngine"
         C = chunk_rows(data.inst, data.n, self.MAX_ELEMS)
         rows = np.repeat(np.arange(data.inst * data.T), np.diff(data.indptr))
         inst_of, t_of = rows // data.T, rows % data.T

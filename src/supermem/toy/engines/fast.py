@@ -53,6 +53,7 @@ class CpuData:
 
     @classmethod
     def from_sparse(cls, d: SparseData) -> CpuData:
+        assert d.weights is None, "weighted rows: wrap the engine in WeightedEngine"
         rows = np.repeat(np.arange(d.inst * d.T), np.diff(d.indptr))
         cols = (rows // d.T) * d.n + d.indices  # block-diagonal: instance i's own columns
         csc = sp.csc_matrix((d.values, (rows, cols)), shape=(d.inst * d.T, d.inst * d.n))

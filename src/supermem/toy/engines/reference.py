@@ -22,6 +22,7 @@ class ReferenceEngine(Engine):
     name = "reference"
 
     def prepare(self, data: SparseData, device: torch.device) -> torch.Tensor:
+        assert data.weights is None, "weighted rows: wrap the engine in WeightedEngine"
         return data.dense(device)  # (inst, T, n)
 
     def loss_and_grads(self, model, p, x):
