@@ -47,6 +47,12 @@ class Scale:
     m4_steps: tuple[int, ...]  # training lengths compared for the test-loss bump
     overrides: dict = field(default_factory=dict)  # any other TrainConfig fields (engine=...)
     disc_T: tuple[int, ...] = ()  # discrepancy recipe's T grid (m = 2); empty: T_grid
+    # repeated recipe (m = 2): T of the single / many-points runs (A. Jermyn's 30,000 at
+    # n = 10,000, i.e. T(1-S) = 30), how many points repeat, and the phase grid's T and R
+    rep_T: int = 0
+    rep_K: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+    rep_phase_T: tuple[int, ...] = ()
+    rep_phase_R: tuple[int, ...] = (1, 2, 3, 5, 8)
 
     @property
     def discrepancy_T(self) -> tuple[int, ...]:
@@ -80,6 +86,8 @@ SCALES: dict[str, Scale] = {
         m4_T=log_grid(3, 10_000, 8),
         m4_steps=(2_500, 10_000, 40_000),
         disc_T=log_grid(20, 2_400, 6),
+        rep_T=3_000,
+        rep_phase_T=(1_500, 3_000, 6_000),
     ),
     "cpu": Scale(
         features=1_000,
@@ -96,6 +104,9 @@ SCALES: dict[str, Scale] = {
         m4_T=log_grid(3, 20_000, 12),
         m4_steps=(12_500, 50_000, 200_000),
         disc_T=log_grid(20, 2_400, 6),
+        rep_T=3_000,
+        rep_phase_T=(1_500, 3_000, 6_000, 12_000),
+        rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
     ),
     "paper": Scale(
         features=10_000,
@@ -112,6 +123,9 @@ SCALES: dict[str, Scale] = {
         m4_T=log_grid(3, 100_000, 16),
         m4_steps=(12_500, 50_000, 200_000),
         disc_T=log_grid(30, 50_000, 10),
+        rep_T=30_000,
+        rep_phase_T=(15_000, 30_000, 60_000, 120_000),
+        rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
     ),
 }
 
