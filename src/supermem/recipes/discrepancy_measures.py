@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from supermem.recipes.runsets import by_T, top_feature_dims
+from supermem.recipes.runsets import by_T, first_from_which, top_feature_dims
 
 DT_TOL, FIVE_RATIO = 0.2, 3.0  # D_t within 20% of m/T; 5th/6th feature dims ratio >= 3
 REF_S = 0.999  # the sparsity both write-ups used
@@ -22,16 +22,6 @@ REFS = {  # (T where the middle regime starts, T where generalisation starts, pe
 }
 T_TOL = 2.5  # a T matches within this factor (one step of the T grid is ~2.3x)
 LOSS_TOL = {"paper": 1.2, "replication": 10.0}  # peak loss within this factor
-
-
-def _first_T_from_which(Ts: list[int], ok: list[bool]) -> int | None:
-    """The smallest T such that ok holds there and at every larger T."""
-    out = None
-    for T, good in zip(reversed(Ts), reversed(ok)):
-        if not good:
-            break
-        out = T
-    return out
 
 
 def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
@@ -57,8 +47,8 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         "test_loss_per_seed": loss,
         "b_norm": b,
         "W_norm": W,
-        "T_leave": _first_T_from_which(grid, [abs(q - 1) > DT_TOL for q in ratio]),
-        "T_five": _first_T_from_which(grid, [v >= FIVE_RATIO for v in five]),
+        "T_leave": first_from_which(grid, [abs(q - 1) > DT_TOL for q in ratio]),
+        "T_five": first_from_which(grid, [v >= FIVE_RATIO for v in five]),
         "peak_loss": mean_loss[i],
         "peak_loss_T": grid[i],
         "peak_b": b[ib],

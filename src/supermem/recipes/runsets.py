@@ -40,6 +40,17 @@ def series(runs: Iterable, metric: str) -> tuple[np.ndarray, np.ndarray, list[np
     return np.array(list(groups), dtype=float), means, per
 
 
+def first_from_which(xs: list, ok: list[bool]):
+    """The smallest x (xs increasing) such that ok holds there and at every larger x; None
+    if ok fails at the largest."""
+    out = None
+    for x, good in zip(reversed(xs), reversed(ok)):
+        if not good:
+            break
+        out = x
+    return out
+
+
 def top_feature_dims(run, k: int) -> np.ndarray:
     """(k,) the k largest feature dimensionalities of a run, descending."""
     return np.sort(np.asarray(run.arrays["feature_dims"], dtype=float))[::-1][:k]

@@ -53,6 +53,13 @@ class Scale:
     rep_K: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
     rep_phase_T: tuple[int, ...] = ()
     rep_phase_R: tuple[int, ...] = (1, 2, 3, 5, 8)
+    # scaling recipe: sparsities, T(1-S) grid (T = x / (1-S)), extra weight decays (the
+    # scale's default 1e-2 runs come from the sparsity sweep), hidden sizes, data seeds
+    scaling_S: tuple[float, ...] = ()
+    scaling_x: tuple[float, ...] = (2, 4, 7, 12, 20, 40, 80)
+    scaling_wd: tuple[float, ...] = (1e-3, 3e-2, 1e-1)
+    scaling_m: tuple[int, ...] = (2, 4)
+    scaling_seeds: int = 1
 
     @property
     def discrepancy_T(self) -> tuple[int, ...]:
@@ -88,6 +95,8 @@ SCALES: dict[str, Scale] = {
         disc_T=log_grid(20, 2_400, 6),
         rep_T=3_000,
         rep_phase_T=(1_500, 3_000, 6_000),
+        scaling_S=(0.95, 0.98, 0.99, 0.995),
+        scaling_x=(2, 4, 7, 12, 20, 40),
     ),
     "cpu": Scale(
         features=1_000,
@@ -107,6 +116,8 @@ SCALES: dict[str, Scale] = {
         rep_T=3_000,
         rep_phase_T=(1_500, 3_000, 6_000, 12_000),
         rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
+        scaling_S=(0.95, 0.98, 0.99, 0.995),
+        scaling_seeds=2,
     ),
     "paper": Scale(
         features=10_000,
@@ -126,6 +137,8 @@ SCALES: dict[str, Scale] = {
         rep_T=30_000,
         rep_phase_T=(15_000, 30_000, 60_000, 120_000),
         rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
+        scaling_S=(0.99, 0.995, 0.999, 0.9995),
+        scaling_seeds=2,
     ),
 }
 

@@ -1,0 +1,206 @@
+"""What sets the generalisation scale (A. Jermyn's comment, PAPER.md).
+
+Sweeps of sparsity S and of weight decay, for m = 2 and a larger m, over a grid of
+x = T(1-S), the expected count of each feature in the data set (T = x / (1-S), so every
+S sees the same x). Jermyn: plotted against T(1-S), the jump in the maximal feature
+dimensionality lines up near T(1-S) ~ 10 for every S; weight decay does not move it;
+less clean for larger m.
+
+The *jump* of one curve (max_i D_i against x): the smallest x from which on max D_i >=
+JUMP_DIM (a generalising feature: a pentagon's sit at 2/5, memorising solutions' far
+below), reported with the grid point before it; ``at`` is their geometric middle.
+Everything is recomputed from the saved feature_dims arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supermem.recipes.base import Recipe, RecipeError, scale_costs
+from supermem.recipes.claims import Claim
+from supermem.recipes.runsets import first_from_which, group
+from supermem.recipes.scales import SCALES, get_scale
+
+JUMP_DIM = 0.2
+JERMYN_X = 10.0
+X_TOL = 2.5  # a jump "near 10": within this factor
+SPREAD_TOL = 2.5  # jumps "line up": max / min within this factor (about one grid step)
+
+
+def T_of(x: float, S: float) -> int:
+    """The training size with T(1-S) = x (rounded; at least 1)."""
+    return max(1, round(x / (1 - S)))
+
+
+def grids(scale: str) -> list:
+    s = get_scale(scale)
+    if not s.scaling_S:
+        raise KeyError(f"scale {scale} has no scaling grid (scaling_S)")
+    seeds = list(range(s.scaling_seeds))
+    out = []
+    for m in s.scaling_m:
+        f = s.fixed(hidden=m, restarts=1)
+        for S in s.scaling_S:
+            Ts = sorted({T_of(x, S) for x in s.scaling_x})
+            out.append(
+                (
+                    f"scaling-m{m}-S{S:g}",
+                    {**f, "sparsity": S},
+                    {"train_size": Ts, "data_seed": seeds},
+                )
+            )
+        Ts = sorted({T_of(x, s.sparsity) for x in s.scaling_x})
+        wd: dict[str, list] = {"weight_decay": list(s.scaling_wd)}
+        out.append((f"scaling-m{m}-wd", f, {**wd, "train_size": Ts, "data_seed": seeds}))
+    return out
+
+
+def max_dim(run) -> float:
+    return float(np.max(run.arrays["feature_dims"]))
+
+
+def curve(runs: list) -> dict[str, Any]:
+    """One curve (runs at one m, S and weight decay): per x, the mean max D_i and test
+    loss over seeds, and the jump."""
+    Ts, xs, top, loss = [], [], [], []
+    for (T,), rs in group(runs, "train_size").items():
+        Ts.append(int(T))
+        xs.append(T * (1 - rs[0].config["sparsity"]))
+        top.append(float(np.mean([max_dim(r) for r in rs])))
+        loss.append(float(np.mean([r.metrics["test_loss"] for r in rs])))
+    jump = first_from_which(xs, [v >= JUMP_DIM for v in top])
+    before = None
+    if jump is not None and xs.index(jump) > 0:
+        before = xs[xs.index(jump) - 1]
+    at = math.sqrt(jump * before) if jump is not None and before is not None else jump
+    return {
+        "T": Ts,
+        "x": xs,
+        "max_dim": top,
+        "test_loss": loss,
+        "jump": jump,
+        "before": before,
+        "at": at,
+    }
+
+
+def table(runs: list) -> dict[int, dict[str, Any]]:
+    """{m: {"S": {S: curve at the default decay}, "wd": {wd: curve at the scale's S}}}."""
+    out: dict[int, dict[str, Any]] = {}
+    wd0 = _default_decay(runs)
+    for (m,), rs in group(runs, "hidden").items():
+        at_wd0 = [r for r in rs if r.config["weight_decay"] == wd0]
+        S0 = _decay_sparsity(rs)
+        at_S0 = [r for r in rs if r.config["sparsity"] == S0]
+        out[m] = {
+            "S": {S: curve(v) for (S,), v in group(at_wd0, "sparsity").items()},
+            "wd": {wd: curve(v) for (wd,), v in group(at_S0, "weight_decay").items()},
+            "wd_S": S0,
+        }
+    return out
+
+
+def _default_decay(runs: list) -> float:
+    """The weight decay of the sparsity sweep: the one shared by most sparsities."""
+    per = group(runs, "weight_decay")
+    return max(per, key=lambda k: len({r.config["sparsity"] for r in per[k]}))[0]
+
+
+def _decay_sparsity(runs: list) -> float:
+    """The sparsity of the weight-decay sweep: the one with most weight decays."""
+    per = group(runs, "sparsity")
+    return max(per, key=lambda k: len({r.config["weight_decay"] for r in per[k]}))[0]
+
+
+def _jumps(curves: dict) -> str:
+    def fmt(a: float | None) -> str:
+        return "none" if a is None else f"{a:.3g}"
+
+    return ", ".join(f"{k:g}: {fmt(c['at'])}" for k, c in curves.items())
+
+
+def check(runs: list) -> list[Claim]:
+    tab = table(runs)
+    if not tab:
+        raise RecipeError("no scaling runs")
+    out = []
+    for m, t in tab.items():
+        at = [c["at"] for c in t["S"].values()]
+        if len(t["S"]) >= 2:
+            found = [a for a in at if a is not None]
+            near = all(JERMYN_X / X_TOL <= a <= JERMYN_X * X_TOL for a in found)
+            spread = max(found) / min(found) if found else math.inf
+            out.append(
+                Claim(
+                    f"m = {m}: the jump in max feature dimensionality lines up near "
+                    "T(1-S) ~ 10 for every sparsity",
+                    "T(1-S) ~ 10" + (" (less clean for larger m)" if m > 2 else ""),
+                    f"jump at T(1-S) per S: {_jumps(t['S'])}; spread x{spread:.3g}",
+                    len(found) == len(at) and near and spread <= SPREAD_TOL,
+                    f"jump: first T(1-S) from which max D_i >= {JUMP_DIM}; holds if every S has "
+                    f"one, each within x{X_TOL:g} of {JERMYN_X:g} and max/min <= {SPREAD_TOL:g}",
+                )
+            )
+        if len(t["wd"]) >= 2:
+            found = [c["at"] for c in t["wd"].values() if c["at"] is not None]
+            spread = max(found) / min(found) if found else math.inf
+            out.append(
+                Claim(
+                    f"m = {m}: weight decay does not move the jump (S = {t['wd_S']:g})",
+                    "no shift over weight decay",
+                    f"jump at T(1-S) per weight decay: {_jumps(t['wd'])}; spread x{spread:.3g}",
+                    len(found) == len(t["wd"]) and spread <= SPREAD_TOL,
+                    f"holds if every weight decay has a jump and max/min <= {SPREAD_TOL:g}",
+                )
+            )
+    return out
+
+
+def draw(runs: list, out: Path) -> list[Path]:
+    from supermem.report import fig_scaling
+
+    return fig_scaling.figures(table(runs), out)
+
+
+def rows(runs: list) -> list[dict]:
+    out = []
+    for m, t in table(runs).items():
+        for what, curves in (("S", t["S"]), ("weight decay", t["wd"])):
+            for k, c in curves.items():
+                out.append(
+                    {
+                        "m": m,
+                        "sweep": what,
+                        "value": k,
+                        "jump at T(1-S)": c["at"],
+                        "max D_i per T(1-S)": ", ".join(
+                            f"{x:g}: {v:.2f}" for x, v in zip(c["x"], c["max_dim"])
+                        ),
+                    }
+                )
+    return out
+
+
+def _text() -> str:
+    return "; ".join(
+        f"{k}: n={s.features}, S in {list(s.scaling_S)}, T(1-S) in {list(s.scaling_x)}, "
+        f"weight decay {sorted({1e-2, *s.scaling_wd})}, m in {list(s.scaling_m)}, "
+        f"{s.scaling_seeds} seed(s)"
+        for k, s in SCALES.items()
+        if s.scaling_S
+    )
+
+
+RECIPE = Recipe(
+    name="scaling",
+    title="What sets the generalisation scale: sparsity and weight decay (A. Jermyn)",
+    description=f"{_text()}. Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    grids=grids,
+    draw=draw,
+    check=check,
+    rows=rows,
+)
