@@ -23,3 +23,16 @@ def make_config(**overrides) -> TrainConfig:
 @pytest.fixture
 def small_config():
     return make_config()
+
+
+def reproduce_at(recipe: str, scale, out) -> list:
+    """Run ``supermem reproduce RECIPE`` at a test-only scale into ``out``; its runs."""
+    from supermem.cli import main
+    from supermem.recipes import RECIPES, SCALES
+    from supermem.recipes.base import spec_runs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "tiny", scale)
+        argv = ["reproduce", recipe, "--scale", "tiny", "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+        return spec_runs(out, RECIPES[recipe].specs("tiny"))

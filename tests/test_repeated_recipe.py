@@ -6,12 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import reproduce_at
 from test_recipes import TINY
 
-from supermem.cli import main
-from supermem.recipes import RECIPES, SCALES
 from supermem.recipes import repeated as rep
-from supermem.recipes.base import spec_runs
 
 TINY_REP = dataclasses.replace(
     TINY, data_seeds=1, rep_T=30, rep_K=(1, 2), rep_phase_T=(20, 40), rep_phase_R=(1, 4)
@@ -64,12 +62,7 @@ def test_grids__control_many_and_phase_at_each_scale():
 @pytest.fixture(scope="module")
 def tiny_rep(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "repeated"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(SCALES, "tiny", TINY_REP)
-        argv = ["reproduce", "repeated", "--scale", "tiny", "--out", str(out), "--no-progress"]
-        assert main(argv) == 0
-        runs = spec_runs(out, RECIPES["repeated"].specs("tiny"))
-    return out, runs
+    return out, reproduce_at("repeated", TINY_REP, out)
 
 
 def test_reproduce__figures_claims_and_report(tiny_rep):

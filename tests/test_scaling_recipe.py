@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import reproduce_at
 from test_recipes import TINY
 
-from supermem.cli import main
-from supermem.recipes import RECIPES, SCALES
+from supermem.recipes import SCALES
 from supermem.recipes import scaling as sc
-from supermem.recipes.base import grid_configs, spec_runs
+from supermem.recipes.base import grid_configs
 
 TINY_SC = dataclasses.replace(
     TINY, scaling_S=(0.8, 0.9), scaling_x=(1, 4), scaling_wd=(0.1,), scaling_m=(2,)
@@ -67,12 +67,7 @@ def test_check__lined_up_jumps_hold_and_moved_ones_do_not():
 @pytest.fixture(scope="module")
 def tiny_sc(tmp_path_factory):
     out = tmp_path_factory.mktemp("sc") / "scaling"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(SCALES, "tiny", TINY_SC)
-        argv = ["reproduce", "scaling", "--scale", "tiny", "--out", str(out), "--no-progress"]
-        assert main(argv) == 0
-        runs = spec_runs(out, RECIPES["scaling"].specs("tiny"))
-    return out, runs
+    return out, reproduce_at("scaling", TINY_SC, out)
 
 
 def test_reproduce__figures_claims_and_jumps_from_saved_arrays(tiny_sc):

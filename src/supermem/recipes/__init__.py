@@ -9,6 +9,7 @@ from __future__ import annotations
 from supermem.recipes import (
     appendix_m4,
     counterfactual,
+    crossover,
     demo,
     discrepancy,
     fig2,
@@ -24,7 +25,7 @@ from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
     m.RECIPE.name: m.RECIPE
-    for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy, repeated, scaling)
+    for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy, repeated, scaling, crossover)
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``
 REAL_RECIPES = {m.RECIPE.name: m.RECIPE for m in (mnist, counterfactual)}

@@ -60,6 +60,9 @@ class Scale:
     scaling_wd: tuple[float, ...] = (1e-3, 3e-2, 1e-1)
     scaling_m: tuple[int, ...] = (2, 4)
     scaling_seeds: int = 1
+    # crossover recipe (m = 2): T grid and the learning rates tried at each T
+    cross_T: tuple[int, ...] = ()
+    cross_lr: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
 
     @property
     def discrepancy_T(self) -> tuple[int, ...]:
@@ -97,6 +100,7 @@ SCALES: dict[str, Scale] = {
         rep_phase_T=(1_500, 3_000, 6_000),
         scaling_S=(0.95, 0.98, 0.99, 0.995),
         scaling_x=(2, 4, 7, 12, 20, 40),
+        cross_T=log_grid(100, 100_000, 7),
     ),
     "cpu": Scale(
         features=1_000,
@@ -118,6 +122,7 @@ SCALES: dict[str, Scale] = {
         rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
         scaling_S=(0.95, 0.98, 0.99, 0.995),
         scaling_seeds=2,
+        cross_T=log_grid(100, 100_000, 7),
     ),
     "paper": Scale(
         features=10_000,
@@ -139,6 +144,7 @@ SCALES: dict[str, Scale] = {
         rep_phase_R=(1, 2, 3, 4, 5, 6, 8, 11),
         scaling_S=(0.99, 0.995, 0.999, 0.9995),
         scaling_seeds=2,
+        cross_T=log_grid(1_000, 1_000_000, 7),
     ),
 }
 

@@ -1,0 +1,79 @@
+"""Clusters of training points stored together (the July 2023 update's "triangles").
+
+Past ~1k points the memorising solution stops giving each stored point its own
+direction: correlated points (sharing features) share one. A stored point takes a real
+share of the hidden space, D_t >= STORED_DIM; a point alone in its direction has D_t ~ 1,
+a cluster of c points sharing one ~1/c each, so the threshold admits clusters of up to
+~1 / STORED_DIM points. Stored points whose hidden vectors point within ANGLE_DEG of each
+other (linked in a chain) form one cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+STORED_DIM = 0.05
+ANGLE_DEG = 5.0
+MAX_STORED = 4_000  # the largest-D_t points examined (pairwise work ~ MAX_STORED^2)
+
+
+def clusters(H: np.ndarray, dd: np.ndarray) -> list[np.ndarray]:
+    """H (T, m) hidden vectors, dd (T,) data dims -> clusters of stored points, each an
+    array of point indices, largest cluster first."""
+    stored = np.flatnonzero(dd >= STORED_DIM)
+    stored = stored[np.argsort(-dd[stored], kind="stable")][:MAX_STORED]
+    if len(stored) == 0:
+        return []
+    U = H[stored] / np.maximum(np.linalg.norm(H[stored], axis=1, keepdims=True), 1e-30)
+    near = (U @ U.T) >= math.cos(math.radians(ANGLE_DEG))  # (s, s)
+    parent = np.arange(len(stored))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(near, 1))):
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([root(i) for i in range(len(stored))])
+    groups = [stored[roots == r] for r in np.unique(roots)]
+    return sorted(groups, key=len, reverse=True)
+
+
+def summary(H: np.ndarray, dd: np.ndarray, X: sp.csr_matrix | None = None) -> dict[str, Any]:
+    """Counts for one run: stored points, clusters, the share of stored points that share
+    a direction, and (given the data X (T, n)) the mean cosine between the data points
+    of one cluster against that between points of different clusters."""
+    cl = clusters(np.asarray(H, float), np.asarray(dd, float))
+    sizes = [len(c) for c in cl]
+    stored = sum(sizes)
+    out: dict[str, Any] = {
+        "stored": stored,
+        "clusters": len(cl),
+        "sizes": sizes[:20],
+        "largest": max(sizes, default=0),
+        "shared_share": sum(s for s in sizes if s >= 2) / stored if stored else 0.0,
+        "within_cos": None,
+        "between_cos": None,
+    }
+    if X is not None and stored >= 2:
+        Xn = sp.csr_matrix(X, dtype=np.float64)
+        label = np.full(Xn.shape[0], -1)
+        for k, c in enumerate(cl):
+            label[c] = k
+        idx = np.concatenate(cl)
+        G = (Xn[idx] @ Xn[idx].T).toarray()  # unit-norm rows: cosines
+        same = label[idx][:, None] == label[idx][None, :]
+        off = ~np.eye(len(idx), dtype=bool)
+        if (same & off).any():
+            out["within_cos"] = float(G[same & off].mean())
+        if (~same).any():
+            out["between_cos"] = float(G[~same].mean())
+    return out

@@ -1,0 +1,206 @@
+"""Where memorising stops winning (Anthropic's July 2023 update, PAPER.md).
+
+Trained with several learning rates, the memorising solution keeps the lowest *training*
+loss up to ~500k points (n = 10,000, S = 0.999, m = 2) and the generalising one wins past
+that: a first-order transition. Much of the middle regime was optimisation failure, and
+above ~1k points the memorising solution stores clusters of correlated points.
+
+Grid: T on a log grid (paper 10^3 ... 10^6; quick, n = 1,000 and S = 0.99, ten times
+lower in T, as T(1-S) predicts) x ``cross_lr`` learning rates. Per T the run of lowest
+final training loss (float64, over learning rates; diverged runs are not results and are
+left out) and its kind:
+
+- *generalising*: five features take the hidden space, the 5th/6th feature dims ratio
+  >= FIVE_RATIO and the top five D_i sum to >= m / 2;
+- *memorising*: otherwise (the space goes to points or clusters of points:
+  ``recipes.clusters``).
+
+The crossover is the smallest T from which on the lowest-loss solution generalises,
+with the grid point before it as its uncertainty (their geometric middle reported).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supermem.recipes import clusters as cl
+from supermem.recipes.base import Recipe, RecipeError, scale_costs
+from supermem.recipes.claims import Claim
+from supermem.recipes.runsets import first_from_which, group, top_feature_dims
+from supermem.recipes.scales import SCALES, get_scale
+
+FIVE_RATIO = 3.0
+PAPER_T, PAPER_S = 500_000, 0.999
+T_TOL = 3.0  # the crossover matches within this factor of the update's (rescaled) value
+
+
+def grids(scale: str) -> list:
+    s = get_scale(scale)
+    if not s.cross_T:
+        raise KeyError(f"scale {scale} has no crossover grid (cross_T)")
+    axes_of = lambda Ts: {"lr": list(s.cross_lr), "train_size": Ts}  # noqa: E731
+    small = [T for T in s.cross_T if T < s.small_T]
+    large = [T for T in s.cross_T if T >= s.small_T]
+    out = []
+    if small:
+        out.append(("crossover-small-T", s.fixed(hidden=2, restarts=s.restarts), axes_of(small)))
+    if large:
+        out.append(("crossover", s.fixed(hidden=2, restarts=1), axes_of(large)))
+    return out
+
+
+def kind(run) -> str:
+    """'generalising' or 'memorising' (module docstring), from the saved feature dims."""
+    top = top_feature_dims(run, 6)
+    m = run.config["hidden"]
+    five = top[4] / max(top[5], 1e-12) >= FIVE_RATIO and top[:5].sum() >= m / 2
+    return "generalising" if five else "memorising"
+
+
+def expected_T(S: float) -> float:
+    """The update's crossover T rescaled to sparsity S by T(1-S)."""
+    return PAPER_T * (1 - PAPER_S) / (1 - S)
+
+
+def table(runs: list) -> dict[str, Any]:
+    """Per T: every learning rate's training loss and kind, and the winner."""
+    rows = []
+    for (T,), rs in group(runs, "train_size").items():
+        per: dict[float, dict[str, Any]] = {
+            float(r.config["lr"]): {"train_loss": float(r.metrics["train_loss"]), "kind": kind(r)}
+            for r in rs
+            if r.status == "ok"
+        }
+        if not per:
+            continue
+        best = min(per, key=lambda lr: per[lr]["train_loss"])
+        win = next(r for r in rs if r.status == "ok" and float(r.config["lr"]) == best)
+        rows.append(
+            {
+                "T": int(T),
+                "per_lr": per,
+                "best_lr": best,
+                "best_kind": per[best]["kind"],
+                "best_loss": per[best]["train_loss"],
+                "clusters": _clusters(win),
+                "kinds_reached": sorted({v["kind"] for v in per.values()}),
+                "best_of_kind": {
+                    k: min(v["train_loss"] for v in per.values() if v["kind"] == k)
+                    for k in {v["kind"] for v in per.values()}
+                },
+            }
+        )
+    Ts = [r["T"] for r in rows]
+    cross = first_from_which(Ts, [r["best_kind"] == "generalising" for r in rows])
+    before = Ts[Ts.index(cross) - 1] if cross is not None and Ts.index(cross) > 0 else None
+    at = math.sqrt(cross * before) if cross is not None and before is not None else None
+    S = runs[0].config["sparsity"] if runs else PAPER_S
+    return {"rows": rows, "crossover": cross, "before": before, "at": at, "S": S}
+
+
+def _clusters(run) -> dict[str, Any]:
+    return cl.summary(run.arrays["H_train"], run.arrays["data_dims"], getattr(run, "X_train", None))
+
+
+def check(runs: list) -> list[Claim]:
+    if not runs:
+        raise RecipeError("no crossover runs")
+    t = table(runs)
+    rows = t["rows"]
+    exp = expected_T(t["S"])
+    win = ", ".join(f"T={r['T']}: {r['best_kind'][:3]} (lr {r['best_lr']:g})" for r in rows)
+    if t["crossover"] is None:
+        measured, holds = f"no crossover on the grid (winners: {win})", False
+    else:
+        lo = t["before"] or t["crossover"]
+        measured = (
+            f"crossover between T = {lo} and {t['crossover']}"
+            + (f" (~{t['at']:.3g})" if t["at"] else "")
+            + f"; winners: {win}"
+        )
+        holds = lo / T_TOL <= exp <= t["crossover"] * T_TOL
+    out = [
+        Claim(
+            "The memorising solution has the lowest training loss up to a crossover T, the "
+            "generalising one past it",
+            f"~{PAPER_T:,} at S = {PAPER_S} (expected here, by T(1-S): ~{exp:,.0f})",
+            measured,
+            holds,
+            f"over {len({lr for r in rows for lr in r['per_lr']})} learning rates; holds if the "
+            f"bracket of the crossover reaches within x{T_TOL:g} of the expected T",
+        )
+    ]
+    big = [r for r in rows if r["T"] >= 1_000 and r["best_kind"] == "memorising"]
+    if big:
+        share = [r["clusters"]["shared_share"] for r in big]
+        out.append(
+            Claim(
+                "Above ~1k points the memorising solution stores clusters of correlated "
+                "points, not single points",
+                "clusters ('triangles') above ~1k points",
+                "share of stored points sharing a direction: "
+                + ", ".join(f"T={r['T']}: {s:.2f}" for r, s in zip(big, share))
+                + "; within-cluster data cosine vs between: "
+                + ", ".join(_cos(r["clusters"]) for r in big),
+                bool(np.median(share) >= 0.5),
+                f"stored: D_t >= {cl.STORED_DIM}; a cluster: directions within "
+                f"{cl.ANGLE_DEG:g} deg; holds if the median share is >= 0.5",
+            )
+        )
+    return out
+
+
+def _cos(c: dict) -> str:
+    w, b = c["within_cos"], c["between_cos"]
+    return "-" if w is None or b is None else f"{w:.2f} vs {b:.2f}"
+
+
+def draw(runs: list, out: Path) -> list[Path]:
+    from supermem.report import fig_crossover
+
+    return fig_crossover.figures(runs, table(runs), out)
+
+
+def rows(runs: list) -> list[dict]:
+    return [
+        {
+            "T": r["T"],
+            "lowest training loss": r["best_loss"],
+            "its kind": r["best_kind"],
+            "its lr": r["best_lr"],
+            "best memorising": r["best_of_kind"].get("memorising"),
+            "best generalising": r["best_of_kind"].get("generalising"),
+            "stored points / clusters": f"{r['clusters']['stored']} / {r['clusters']['clusters']}",
+        }
+        for r in table(runs)["rows"]
+    ]
+
+
+def _m2(run) -> bool:
+    return run.config["hidden"] == 2
+
+
+def _text() -> str:
+    return "; ".join(
+        f"{k}: n={s.features}, S={s.sparsity}, {s.steps} steps, {len(s.cross_T)} T from "
+        f"{s.cross_T[0]} to {s.cross_T[-1]} x lr {list(s.cross_lr)}"
+        for k, s in SCALES.items()
+        if s.cross_T
+    )
+
+
+RECIPE = Recipe(
+    name="crossover",
+    title="Where memorising stops winning: lowest training loss over learning rates (m = 2)",
+    description=f"{_text()}. Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    grids=grids,
+    draw=draw,
+    check=check,
+    keep=_m2,
+    wants="m = 2",
+    rows=rows,
+)

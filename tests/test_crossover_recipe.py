@@ -1,0 +1,82 @@
+"""The crossover recipe: the solution kinds, the crossover on known runs, the cluster
+detector on known geometry, and the recipe at a tiny scale recomputed from saved arrays."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import reproduce_at
+from test_recipes import TINY
+
+from supermem import metrics
+from supermem.recipes import clusters as cl
+from supermem.recipes import crossover as cx
+
+TINY_CX = dataclasses.replace(TINY, cross_T=(6, 24), cross_lr=(1e-3, 1e-2))
+PENTAGON = np.r_[[0.4] * 5, [0.01] * 20]
+SPREAD = np.r_[[0.05] * 25]
+
+
+class Fake:
+    def __init__(self, T, lr, loss, fd, S=0.99, status="ok"):
+        H = np.random.default_rng(T).normal(size=(T, 2))
+        self.config = dict(train_size=T, lr=lr, hidden=2, sparsity=S)
+        self.metrics = {"train_loss": loss, "status": status}
+        self.arrays = dict(feature_dims=fd, H_train=H, data_dims=metrics.data_dims(H))
+        self.status = status
+
+
+def test_kind__five_features_generalise_spread_ones_memorise():
+    assert cx.kind(Fake(10, 1e-3, 1.0, PENTAGON)) == "generalising"
+    assert cx.kind(Fake(10, 1e-3, 1.0, SPREAD)) == "memorising"
+    weak = np.r_[[0.1] * 5, [0.001] * 20]  # five stand out but hold a tenth of the space
+    assert cx.kind(Fake(10, 1e-3, 1.0, weak)) == "memorising"
+
+
+def test_table__lowest_loss_over_lrs_and_the_crossover_bracket():
+    runs = []
+    for T, (mem_loss, gen_loss) in {100: (0.1, 0.5), 300: (0.2, 0.4), 1000: (0.5, 0.3)}.items():
+        runs += [Fake(T, 1e-3, mem_loss, SPREAD), Fake(T, 1e-2, gen_loss, PENTAGON)]
+    t = cx.table(runs)
+    assert [r["best_kind"][:3] for r in t["rows"]] == ["mem", "mem", "gen"]
+    assert [r["best_lr"] for r in t["rows"]] == [1e-3, 1e-3, 1e-2]
+    assert (t["before"], t["crossover"]) == (300, 1000)
+    assert t["at"] == pytest.approx(np.sqrt(300 * 1000))
+    assert t["rows"][0]["best_of_kind"] == {"memorising": 0.1, "generalising": 0.5}
+    claim = cx.check(runs)[0]
+    assert claim.holds is False  # expected ~50,000 at S = 0.99: far from 300-1,000
+    assert cx.expected_T(0.99) == pytest.approx(50_000)
+
+
+def test_clusters__points_sharing_a_direction_are_one_cluster():
+    angles = [0.0, 0.01, 0.02, 1.5, 1.51, 3.0]  # clusters of 3, 2 and 1 stored points
+    H = np.c_[np.cos(angles), np.sin(angles)]
+    H = np.r_[H, 0.01 * np.random.default_rng(0).normal(size=(200, 2))]  # small, unstored
+    dd = metrics.data_dims(H)
+    got = sorted(sorted(c.tolist()) for c in cl.clusters(H, dd))
+    assert got == [[0, 1, 2], [3, 4], [5]]
+    X = sp.random(206, 30, density=0.2, random_state=1, format="csr")
+    X = sp.csr_matrix(X.multiply(1 / np.sqrt(X.multiply(X).sum(1) + 1e-12)))
+    s = cl.summary(H, dd, X)
+    assert (s["stored"], s["clusters"], s["largest"]) == (6, 3, 3)
+    assert s["shared_share"] == pytest.approx(5 / 6)
+    assert s["within_cos"] is not None and s["between_cos"] is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_cx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cx") / "crossover"
+    return out, reproduce_at("crossover", TINY_CX, out)
+
+
+def test_reproduce__winners_recomputed_from_saved_runs(tiny_cx):
+    out, runs = tiny_cx
+    assert len(runs) == 4 and (out / "figures" / "crossover.png").stat().st_size > 5_000
+    assert "memorising solution has the lowest training loss" in (out / "claims.json").read_text()
+    t = cx.table(runs)
+    for row in t["rows"]:
+        mine = [r for r in runs if r.config["train_size"] == row["T"]]
+        best = min(mine, key=lambda r: r.metrics["train_loss"])
+        assert row["best_lr"] == best.config["lr"] and row["best_kind"] == cx.kind(best)
+    assert [r.config["restarts"] for r in runs if r.config["train_size"] == 6] == [2, 2]
