@@ -58,7 +58,7 @@ class Scale:
     scaling_S: tuple[float, ...] = ()
     scaling_x: tuple[float, ...] = (2, 4, 7, 12, 20, 40, 80)
     scaling_wd: tuple[float, ...] = (1e-3, 3e-2, 1e-1)
-    scaling_m: tuple[int, ...] = (2, 4)
+    scaling_m: tuple[int, ...] = (2, 3)
     scaling_seeds: int = 1
     # crossover recipe (m = 2): T grid and the learning rates tried at each T
     cross_T: tuple[int, ...] = ()
