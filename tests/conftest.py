@@ -2,7 +2,6 @@ import pytest
 
 from supermem.config import TrainConfig
 
-
 SMALL = dict(
     features=50,
     sparsity=0.9,

@@ -179,3 +179,17 @@ def test_cli_explore__bad_dir_exits_2_with_one_line(tiny_sweep, tmp_path, capsys
 def test_cli_explore__port_out_of_range_exits_2(tiny_sweep, capsys):
     assert main(["explore", str(tiny_sweep), "--port", "70000", "--no-show"]) == 2
     assert "--port must be in 0..65535" in capsys.readouterr().err
+
+
+def test_explorer__a_damaged_run_in_a_sweep_shows_its_error_when_selected(tiny_sweep, tmp_path):
+    pytest.importorskip("panel", reason="supermem explore needs the explore extra (Panel)")
+    from supermem.report.explorer import Explorer
+
+    copy = shutil.copytree(tiny_sweep, tmp_path / "s")
+    (copy / INDEX).unlink()
+    page = Explorer(xd.open_catalog(copy))  # listing reads JSON only: the damage is unseen
+    bad = len(page.rows) - 1
+    arrays = Path(page.rows[bad]["path"]) / ARRAYS
+    arrays.write_bytes(arrays.read_bytes()[:100])
+    page.table.selection = [bad]
+    assert "truncated" in page.status.object and len(page.w_src.data["x"]) == 0

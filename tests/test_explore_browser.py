@@ -4,14 +4,16 @@ The page is served by ``supermem explore`` in a subprocess on a free 127.0.0.1 p
 a small real sweep. Every request whose host is not 127.0.0.1 or localhost is blocked
 and recorded, and the test asserts there were none: the page works with no internet.
 Moving the snapshot slider must change the drawn vectors (screenshots of the plot row
-differ); a full screenshot is checked for content (pixel spread, the paper's feature and
-data colours) and the DOM for the expected elements. Skips where no Chromium is found
+differ); the T slider, and a click on a row of the filtered table, must show another run;
+a full screenshot is checked for content (pixel spread, the paper's feature and data
+colours) and the DOM for the expected elements. Skips where no Chromium is found
 (``.ci/run`` installs Debian's ``chromium``).
 """
 
 from __future__ import annotations
 
 import io
+import select
 import shutil
 import subprocess
 import sys
@@ -32,17 +34,18 @@ SERVER_START_S = 120  # importing torch and Panel on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
-def url(tiny_sweep):
+def server(tiny_sweep, tmp_path_factory):
+    """(URL, stderr file) of ``supermem explore`` serving the tiny sweep on a free port."""
+    log = tmp_path_factory.mktemp("server") / "stderr.txt"
     cmd = [sys.executable, "-m", "supermem", "explore", str(tiny_sweep), "--port", "0"]
-    proc = subprocess.Popen(
-        [*cmd, "--no-show"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with log.open("w") as err:
+        proc = subprocess.Popen([*cmd, "--no-show"], stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        line = proc.stdout.readline().strip()  # the URL, printed once the server is bound
+        ready, _, _ = select.select([proc.stdout], [], [], SERVER_START_S)
+        line = proc.stdout.readline().strip() if ready else ""  # the URL, once bound
         if not line.startswith("http://127.0.0.1:"):
-            proc.kill()
-            pytest.fail(f"explore printed {line!r}; stderr: {proc.stderr.read()[-2000:]}")
-        yield line
+            pytest.fail(f"explore printed {line!r}; stderr: {log.read_text()[-2000:]}")
+        yield line, log
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -99,9 +102,10 @@ def has_colour(img: np.ndarray, hex_rgb: str, tol: int = 40) -> bool:
     return bool((np.abs(img - rgb).max(axis=-1) < tol).sum() > 20)
 
 
-def test_explore_page__offline_and_sliders_change_the_picture(url, browser, tmp_path):
+def test_explore_page__offline_and_sliders_change_the_picture(server, browser, tmp_path):
     from supermem.report.plots import DATA_COLOR, FEATURE_COLOR
 
+    url, log = server
     seen: list[str] = []
     outside: list[str] = []
     page = open_page(browser, url, seen, outside)
@@ -125,6 +129,14 @@ def test_explore_page__offline_and_sliders_change_the_picture(url, browser, tmp_
     wait_text(page, ".sm-line", "T = 8")
     assert page.locator(".sm-T").get_by_text("T: 8").count() == 1
 
+    t_filter = page.locator(".sm-table .tabulator-col[tabulator-field='T'] input").first
+    t_filter.fill("5")  # the T column's filter keeps T >= 5
+    t_filter.press("Enter")
+    rows = page.locator(".sm-table .tabulator-row")
+    rows.nth(4).wait_for(state="detached", timeout=10_000)  # 6 rows -> 4
+    rows.first.click()  # the first row left: T = 5, data seed 0
+    wait_text(page, ".sm-line", "T = 5")
+
     shot = tmp_path / "explore.png"
     page.screenshot(path=str(shot), full_page=True)
     img = pixels(shot.read_bytes())
@@ -133,8 +145,9 @@ def test_explore_page__offline_and_sliders_change_the_picture(url, browser, tmp_
     assert page.get_by_text("supermem explore:").count() == 1  # the heading
     headers = page.locator(".sm-table .tabulator-col-title").all_inner_texts()
     assert {"run", "status", "T", "m", "data_seed", "test_loss"} <= set(headers)
-    assert page.locator(".sm-table .tabulator-row").count() == 6
+    assert rows.count() == 4
     assert page.locator("canvas").count() >= 6
     assert any("/static/js/bokeh" in u for u in seen)  # the scripts came through the route
     assert outside == [], f"requests left the machine: {outside}"
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     page.close()

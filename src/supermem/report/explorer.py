@@ -84,7 +84,7 @@ class Explorer:
         sci = {k: ScientificFormatter(precision=3) for k in (*METRIC_COLUMNS, "max_D_i")}
         return pn.widgets.Tabulator(
             frame,
-            header_filters=True,
+            header_filters={c: header_filter(frame[c]) for c in frame.columns},
             selectable=1,
             show_index=False,
             disabled=True,
@@ -110,13 +110,17 @@ class Explorer:
         )
 
     # -- callbacks ------------------------------------------------------------------
+    # Tabulator's selection arrives without the Bokeh document lock, and the figures'
+    # sources may only change under it: pn.state.execute schedules the change when needed.
     def _on_select(self, event) -> None:
         if event.new:
-            self.select(self.table.value.index[event.new[0]])
+            pn.state.execute(
+                functools.partial(self.select, self.table.value.index[event.new[0]]), schedule=True
+            )
 
     def _on_snap(self, event) -> None:
         if not self.syncing:
-            self.show_snapshot(event.new)
+            pn.state.execute(functools.partial(self.show_snapshot, event.new), schedule=True)
 
     def _on_T(self, event) -> None:
         if self.syncing:
@@ -188,6 +192,15 @@ class Explorer:
             yield
         finally:
             self.syncing = False
+
+
+def header_filter(column: pd.Series) -> dict[str, Any]:
+    """Tabulator header filters: a status menu, "at least" for numbers, substring else."""
+    if column.name == "status":
+        return {"type": "list", "valuesLookup": True, "placeholder": "any"}
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return {"type": "number", "func": ">=", "placeholder": ">="}
+    return {"type": "input", "func": "like", "placeholder": "contains"}
 
 
 def free_port(host: str) -> int:
