@@ -123,6 +123,16 @@ def test_run_frames__last_frame_is_the_saved_final_geometry(tiny_sweep):
     assert not np.allclose(fr.W2[0], fr.W2[-1])  # training moved the features
 
 
+def test_run_frames__large_T_draws_evenly_spaced_points_with_dims_over_all(tiny_sweep):
+    run = load_run(sorted((tiny_sweep / "runs").iterdir())[-1])
+    full, some = xd.run_frames(run), xd.run_frames(run, most=2)
+    assert full is not None and some is not None
+    T = run.config["train_size"]
+    assert list(some.points) == [0, T - 1] and some.H2.shape == (len(full.steps), 2, 2)
+    assert np.allclose(some.H2, full.H2[:, [0, T - 1]])
+    assert np.allclose(some.data_dims, full.data_dims[:, [0, T - 1]])  # measured over all T
+
+
 def test_t_walk__one_run_per_T_ascending_holding_the_seeds(tiny_sweep):
     rows = xd.open_catalog(tiny_sweep).rows
     here = next(r for r in rows if r["T"] == 5 and r["data_seed"] == 1)

@@ -97,7 +97,8 @@ class Explorer:
 
     def layout(self) -> pn.viewable.Viewable:
         c = self.catalog
-        head = f"## supermem explore: {html.escape(str(c.root))}\n{c.kind}, {len(self.rows)} runs"
+        runs = f"{len(self.rows)} run" + ("s" if len(self.rows) > 1 else "")
+        head = f"## supermem explore: {html.escape(str(c.root))}\n{c.kind}, {runs}"
         side = pn.Column(self.sweep_fig, self.t_slider) if c.kind != "run" else pn.Column()
         geometry = pn.Row(self.w_fig, self.h_fig, self.loss_fig, css_classes=["sm-geometry"])
         return pn.Column(

@@ -160,18 +160,23 @@ def t_walk(rows: list[dict[str, Any]], current: dict[str, Any]) -> list[dict[str
 _FIELDS = {f.name for f in fields(TrainConfig)} - {"train_size"}
 
 
+MAX_POINTS = 5000  # training points drawn per snapshot; dims are measured over all T
+
+
 @dataclass(frozen=True)
 class Frames:
     """One run's geometry over its training snapshots, ready to draw.
 
-    steps (k,); W2 (k, 2, n) and H2 (k, T, 2) are W's columns and the training hidden
-    vectors in the 2-D basis P (m, 2); feature_dims (k, n) and data_dims (k, T) are
-    measured in the full m dimensions; loss_steps, loss (h,) the training loss curve.
+    steps (k,); W2 (k, 2, n) and H2 (k, p, 2) are W's columns and the hidden vectors of
+    the p drawn training points ``points`` (p,) in the 2-D basis P (m, 2); feature_dims
+    (k, n) and data_dims (k, p) are measured in the full m dimensions over all T points;
+    loss_steps, loss (h,) the training loss curve.
     """
 
     steps: np.ndarray
     W2: np.ndarray
     H2: np.ndarray
+    points: np.ndarray
     feature_dims: np.ndarray
     data_dims: np.ndarray
     loss_steps: np.ndarray
@@ -201,13 +206,19 @@ def plane(W: np.ndarray) -> np.ndarray:
     return U[:, :2]
 
 
-def run_frames(run) -> Frames | None:
+def drawn_points(T: int, most: int = MAX_POINTS) -> np.ndarray:
+    """(p,) the training points drawn: all of them, or ``most`` evenly spaced ones (the
+    points are i.i.d., so an even spacing is a fair sample and the same in every frame)."""
+    return np.arange(T) if T <= most else np.linspace(0, T - 1, most).round().astype(int)
+
+
+def run_frames(run, most: int = MAX_POINTS) -> Frames | None:
     """The snapshots of a loaded ``store.Run`` (status ok); None if it has no arrays.
 
     Training hidden vectors at snapshot j are X_train W_j^T with the run's saved training
     set. A run saved without snapshots gives one frame, its final weights. The plane is
     fitted to the final W and kept for every snapshot, so motion in the view is motion
-    of the vectors, not of the basis.
+    of the vectors, not of the basis. At most ``most`` training points are kept.
     """
     a, X = run.arrays, run.X_train
     if "W" not in a or X is None:
@@ -216,18 +227,23 @@ def run_frames(run) -> Frames | None:
         steps, Ws = a["snapshot_steps"], a["snapshot_W"]  # (k,), (k, m, n)
     else:
         steps, Ws = np.array([run.config["steps"]]), a["W"][None]
-    Ws = np.asarray(Ws, np.float64)
-    H = np.stack([np.asarray(X @ W.T) for W in Ws])  # (k, T, m)
-    P = plane(a["W"])
+    Ws, P, T = np.asarray(Ws, np.float64), plane(a["W"]), X.shape[0]
+    points = drawn_points(T, most)
+    H2, dd = [], []
+    for W in Ws:  # one snapshot's H (T, m) at a time: T can be 10^6
+        H = np.asarray(X @ W.T)
+        H2.append(H[points] @ P)
+        dd.append(metrics.data_dims(H)[points])
     return Frames(
         steps=np.asarray(steps),
         W2=np.einsum("kmn,mj->kjn", Ws, P),
-        H2=H @ P,
+        H2=np.stack(H2),
+        points=points,
         feature_dims=metrics.feature_dims(Ws),
-        data_dims=metrics.data_dims(H),
+        data_dims=np.stack(dd),
         loss_steps=np.asarray(a["loss_steps"]),
         loss=np.asarray(a["loss_history"]),
         P=P,
         m=Ws.shape[1],
-        T=H.shape[1],
+        T=T,
     )

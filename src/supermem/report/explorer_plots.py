@@ -73,9 +73,9 @@ def data_dims_figure() -> tuple[Any, ColumnDataSource, Span]:
 
 
 def dims_data(fr: Frames, j: int) -> tuple[dict, dict]:
-    """Snapshot j's top feature dims, descending, and every point's data dim."""
+    """Snapshot j's top feature dims, descending, and each drawn point's data dim."""
     top = np.sort(fr.feature_dims[j])[::-1][:TOP_FEATURES]
-    return {"rank": np.arange(top.size), "D": top}, {"t": np.arange(fr.T), "D": fr.data_dims[j]}
+    return {"rank": np.arange(top.size), "D": top}, {"t": fr.points, "D": fr.data_dims[j]}
 
 
 def loss_figure() -> tuple[Any, ColumnDataSource, Span]:
