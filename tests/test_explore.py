@@ -203,3 +203,12 @@ def test_explorer__a_damaged_run_in_a_sweep_shows_its_error_when_selected(tiny_s
     arrays.write_bytes(arrays.read_bytes()[:100])
     page.table.selection = [bad]
     assert "truncated" in page.status.object and len(page.w_src.data["x"]) == 0
+
+
+def test_cli_explore__without_panel_says_which_extra_to_install(tiny_sweep, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "panel", None)  # `import panel` now fails
+    monkeypatch.delitem(sys.modules, "supermem.report.explorer", raising=False)
+    assert main(["explore", str(tiny_sweep), "--no-show"]) == 2
+    assert "pip install 'supermem[explore]'" in capsys.readouterr().err
