@@ -212,3 +212,16 @@ def test_cli_explore__without_panel_says_which_extra_to_install(tiny_sweep, caps
     monkeypatch.delitem(sys.modules, "supermem.report.explorer", raising=False)
     assert main(["explore", str(tiny_sweep), "--no-show"]) == 2
     assert "pip install 'supermem[explore]'" in capsys.readouterr().err
+
+
+def test_cli_explore__port_in_use_exits_2_with_one_line(tiny_sweep, capsys):
+    pytest.importorskip("panel", reason="supermem explore needs the explore extra (Panel)")
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["explore", str(tiny_sweep), "--port", str(port), "--no-show"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot serve on 127.0.0.1:{port}" in err

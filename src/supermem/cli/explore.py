@@ -41,5 +41,8 @@ def run(args) -> int:
         raise CLIError(
             f"explore needs Panel ({e.name} is missing): pip install 'supermem[explore]'"
         ) from None
-    serve(catalog, args.host, args.port, show=not args.no_show)
+    try:
+        serve(catalog, args.host, args.port, show=not args.no_show)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise CLIError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0

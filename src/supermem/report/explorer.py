@@ -204,11 +204,24 @@ def header_filter(column: pd.Series) -> dict[str, Any]:
     return {"type": "input", "func": "like", "placeholder": "contains"}
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def free_port(host: str) -> int:
-    """A port nobody listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port nobody listens on now at ``host`` (the OS picks it)."""
+    family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def origins(host: str, port: int) -> list[str]:
+    """The host:port names a browser may open the page's websocket from: the loopback
+    names, and for another ``host`` also this machine's names."""
+    names = {host, "127.0.0.1", "localhost"}
+    if host not in LOOPBACK:
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return [f"{h}:{port}" for h in sorted(names)]
 
 
 def serve(catalog: Catalog, host: str = "127.0.0.1", port: int = 5006, show: bool = True) -> None:
@@ -218,12 +231,11 @@ def serve(catalog: Catalog, host: str = "127.0.0.1", port: int = 5006, show: boo
     server (Bokeh's and Panel's bundled static files), never from a CDN.
     """
     port = port or free_port(host)
-    origins = [f"{h}:{port}" for h in {host, "127.0.0.1", "localhost"}]
     server = pn.serve(
         {"/": lambda: Explorer(catalog).layout()},
         port=port,
         address=host,
-        websocket_origin=origins,
+        websocket_origin=origins(host, port),
         show=False,
         start=False,
         title="supermem explore",
@@ -231,7 +243,7 @@ def serve(catalog: Catalog, host: str = "127.0.0.1", port: int = 5006, show: boo
     )
     url = f"http://{host}:{port}/"
     print(url, flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         print(f"warning: serving {catalog.root} to anyone who can reach {host}", file=sys.stderr)
     server.start()
     if show:
