@@ -2,22 +2,23 @@ import pytest
 
 from supermem.config import TrainConfig
 
+SMALL = dict(
+    features=50,
+    sparsity=0.9,
+    hidden=2,
+    train_size=8,
+    test_size=64,
+    steps=40,
+    warmup=5,
+    engine="reference",
+    device="cpu",
+    snapshots=6,
+)
+
 
 def make_config(**overrides) -> TrainConfig:
     """A small, fast config; override any field."""
-    base = dict(
-        features=50,
-        sparsity=0.9,
-        hidden=2,
-        train_size=8,
-        test_size=64,
-        steps=40,
-        warmup=5,
-        engine="reference",
-        device="cpu",
-        snapshots=6,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig(**{**SMALL, **overrides})
 
 
 @pytest.fixture
@@ -36,3 +37,16 @@ def reproduce_at(recipe: str, scale, out) -> list:
         argv = ["reproduce", recipe, "--scale", "tiny", "--out", str(out), "--no-progress"]
         assert main(argv) == 0
         return spec_runs(out, RECIPES[recipe].specs("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """A real sweep folder: ``SMALL`` runs (m = 2, 40 steps) at T in (3, 5, 8) x data
+    seeds (0, 1)."""
+    from supermem import SweepSpec, run_sweep
+
+    out = tmp_path_factory.mktemp("explore") / "sweep"
+    axes = {"train_size": [3, 5, 8], "data_seed": [0, 1]}
+    fixed = {k: v for k, v in SMALL.items() if k not in axes}
+    run_sweep(SweepSpec("tiny", fixed, axes), out, progress=False)
+    return out

@@ -17,7 +17,7 @@ from supermem.cli import main
 from supermem.recipes import SCALES
 from supermem.recipes.scales import Scale
 from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError
-from supermem.sweeps.index import INDEX, _index_rows, record
+from supermem.sweeps.index import INDEX, index_rows, record
 from supermem.sweeps.spec import SweepSpec, config_key, plan
 from supermem.toy.train import train
 
@@ -175,7 +175,7 @@ def test_cli_train_init_from__damaged_run_exit_2_nothing_written(saved, tmp_path
 @pytest.mark.parametrize("case", ["truncated-arrays", "garbage-config", "missing-metrics"])
 def test_cli_results__damage_after_indexing_exit_2_one_line(swept, tmp_path, capsys, case):
     out = tmp_path / "sweep"
-    assert _index_rows(swept) is not None  # fresh: the index alone could answer
+    assert index_rows(swept) is not None  # fresh: the index alone could answer
     bad, problem = damaged_copy(swept, out, case, key=config_key(SPEC.configs()[0]))
     assert main(["results", str(out)]) == 2
     err = one_line(capsys)
@@ -221,7 +221,7 @@ def test_resume__damaged_run_reported_moved_aside_and_retrained(swept, tmp_path,
     assert {r.path.name for r in load_sweep(out)} == set(keys)  # all whole again
     assert (out / "runs" / keys[0] / ARRAYS).read_bytes() == intact
     assert sorted(sweep_frame(out)["key"]) == sorted(keys)
-    assert _index_rows(out) is not None
+    assert index_rows(out) is not None
 
 
 def test_resume__damaged_crash_record_moved_aside_and_retried(swept, tmp_path, capsys):
@@ -283,7 +283,7 @@ def test_corrupt_index__readers_use_the_dirs_resume_rebuilds_it(swept, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"supermem: {out / INDEX}: unreadable (") and "rebuilt from 2 dirs" in err
     assert "\n" not in err
-    rows = _index_rows(out)
+    rows = index_rows(out)
     assert rows is not None and sorted(r["key"] for r in rows) == sorted(
         config_key(c) for c in SPEC.configs()
     )

@@ -22,7 +22,7 @@ from supermem import run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.sweeps.checks import check_run
 from supermem.sweeps.executors import limit_threads
-from supermem.sweeps.index import _index_rows
+from supermem.sweeps.index import index_rows
 from supermem.sweeps.spec import SweepSpec, config_key
 
 # the test cluster binds to 127.0.0.1 only (set before Ray is first imported)
@@ -130,7 +130,7 @@ def test_ray_sweep__runs_equal_the_local_executors_bit_for_bit(ray_cluster, tmp_
         for run in runs:
             check_run(run)
             assert files(run) == files(tmp_path / "local" / "runs" / run.name), run
-        rows = _index_rows(tmp_path / out)  # written by the driver; fresh, paths as given
+        rows = index_rows(tmp_path / out)  # written by the driver; fresh, paths as given
         assert rows is not None and sorted(r["path"] for r in rows) == [str(p) for p in runs]
     again = run_sweep(s, tmp_path / "shared", executor=ray_executor(), progress=False)
     assert again.skipped == 6 and again.ok == 0

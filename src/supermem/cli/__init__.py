@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from supermem import __version__
-from supermem.cli import dims, plot, report, reproduce, results, sweep, train
+from supermem.cli import dims, explore, plot, report, reproduce, results, sweep, train
 from supermem.cli.common import CLIError, Parser
 
-COMMANDS = [train, plot, sweep, results, reproduce, report, dims]
+COMMANDS = [train, plot, sweep, results, reproduce, report, dims, explore]
 
 
 def build_parser() -> argparse.ArgumentParser:

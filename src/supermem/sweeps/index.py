@@ -280,7 +280,7 @@ def _read_index(out: Path) -> list[dict[str, Any]]:
     return [dict(zip(_COLUMNS, r)) for r in got]
 
 
-def _index_rows(out: Path) -> list[dict[str, Any]] | None:
+def index_rows(out: Path) -> list[dict[str, Any]] | None:
     """Rows from the index if it matches the dirs exactly, else None (stale or missing)."""
     if not (out / INDEX).is_file():
         return None
@@ -303,7 +303,7 @@ def _index_rows(out: Path) -> list[dict[str, Any]] | None:
 
 def ensure_index(out: Path) -> str | None:
     """Rebuild the index if stale, missing or damaged; if damaged, a line saying so."""
-    if _index_rows(out) is not None:
+    if index_rows(out) is not None:
         return None
     problem = None
     if (out / INDEX).is_file():
@@ -347,7 +347,7 @@ def sweep_frame(out: str | Path) -> pd.DataFrame:
 
     out = Path(out)
     _check(out)
-    rows = _index_rows(out)
+    rows = index_rows(out)
     rows = scan(out) if rows is None else rows
     cols = [f.name for f in fields(TrainConfig)] + ["key", "status", "error", "path"]
     frame = pd.DataFrame([_flat(r) for r in rows], columns=None if rows else cols)
