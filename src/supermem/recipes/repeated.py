@@ -149,6 +149,7 @@ def table(runs: list) -> dict[str, Any]:
     phase = [(m["T"] / m["n"], m["R"], m["stored"][0]) for m in seen.values()]
     return {
         "T": Tmany,
+        "R": MANY_R,
         "single": single,
         "many": {
             K: {

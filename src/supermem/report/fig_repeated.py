@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from supermem.report.plots import DATA_COLOR, FEATURE_COLOR, save, vectors
 
@@ -50,8 +51,8 @@ def _single(by: dict, tab: dict, out: Path) -> list[Path]:
         ax[3].scatter(H[0, 0], H[0, 1], marker="*", s=220, c="gold", edgecolors="k", zorder=5)
         ax[0].set_ylabel(f"seed {s['data_seed']}")
     fig.suptitle(
-        f"T = {rows[0]['T']}, one point repeated {rows[0]['R']} times (starred); "
-        "dashed: the features it displaced",
+        f"T = {rows[0]['T']}, one point repeated {rows[0]['R']} times (starred); dashed: the "
+        "control's generalising features that are not generalising with the repeat",
         fontsize=10,
     )
     return save(fig, out, "repeated_single")
@@ -73,11 +74,10 @@ def _many(by: dict, tab: dict, out: Path) -> list[Path]:
     ax.set_xlabel("K repeated points")
     ax.set_ylabel("count")
     ax.legend(fontsize=7)
-    T, R = tab["T"], next(iter(by.values())).config.get("repeat_count", 1)
-    R = max((k[2] for k in by if k[1] > 0 and k[0] == T), default=R)
+    T, R = tab["T"], tab["R"]
     for i, K in enumerate(Ks):
         a = fig.add_subplot(grid[1 + i])
-        run = by.get((T, K, R, 0)) or next(r for k, r in by.items() if k[:3] == (T, K, R))
+        run = min((r for k, r in by.items() if k[:3] == (T, K, R)), key=lambda r: _key(r)[3])
         vectors(a, run.arrays["W"].T, FEATURE_COLOR, title=f"K = {K}")
     fig.suptitle(f"T = {T}, K points each repeated {R} times: W's columns", fontsize=10)
     return save(fig, out, "repeated_many")
@@ -100,8 +100,12 @@ def _phase(tab: dict, out: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(pts[:, 1].min() / 1.5, pts[:, 1].max() * 1.5)
+    for axis, vals in ((ax.xaxis, pts[:, 0]), (ax.yaxis, pts[:, 1])):
+        axis.set_major_locator(FixedLocator(sorted(set(vals.tolist()))))
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("T / n")
     ax.set_ylabel("R (times the point appears)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title("one repeated point: memorised or not", fontsize=10)
     return save(fig, out, "repeated_phase")
