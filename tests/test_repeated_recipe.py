@@ -89,3 +89,9 @@ def test_reproduce__claims_recomputed_from_saved_arrays(tiny_rep):
     cells = {(c["train_size"] / c["features"], c["repeat_count"]) for c in one}
     assert {(tn, R) for tn, R, _ in t["phase"]} == cells  # the phase grid and K = 1 at R = 5
     assert sorted(t["many"]) == [1, 2]
+
+
+def test_table__a_config_trained_in_two_grids_counts_once(tiny_rep):
+    _, runs = tiny_rep
+    one = [r for r in runs if r.config["repeat_points"] == 1 and r.config["repeat_count"] == 5]
+    assert len(rep.table(runs + one)["many"][1]["per_seed"]) == 1
