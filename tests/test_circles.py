@@ -1,0 +1,80 @@
+"""Issue 11 part 4: the two-circle detector on synthetic one- and two-circle hidden
+vectors (T, 2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from supermem.toy.circles import two_circles
+
+
+def _pts(radii, degrees) -> np.ndarray:
+    a = np.radians(np.asarray(degrees, dtype=float))
+    return np.asarray(radii, dtype=float)[:, None] * np.stack([np.cos(a), np.sin(a)], 1)
+
+
+def _two(inner=6, outer=4, r_out=2.0, step=30.0, start=225.0) -> np.ndarray:
+    """Inner arc from 0 deg and outer arc from ``start`` deg, both ``step`` apart."""
+    deg = np.r_[np.arange(inner) * step, start + np.arange(outer) * step]
+    return _pts(np.r_[np.ones(inner), np.full(outer, r_out)], deg)
+
+
+def test_regular_polygon__one_circle_is_not_caught():
+    c = two_circles(_pts(np.ones(12), np.arange(12) * 30))
+    assert not c.caught and c.radius_ratio == pytest.approx(1.0)
+
+
+def test_two_circles_with_a_wide_gap__caught_with_its_numbers():
+    c = two_circles(_two())  # inner 0..150 deg, outer 225..315 deg; gaps 75 and 45 deg
+    assert c.caught and (c.inner, c.outer, c.changes, c.unstored) == (6, 4, 2, 0)
+    assert c.radius_ratio == pytest.approx(2.0) and (c.r_inner, c.r_outer) == (1.0, 2.0)
+    assert c.gap_ratio == pytest.approx(75 / 30) and c.meet_gap == pytest.approx(math.radians(75))
+    assert c.meet_angle == pytest.approx(math.radians(150 + 37.5))
+
+
+@pytest.mark.parametrize("angle, scale", [(0.7, 1.0), (2.0, 1e-3), (-1.0, 50.0)])
+def test_verdict__invariant_to_rotation_scale_and_point_order(angle, scale):
+    H = _two()
+    R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    H2 = scale * H[np.random.default_rng(0).permutation(len(H))] @ R.T
+    a, b = two_circles(H), two_circles(H2)
+    assert b.caught and b.gap_ratio == pytest.approx(a.gap_ratio)
+    assert b.radius_ratio == pytest.approx(a.radius_ratio)
+
+
+@pytest.mark.parametrize(
+    "H, why",
+    [
+        (_two(r_out=1.2), "radii too close: ratio 1.2 < 1.25"),
+        (_two(outer=6, start=180.0), "no gap where the circles meet: every gap 30 deg"),
+        (_two(inner=9, outer=1, start=300.0), "one outer point is not a circle"),
+        (_pts([1, 2] * 5, np.arange(10) * 36), "interleaved radii: not two arcs"),
+        (np.zeros((3, 2)), "nothing stored"),
+        (_pts([1, 2, 2], [0, 120, 240]), "T = 3: no room for two circles of two"),
+    ],
+)
+def test_not_two_circles__rejected(H, why):
+    assert not two_circles(H).caught, why
+
+
+def test_start_180__the_gap_ratio_measures_the_meeting_gap():
+    # inner 0..150 and outer 180..270: meeting gaps 30 and 90 deg, same-group gaps 30
+    assert two_circles(_two(start=180.0)).gap_ratio == pytest.approx(3.0)
+    assert two_circles(_two(start=180.0)).caught  # the 90-degree gap where they meet
+    assert not two_circles(_two(start=175.0, outer=6)).caught  # meeting gaps 25 and 35
+
+
+def test_points_near_the_origin__unstored_and_ignored():
+    H = np.r_[_pts(np.ones(8), np.arange(8) * 45), [[1e-3, 0.0], [0.0, -2e-3]]]
+    c = two_circles(H)
+    assert not c.caught and c.unstored == 2 and c.radius_ratio == pytest.approx(1.0)
+    c = two_circles(np.r_[_two(), [[1e-3, 0.0]]])
+    assert c.caught and c.unstored == 1
+
+
+def test_bad_shape_raises():
+    with pytest.raises(ValueError, match=r"\(T, 2\)"):
+        two_circles(np.zeros((5, 3)))
