@@ -8,9 +8,11 @@ angular gap 2 pi / T. ``two_circles(H)`` on the hidden vectors H (T, 2) of a run
 1. stored points: ||h_t|| >= STORED_FRACTION of the largest (a point left near the origin
    is not stored and belongs to neither circle; ``unstored`` counts them);
 2. two radii: the stored radii, sorted, split where the ratio between neighbours is
-   largest; ``radius_ratio`` is that ratio. Two circles need >= RADIUS_RATIO (1.25: a
-   regular polygon gives 1, and a 25% jump with no radius in between is no rounding
-   effect) and >= MIN_GROUP (2) points on each (one odd point is not a circle);
+   largest among the splits that leave >= MIN_GROUP (2) points on each side (one odd
+   point is not a circle, and must not hide a split of the others); ``radius_ratio`` is
+   that ratio. Two circles need it >= RADIUS_RATIO (1.25: a regular polygon gives 1, and
+   a 25% jump with no radius in between is no rounding effect), and each group must be a
+   circle: its own spread of radii (largest / smallest, ``spread``) below the jump;
 3. they meet: in angular order each radius group is one arc, i.e. the group changes in
    exactly two places (``changes``); interleaved radii are not two circles;
 4. a large gap where they meet: the wider of the two angular gaps at those places over
@@ -40,6 +42,7 @@ class Circles:
 
     caught: bool
     radius_ratio: float  # outer / inner at the widest split of the sorted radii (nan: too few)
+    spread: float  # the larger of the two groups' largest / smallest radius
     gap_ratio: float  # widest meeting gap / median same-group gap (nan: not two arcs)
     changes: int  # places in angular order where the radius group changes
     inner: int  # stored points on the inner circle
@@ -68,22 +71,25 @@ def two_circles(
     r = np.linalg.norm(H, axis=1)
     stored = r >= stored_fraction * r.max(initial=0.0) if r.max(initial=0.0) > 0 else r > 0
     nan = math.nan
-    none = Circles(False, nan, nan, 0, 0, 0, int((~stored).sum()), nan, nan, nan, nan)
+    none = Circles(False, nan, nan, nan, 0, 0, 0, int((~stored).sum()), nan, nan, nan, nan)
     if stored.sum() < 2 * min_group:
         return none
     r, theta = r[stored], np.arctan2(H[stored, 1], H[stored, 0])
     order = np.argsort(r)
-    jumps = r[order][1:] / r[order][:-1]  # (P - 1,)
-    cut = int(np.argmax(jumps))
+    rs = r[order]
+    jumps = rs[1:] / rs[:-1]  # (P - 1,): cut j puts rs[: j + 1] inside
+    cut = min_group - 1 + int(np.argmax(jumps[min_group - 1 : rs.size - min_group]))
     outer = np.zeros(r.size, dtype=bool)
     outer[order[cut + 1 :]] = True
     ratio = float(jumps[cut])
+    spread = max(rs[cut] / rs[0], rs[-1] / rs[cut + 1])
     around = np.argsort(theta)
     th, grp = theta[around], outer[around]
     gaps = np.diff(np.r_[th, th[0] + 2 * np.pi])  # gap from point j to the next, (P,)
     change = grp != np.roll(grp, -1)  # the group changes between j and the next
     base: dict[str, Any] = dict(
         radius_ratio=ratio,
+        spread=float(spread),
         changes=int(change.sum()),
         inner=int((~outer).sum()),
         outer=int(outer.sum()),
@@ -95,7 +101,7 @@ def two_circles(
         return Circles(False, gap_ratio=nan, meet_angle=nan, meet_gap=nan, **base)
     j = int(np.flatnonzero(change)[np.argmax(gaps[change])])
     g = float(gaps[j] / np.median(gaps[~change]))
-    ok = ratio >= radius_ratio and min(base["inner"], base["outer"]) >= min_group
+    ok = ratio >= radius_ratio and spread < ratio
     return Circles(
         bool(ok and g >= gap_ratio),
         gap_ratio=g,
