@@ -160,3 +160,97 @@ def test_near_miss__a_polygon_that_loses_a_vertex():
     assert Dt[1, :8] == pytest.approx(0.25, rel=0.02)  # the cloud takes a little
     (e,) = dyn.near_misses(Dt, np.array([0, 50, 100]), 2)
     assert (e.index, e.stored_step, e.lost_step) == (0, 50, 100)
+
+
+# -- the dynamics recipe at a tiny scale, recomputed from the saved arrays -------------
+@pytest.fixture(scope="module")
+def tiny_dyn(tmp_path_factory):
+    import dataclasses
+
+    from test_recipes import TINY
+
+    from supermem.recipes import SCALES
+    from supermem.recipes import dynamics as recipe
+    from supermem.report import fig_dynamics
+
+    out = tmp_path_factory.mktemp("dyn") / "d"
+    with pytest.MonkeyPatch.context() as mp:
+        # S = 0.9: T = 33, 58 and 100, one data seed and one init each, 60 steps
+        mp.setitem(SCALES, "tiny", dataclasses.replace(TINY, data_seeds=1))
+        mp.setattr(recipe, "FRAMES", 13)
+        mp.setattr(fig_dynamics, "GIF_FRAMES", 4)
+        mp.setattr(fig_dynamics, "N_FRAMES", 3)
+        mp.setattr(dyn, "HI_PER_M", 0.02)  # hi 0.04, lo 0.01: tiny runs reach them
+        argv = ["reproduce", "dynamics", "--scale", "tiny", "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+    return out
+
+
+def test_dynamics_recipe__figures_gif_claims_and_report(tiny_dyn):
+    from PIL import Image
+
+    figs = {p.name for p in (tiny_dyn / "figures").iterdir()}
+    for f in ("dynamics_trajectories", "dynamics_frames"):
+        assert {f"{f}.png", f"{f}.svg"} <= figs
+    gif = Image.open(tiny_dyn / "figures" / "dynamics_animation.gif")
+    assert gif.format == "GIF" and gif.n_frames == 4
+    claims = json.loads((tiny_dyn / "claims.json").read_text())
+    assert [c["claim"].split(":")[0] for c in claims] == [
+        "Near misses",
+        "Features learned, then forgotten during mid-regime training (m = 2)",
+    ]
+    page = (tiny_dyn / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "data:image/gif;base64," in page
+    assert "forgotten_features" in page
+
+
+def _dims(V: np.ndarray) -> np.ndarray:
+    """Dimensionality of each row of V (..., N, m), written out again from the paper."""
+    unit = V / np.maximum(np.linalg.norm(V, axis=-1, keepdims=True), 1e-300)
+    overlap = np.einsum("...im,...jm->...ij", unit, V) ** 2  # (..., N, N)
+    return np.where(
+        np.linalg.norm(V, axis=-1) > 0, np.linalg.norm(V, axis=-1) ** 2, 0
+    ) / np.maximum(overlap.sum(-1), 1e-300)
+
+
+def test_dynamics_recipe__counts_recomputed_from_the_saved_arrays(tiny_dyn):
+    from safetensors.numpy import load_file
+
+    saved = json.loads((tiny_dyn / "figures" / "dynamics_measures.json").read_text())
+    hi, lo = saved["hi"], saved["lo"]
+    assert (hi, lo) == pytest.approx((0.04, 0.01))
+    runs = sorted((tiny_dyn / "sweeps" / "dyn-mid-T" / "runs").iterdir())
+    assert len(runs) == len(saved["runs"]) == 3
+    total = 0
+    for d in runs:
+        cfg = json.loads((d / "config.json").read_text())
+        a = load_file(str(d / "arrays.safetensors"))
+        csr = load_file(str(d / "train_data.safetensors"))
+        X = sp.csr_matrix(
+            (csr["values"], csr["indices"], csr["indptr"]),
+            shape=(cfg["train_size"], cfg["features"]),
+        )
+        steps, W = a["snapshot_steps"], a["snapshot_W"].astype(np.float64)
+        assert (
+            cfg["snapshot_schedule"] == "linear"
+            and steps.tolist() == snapshot_steps(60, 13, "linear").tolist()
+        )
+        H = np.stack([X @ w.T for w in W])  # (k, T, 2)
+        counts, most = [], []
+        for D in (_dims(H), _dims(W.transpose(0, 2, 1))):  # D_t (k, T), D_i (k, n)
+            reached = ((D >= hi) & (steps > 0)[:, None]).any(0)
+            counts.append(int((reached & (D[-1] < lo)).sum()))
+            most.append(int((D >= hi).sum(1).max()))
+        row = next(
+            r
+            for r in saved["runs"]
+            if (r["T"], r["data_seed"], r["seed"])
+            == (cfg["train_size"], cfg["data_seed"], cfg["seed"])
+        )
+        assert [row["near_misses"], row["forgotten_features"]] == counts
+        assert [row["stored_points_max"], row["stored_features_max"]] == most
+        assert min(most) > 0  # the tiny runs do store points and features at hi = 0.04
+        total += counts[0]
+    claims = json.loads((tiny_dyn / "claims.json").read_text())
+    if claims[0]["holds"] is not None:
+        assert claims[0]["holds"] == (total > 0)

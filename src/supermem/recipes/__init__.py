@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from supermem.recipes import (
     appendix_m4,
+    circles,
     counterfactual,
     demo,
     discrepancy,
+    dynamics,
     fig2,
     fig3,
     fig4,
@@ -21,7 +23,8 @@ from supermem.recipes.base import Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
-    m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy)
+    m.RECIPE.name: m.RECIPE
+    for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy, dynamics, circles)
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``
 REAL_RECIPES = {m.RECIPE.name: m.RECIPE for m in (mnist, counterfactual)}

@@ -42,16 +42,16 @@ HI_PER_M = 0.05  # stored: D >= 0.05 m (0.1 at m = 2)
 HYSTERESIS = 4.0  # dropped: D < hi / 4
 
 
-def thresholds(m: int, hi_per_m: float = HI_PER_M, hysteresis: float = HYSTERESIS):
-    """(hi, lo): stored at >= hi, dropped below lo (see the module docstring)."""
-    hi = hi_per_m * m
-    return hi, hi / hysteresis
+def thresholds(m: int) -> tuple[float, float]:
+    """(hi, lo): stored at >= hi = HI_PER_M m, dropped below lo = hi / HYSTERESIS."""
+    hi = HI_PER_M * m
+    return hi, hi / HYSTERESIS
 
 
-def detectable(m: int, count: int, hi_per_m: float = HI_PER_M) -> bool:
+def detectable(m: int, count: int) -> bool:
     """Whether ``count`` points (or features) are many enough that their unstructured
     level m / count is <= hi / 10, so that reaching hi means being stored."""
-    return m / count <= thresholds(m, hi_per_m)[0] / 10
+    return m / count <= thresholds(m)[0] / 10
 
 
 def hidden_trajectory(snapshot_W: np.ndarray, X: Any) -> np.ndarray:
