@@ -90,6 +90,8 @@ def run_measures(run, traj: dict[str, Any] | None = None) -> dict[str, Any]:
         "detectable": dyn.detectable(m, c["train_size"]) and dyn.detectable(m, c["features"]),
         "near_misses": len(near),
         "forgotten_features": len(lost),
+        "peak_D_t": _peak(tr["D_t"], tr["steps"]),
+        "peak_D_i": _peak(tr["D_i"], tr["steps"]),
         "stored_points_max": int(pts.max(initial=0)),
         "stored_points_final": int(pts[-1]) if len(pts) else 0,
         "stored_features_max": int(feats.max(initial=0)),
@@ -97,6 +99,12 @@ def run_measures(run, traj: dict[str, Any] | None = None) -> dict[str, Any]:
         "near_miss_events": [e.to_dict() for e in near],
         "forgotten_events": [e.to_dict() for e in lost],
     }
+
+
+def _peak(D: np.ndarray, steps: np.ndarray) -> float:
+    """The largest value any point (feature) reaches after step 0; D (k, N)."""
+    late = D[np.asarray(steps) > 0]
+    return float(late.max()) if late.size else 0.0
 
 
 def table(runs: list) -> dict[str, Any]:
@@ -131,16 +139,17 @@ def example(runs: list, tab: dict[str, Any]):
 
 
 # -- claims -----------------------------------------------------------------------------
-def _count_claim(tab: dict[str, Any], key: str, what: str, paper: str) -> Claim:
+def _count_claim(tab: dict[str, Any], key: str, peak: str, what: str, paper: str) -> Claim:
     rows = [d for d in tab["runs"] if d["detectable"]]
     parts = []
     for T in sorted({d["T"] for d in tab["runs"]}):
         at = [d[key] for d in rows if d["T"] == T]
         if at:
+            top = max(d[peak] for d in rows if d["T"] == T)
             parts.append(
                 f"T={T}: {sum(at)} in {sum(v > 0 for v in at)} of {len(at)} runs (per run "
                 + ", ".join(map(str, at))
-                + ")"
+                + f"; highest {peak.replace('peak_', '')} reached {top:.3g})"
             )
     skipped = len(tab["runs"]) - len(rows)
     return Claim(
@@ -162,12 +171,14 @@ def check(runs: list) -> list[Claim]:
         _count_claim(
             tab,
             "near_misses",
+            "peak_D_t",
             "Near misses: points memorised and later dropped",
             "near misses in training histories near the memorisation boundary (A. Jermyn)",
         ),
         _count_claim(
             tab,
             "forgotten_features",
+            "peak_D_i",
             "Features learned, then forgotten",
             "mid-regime models (T = 10,000 at S = 0.999) may learn generalising features "
             "and forget them (A. Jermyn)",

@@ -28,10 +28,11 @@ def _lines(ax, steps, D, events: list[dict], lo: float, base: str, dark: str) ->
     """Every trajectory that ever reaches lo, thin; the events' trajectories thick."""
     marked = {e["index"] for e in events}
     shown = np.flatnonzero((D.max(0) >= lo) & ~np.isin(np.arange(D.shape[1]), list(marked)))
+    floor = lo / 100  # log axis: a value at 0 is drawn on the floor
     for i in shown:
-        ax.plot(steps, D[:, i], color=base, lw=0.6, alpha=0.35)
+        ax.plot(steps, np.maximum(D[:, i], floor), color=base, lw=0.6, alpha=0.35)
     for i in marked:
-        ax.plot(steps, D[:, i], color=dark, lw=1.6)
+        ax.plot(steps, np.maximum(D[:, i], floor), color=dark, lw=1.6)
 
 
 def trajectories(
@@ -48,6 +49,7 @@ def trajectories(
         for v, ls in ((hi, "--"), (lo, ":")):
             a.axhline(v, color="0.4", ls=ls, lw=0.8)
         a.set(xlabel="step", ylabel=what, title=f"{what}: {len(ev)} lost by the end (dark)")
+        a.set_yscale("log")  # from the unstructured level (~m/T, m/n) up to stored ones
     a = ax[1, 0]
     a.plot(steps, (tr["D_t"] >= hi).sum(1), color=DATA_COLOR, label="points stored")
     a.plot(steps, (tr["D_i"] >= hi).sum(1), color=FEATURE_COLOR, label="features stored")
@@ -95,14 +97,28 @@ def _pick(k: int, most: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, k - 1, min(k, most))).astype(int))
 
 
+def _window(tr: dict[str, Any], d: dict[str, Any], most: int) -> np.ndarray:
+    """Up to ``most`` snapshot indices: evenly over the steps up to 1.5x the last event's
+    lost step (where the learning and forgetting happen; all steps if no event), and the
+    last snapshot."""
+    steps, ev = tr["steps"], d["near_miss_events"] + d["forgotten_events"]
+    if not ev:
+        return _pick(len(steps), most)
+    inside = np.flatnonzero(steps <= 1.5 * max(e["lost_step"] for e in ev))
+    return np.unique(np.r_[inside[_pick(len(inside), most - 1)], len(steps) - 1])
+
+
 def frames(tr: dict[str, Any], d: dict[str, Any], label: str, out: Path) -> list[Path]:
-    """N_FRAMES snapshots side by side: features (top) and hidden vectors (bottom)."""
-    idx = _pick(len(tr["steps"]), N_FRAMES)
+    """N_FRAMES snapshots side by side (``_window``): features (top), hidden vectors
+    (bottom)."""
+    idx = _window(tr, d, N_FRAMES)
     fig, axes = plt.subplots(2, len(idx), figsize=(2.1 * len(idx), 4.6), squeeze=False)
     for col, j in enumerate(idx):
         _frame(axes[:, col], tr, d, j)
         for a in axes[:, col]:
             a.title.set_fontsize(7)
+            for c in a.collections:  # thousands of segments: pixels, not SVG paths
+                c.set_rasterized(True)
     fig.suptitle(
         f"W's columns (blue) and training hidden vectors (red) over training, {label}; "
         "x: near-miss points / forgotten features; each frame its own scale",
@@ -112,8 +128,8 @@ def frames(tr: dict[str, Any], d: dict[str, Any], label: str, out: Path) -> list
 
 
 def animation(tr: dict[str, Any], d: dict[str, Any], label: str, out: Path) -> Path:
-    """dynamics_animation.gif: the frames of every (subsampled) snapshot, 5 per second."""
-    idx = _pick(len(tr["steps"]), GIF_FRAMES)
+    """dynamics_animation.gif: GIF_FRAMES snapshots (``_window``), 5 per second."""
+    idx = _window(tr, d, GIF_FRAMES)
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
 
     def draw(j: int) -> None:
