@@ -38,15 +38,22 @@ def _circles(ax, d: dict[str, Any]) -> None:
     ax.add_patch(Wedge((0, 0), d["r_outer"], mid - half, mid + half, color="orange", alpha=0.25))
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same trained model: a restarts run that kept restart 0 is its single run."""
+    return all(a[k] == b[k] for k in ("T", "seed", "train_loss"))
+
+
 def _shown(tab: dict[str, Any]) -> list[dict[str, Any]]:
-    """Up to SHOWN caught cases: the widest gap per T first, from different Ts."""
+    """Up to SHOWN distinct caught cases: the widest gap first, from different Ts."""
     caught = sorted((d for d in tab["runs"] if d["caught"]), key=lambda d: -d["gap_ratio"])
     picked: list[dict[str, Any]] = []
     Ts: set[int] = set()
     for d in caught + caught:  # second pass: repeat Ts if fewer Ts than SHOWN
         if len(picked) == SHOWN:
             break
-        if d in picked or (d["T"] in Ts and len(Ts) < len({x["T"] for x in caught})):
+        if any(_same(d, x) for x in picked):
+            continue
+        if d["T"] in Ts and len(Ts) < len({x["T"] for x in caught}):
             continue
         picked.append(d)
         Ts.add(d["T"])
@@ -97,7 +104,9 @@ def fig_circles(
             "-o",
             label="one init" if R == 1 else f"best of {R}",
         )
-    ax.set(xlabel="T", ylabel="two-circle rate", ylim=(-0.03, 1.03), title="rate over inits")
+    top = max((k / n for per_T in rates.values() for k, n in per_T.values()), default=0.0)
+    ax.set(xlabel="T", ylabel="two-circle rate", title="rate over inits")
+    ax.set_ylim(-0.01, max(0.25, 1.2 * top))
     ax.legend(fontsize=8)
     fig.suptitle(
         "Two-circle solutions (top; dashed: the two radii, shaded: the gap where they meet) "
