@@ -16,7 +16,8 @@ from supermem.cli import main
 from supermem.recipes import RECIPES, SCALES, claims, load_runs
 from supermem.recipes.scales import Scale, log_grid
 
-ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4", "discrepancy"}
+ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4", "discrepancy", "dynamics", "circles"}
+ALL |= {"repeated", "scaling", "crossover"}
 
 
 @dataclass
@@ -60,9 +61,10 @@ def test_specs__expand_to_valid_configs_at_the_scales_settings(name, scale):
     for spec in specs:
         cfgs = spec.configs()  # raises ConfigError on any invalid grid point
         assert len(cfgs) == math.prod(len(v) for v in spec.axes.values())
-        assert {(c.features, c.sparsity) for c in cfgs} == {
-            (SCALES[scale].features, SCALES[scale].sparsity)
-        }
+        s = SCALES[scale]
+        sparsities = set(s.scaling_S) if name == "scaling" else {s.sparsity}  # it sweeps S
+        assert {c.features for c in cfgs} == {s.features}
+        assert {c.sparsity for c in cfgs} <= sparsities
 
 
 def test_demo_quick__log_spaced_T_from_3_to_10000_with_two_seeds():

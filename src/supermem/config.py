@@ -41,6 +41,7 @@ DECAY_PARAMS_CHOICES = ("Wb", "W")
 DTYPE_CHOICES = ("float32", "float64")
 EMPTY_CHOICES = ("resample", "zero")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+SNAPSHOT_SCHEDULE_CHOICES = ("log", "linear")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,14 @@ class TrainConfig:
     seed: int = _f(0, "init seed (restart k uses the k-th seed derived from it)")
     data_seed: int = _f(0, "data seed (training and test sets)")
     restarts: int = _f(1, "init seeds trained per model; the lowest training loss is kept")
-    snapshots: int = _f(24, "number of log-spaced training steps at which W and b are saved")
+    snapshots: int = _f(24, "number of training steps at which W and b are saved")
+    snapshot_schedule: str = _f(
+        "log",
+        "spacing of the snapshot steps: log (step 0, the last step, and log-spaced steps "
+        "between: early training in detail) or linear (evenly spaced from 0 to the last "
+        "step: every phase of training alike, for animations and dynamics)",
+        choices=SNAPSHOT_SCHEDULE_CHOICES,
+    )
     engine: str = _f("auto", "loss/gradient engine: auto, reference or fast")
     device: str = _f(
         "auto", "torch device: auto (cuda if present), cpu or cuda", choices=DEVICE_CHOICES

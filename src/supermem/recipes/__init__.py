@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from supermem.recipes import (
     appendix_m4,
+    circles,
     counterfactual,
     crossover,
     demo,
     discrepancy,
+    dynamics,
     fig2,
     fig3,
     fig4,
@@ -25,7 +27,20 @@ from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
     m.RECIPE.name: m.RECIPE
-    for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy, repeated, scaling, crossover)
+    for m in (
+        demo,
+        fig2,
+        fig3,
+        fig4,
+        fig5,
+        appendix_m4,
+        discrepancy,
+        repeated,
+        scaling,
+        crossover,
+        dynamics,
+        circles,
+    )
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``
 REAL_RECIPES = {m.RECIPE.name: m.RECIPE for m in (mnist, counterfactual)}

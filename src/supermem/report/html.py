@@ -98,7 +98,8 @@ def claims_table(claims: list[Claim]) -> str:
 
 def image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{_esc(path.stem)}" src="data:image/png;base64,{data}"></figure>'
+    mime = path.suffix.lstrip(".")  # png, or gif (an animation)
+    return f'<figure><img alt="{_esc(path.stem)}" src="data:image/{mime};base64,{data}"></figure>'
 
 
 def provenance(runs: list) -> list[dict]:
@@ -145,7 +146,7 @@ def write_report(
         "<h2>Claims</h2>",
         claims_table(claims),
         "<h2>Figures</h2>",
-        *(image(p) for p in figures if p.suffix == ".png"),
+        *(image(p) for p in figures if p.suffix in (".png", ".gif")),
         "<h2>Per-T summary (means over runs)</h2>",
         table(recipe.rows(runs) if recipe.rows else summary_rows(runs)),
         "<h2>Sweep specs</h2>",

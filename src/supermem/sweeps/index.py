@@ -71,6 +71,7 @@ KEY_OMIT_AT_DEFAULT = (
     "init_bias",
     "repeat_points",
     "repeat_count",
+    "snapshot_schedule",  # issue 11: log (the default) or linear snapshot steps
 )
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

@@ -47,10 +47,15 @@ def warmup_then_cosine_to_zero(step: int, steps: int, warmup: int, peak: float) 
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
 
 
-def snapshot_steps(steps: int, k: int) -> np.ndarray:
-    """Up to k log-spaced steps in [0, steps]: 0 and steps first, then log-spaced between."""
+def snapshot_steps(steps: int, k: int, schedule: str = "log") -> np.ndarray:
+    """Up to k distinct steps in [0, steps]: 0 and steps first, then ``schedule``-spaced
+    between (log: 1, ..., steps log-spaced; linear: evenly spaced, rounded)."""
     if k <= 2:
         return np.array([0, steps][:k], dtype=np.int64)
+    if schedule == "linear":
+        return np.unique(np.round(np.linspace(0, steps, k)).astype(np.int64))
+    if schedule != "log":
+        raise ConfigError(f"snapshot_schedule must be one of log, linear; got {schedule!r}")
     grid = np.unique(np.round(np.logspace(0, math.log10(steps), max(k - 1, 1))).astype(np.int64))
     return np.unique(np.concatenate([[0], grid, [steps]]))
 
@@ -205,7 +210,7 @@ def train_many(
         for k, v in _initial_params(cfgs, model, seeds, init).items()
     }
     opt = make_optimizer(c, p)
-    snap_at = set(snapshot_steps(c.steps, c.snapshots).tolist())
+    snap_at = set(snapshot_steps(c.steps, c.snapshots, c.snapshot_schedule).tolist())
     snaps: dict[str, list[torch.Tensor]] = {k: [] for k in p}
     snap_taken: list[int] = []
     warmup = c.warmup
