@@ -62,7 +62,15 @@ def floats_as_floats(d: dict[str, Any]) -> dict[str, Any]:
 # variants). They are left out of the key while at their default, so that every run
 # keyed before they existed keeps its key (and is not retrained); at any other value
 # they are part of it. Add a field here when adding it to TrainConfig.
-KEY_OMIT_AT_DEFAULT = ("decay_mode", "decay_params", "adam_eps", "adam_beta2", "dtype", "init_bias")
+KEY_OMIT_AT_DEFAULT = (
+    "decay_mode",
+    "decay_params",
+    "adam_eps",
+    "adam_beta2",
+    "dtype",
+    "init_bias",
+    "loss",  # issue 11: model variants
+)
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
