@@ -16,7 +16,7 @@ from supermem.cli import main
 from supermem.recipes import RECIPES, SCALES, claims, load_runs
 from supermem.recipes.scales import Scale, log_grid
 
-ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4", "discrepancy"}
+ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4", "discrepancy", "variants"}
 
 
 @dataclass

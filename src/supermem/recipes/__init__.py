@@ -16,12 +16,14 @@ from supermem.recipes import (
     fig4,
     fig5,
     mnist,
+    variants,
 )
 from supermem.recipes.base import Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.scales import SCALES
 
 RECIPES: dict[str, Recipe] = {
-    m.RECIPE.name: m.RECIPE for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy)
+    m.RECIPE.name: m.RECIPE
+    for m in (demo, fig2, fig3, fig4, fig5, appendix_m4, discrepancy, variants)
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``
 REAL_RECIPES = {m.RECIPE.name: m.RECIPE for m in (mnist, counterfactual)}
