@@ -18,6 +18,7 @@ from supermem.recipes.scales import Scale, log_grid
 
 ALL = {"demo", "fig2", "fig3", "fig4", "fig5", "appendix-m4", "discrepancy", "dynamics", "circles"}
 ALL |= {"repeated", "scaling", "crossover"}
+ALL |= {"variants"}
 
 
 @dataclass

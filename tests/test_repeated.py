@@ -172,3 +172,18 @@ def test_run__records_repeated_points_and_weights(tmp_path):
     save_file({**data, "weights": w[:5]}, str(out / "train_data.safetensors"))
     with pytest.raises(DamagedRunError, match="row weights"):
         check_run(out)
+
+
+@pytest.mark.parametrize("model,loss", [("untied", "mse"), ("relu_hidden", "mse"), ("tied", "l1")])
+def test_training__variants_and_losses_with_repeats_equal_duplicated_rows(model, loss):
+    K, R, T = 1, 4, 20
+    cfg = make_config(train_size=T, steps=60, repeat_points=K, repeat_count=R, model=model)
+    cfg = cfg.replace(loss=loss)
+    X, test = data_mod.train_test(cfg)
+    dup = duplicated(X.with_weights(None), K, R)
+    cfg_dup = cfg.replace(train_size=T + K * (R - 1), repeat_points=0, repeat_count=1)
+    got = train(cfg, progress=False)
+    want = train_many([cfg_dup], progress=False, data=(dup, test))[0]
+    for k in got.params:
+        np.testing.assert_allclose(got.params[k], want.params[k], rtol=1e-4, atol=2e-5)
+    assert got.train_loss == pytest.approx(want.train_loss, rel=1e-4)

@@ -42,6 +42,7 @@ DTYPE_CHOICES = ("float32", "float64")
 EMPTY_CHOICES = ("resample", "zero")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SNAPSHOT_SCHEDULE_CHOICES = ("log", "linear")
+LOSS_CHOICES = ("mse", "l1")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,17 @@ class TrainConfig:
     hidden: int = _f(2, "hidden dimension m")
     train_size: int = _f(100, "number of training points T")
     test_size: int = _f(10_000, "number of fresh test points used for the test loss")
-    model: str = _f("tied", "model variant (see supermem.toy.model.MODELS)")
+    model: str = _f(
+        "tied",
+        "model variant (supermem.toy.model.MODELS): tied, the paper's h = W x, "
+        "x' = ReLU(W^T h + b); untied, a separate decoder W_dec; relu_hidden, h = ReLU(W x)",
+    )
+    loss: str = _f(
+        "mse",
+        "training loss per point, summed over features and averaged over points: mse, "
+        "(x - x')^2, the paper's; l1, |x - x'| (reference engine only: auto then picks it)",
+        choices=LOSS_CHOICES,
+    )
     init: str = _f(
         "xavier_normal",
         "initialisation of W (m x n): xavier_normal, std sqrt(2/(n+m)); "
@@ -159,6 +170,11 @@ class TrainConfig:
             self.dtype == "float32" or self.engine in ("auto", "reference"),
             f"dtype {self.dtype} needs engine reference (or auto); engine {self.engine} "
             "computes in float32",
+        )
+        _check(
+            self.loss == "mse" or self.engine in ("auto", "reference"),
+            f"loss {self.loss} needs engine reference (or auto); engine {self.engine} "
+            "computes only mse",
         )
         warmup = self.warmup
         assert warmup is not None  # resolved above

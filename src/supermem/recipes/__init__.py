@@ -21,6 +21,7 @@ from supermem.recipes import (
     mnist,
     repeated,
     scaling,
+    variants,
 )
 from supermem.recipes.base import Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.scales import SCALES
@@ -40,6 +41,7 @@ RECIPES: dict[str, Recipe] = {
         crossover,
         dynamics,
         circles,
+        variants,
     )
 }
 # Recipes that train real networks, not toy sweeps: ``RECIPE.reproduce(out, scale, ...)``

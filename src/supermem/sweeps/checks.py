@@ -110,6 +110,8 @@ def expected_shapes(config: dict[str, Any], shapes: dict[str, tuple[int, ...]]) 
         "max_data_dims": (T,),
         "snapshot_W": (k, m, n),
         "snapshot_b": (k, n),
+        "W_dec": (m, n),  # untied model only
+        "snapshot_W_dec": (k, m, n),
         "loss_history": (h,),
     }
 

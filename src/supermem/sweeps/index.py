@@ -72,6 +72,7 @@ KEY_OMIT_AT_DEFAULT = (
     "repeat_points",
     "repeat_count",
     "snapshot_schedule",  # issue 11: log (the default) or linear snapshot steps
+    "loss",  # issue 11: model variants
 )
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

@@ -165,6 +165,7 @@ SECONDS_PER_UNIT = {
     "tree": 2.5e-10,
     "chunked": 1e-8,
     "reference": 1e-8,
+    "fast_variants": 5e-9,  # untied / relu_hidden, T = 2,600: 1 thread per worker, under load
 }
 GENERIC_M = 1.8
 DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads

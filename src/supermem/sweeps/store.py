@@ -5,7 +5,8 @@ A run directory holds
   metrics.json         status, losses, norms, summaries
   arrays.safetensors   W (m, n), b (n), H_train (T, m), feature_dims (n), data_dims (T),
                        max_data_dims (T), snapshot_steps (k,), snapshot_W (k, m, n),
-                       snapshot_b (k, n), loss_steps (h,), loss_history (h,)
+                       snapshot_b (k, n), loss_steps (h,), loss_history (h,); the untied
+                       model also W_dec (m, n) and snapshot_W_dec (k, m, n)
   train_data.safetensors  the training set as CSR: indptr (T+1,), indices, values;
                           weights (T,) when points repeat (repeat_points > 0)
 A diverged run has config.json and metrics.json (status "diverged") and no arrays.
@@ -34,6 +35,7 @@ from safetensors.numpy import load_file, save_file
 from supermem import __version__, metrics
 from supermem.config import ConfigError, TrainConfig
 from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError, check_run
+from supermem.toy.model import get_model
 from supermem.toy.train import InstanceResult
 
 
@@ -91,7 +93,10 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
     if r.diverged:
         return config, base, {}
     W, b = r.params["W"], r.params["b"]
-    H = metrics.hidden(W, r.X_train.to_scipy()).astype(np.float32)
+    H = metrics.hidden(W, r.X_train.to_scipy())
+    if get_model(r.config.model).relu_hidden:  # the hidden vectors the decoder sees
+        H = np.maximum(H, 0)
+    H = H.astype(np.float32)
     fd, dd, dstar = metrics.feature_dims(W), metrics.data_dims(H), metrics.max_data_dims(H)
     arrays = {
         "W": W,
@@ -106,11 +111,14 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "loss_steps": r.loss_steps,
         "loss_history": r.loss_history,
     }
+    if "W_dec" in r.params:  # untied: the decoder, beside the encoder W
+        arrays |= {"W_dec": r.params["W_dec"], "snapshot_W_dec": r.snapshots["W_dec"]}
     m = {
         **base,
         "train_loss": r.train_loss,
         "test_loss": r.test_loss,
         **metrics.norms(W, b),
+        **({"W_dec_norm": float(np.linalg.norm(r.params["W_dec"]))} if "W_dec" in r.params else {}),
         "top_feature_dims": np.sort(fd)[::-1][:10].tolist(),
         "feature_dims_sum": float(fd.sum()),
         "data_dims_mean": float(dd.mean()),
@@ -234,7 +242,8 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 
 
 def init_weights(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
-    """W (m, n) and b (n) of the run ``cfg.init_from`` names; None when it names none."""
+    """W (m, n), b (n) (and W_dec (m, n) if saved) of the run ``cfg.init_from`` names;
+    None when it names none."""
     if cfg.init_from is None:
         return None
     try:
@@ -243,4 +252,4 @@ def init_weights(cfg: TrainConfig) -> dict[str, np.ndarray] | None:
         raise ConfigError(f"init_from: {e}") from None
     if run.status != "ok" or not {"W", "b"} <= set(run.arrays):
         raise ConfigError(f"init_from run {cfg.init_from} has status {run.status}: no weights")
-    return {k: run.arrays[k] for k in ("W", "b")}
+    return {k: run.arrays[k] for k in ("W", "W_dec", "b") if k in run.arrays}

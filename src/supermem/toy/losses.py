@@ -15,34 +15,37 @@ from numba import njit, prange
 
 from supermem.metrics import _as_t
 from supermem.toy.data import SparseData, combine
+from supermem.toy.engines.reference import ELEMENT_LOSSES
 from supermem.toy.model import TiedReLUOutput, get_model
 
 CHUNKS = 64  # fixed row chunks per instance: sums independent of the thread count
 
 
-def exact_loss(model, p: dict, X, max_elems: int = 2**22) -> np.ndarray:
+def exact_loss(model, p: dict, X, max_elems: int = 2**22, loss: str = "mse") -> np.ndarray:
     """(inst,) loss of each instance of ``model`` (params p, leading dim inst) on its own
-    rows of X (a ``SparseData``), in float64, as the direct sum of (x - x')^2.
+    rows of X (a ``SparseData``), in float64, as the direct sum of (x - x')^2 (or of
+    |x - x'| for ``loss`` l1, TrainConfig.loss).
 
     The reported train and test losses (and the choice between restarts) use this, not an
     engine's float32 loss: a fast engine's split loss sum relu(p)^2 - 2 relu(p) x +
     ||x||^2 cancels to ~1e-8 (even below 0) where a point is memorised, so a loss of
     1e-14 needs the direct (x - x')^2. The tied model on CPU runs a Numba kernel over the
     sparse rows (O(T n m) time, O(n) memory per thread: T = 10^6 costs seconds); other
-    models use their dense forward on chunks of max_elems / n rows. Weighted rows
-    (repeated points) give the weighted mean, from the plain means (``data.combine``).
+    models and losses use their dense forward on chunks of max_elems / n rows. Weighted
+    rows (repeated points) give the weighted mean, from the plain means (``data.combine``).
     """
     if X.weights is not None:
-        plain = exact_loss(model, p, X.with_weights(None), max_elems)
-        parts = [(e, g.T, exact_loss(model, p, g, max_elems)) for e, g in X.weight_groups()]
+        plain = exact_loss(model, p, X.with_weights(None), max_elems, loss)
+        parts = [(e, g.T, exact_loss(model, p, g, max_elems, loss)) for e, g in X.weight_groups()]
         return combine(X.T, plain, parts)
-    if isinstance(model, TiedReLUOutput) and torch.as_tensor(p["W"]).device.type == "cpu":
+    cpu = torch.as_tensor(p["W"]).device.type == "cpu"
+    if isinstance(model, TiedReLUOutput) and cpu and loss == "mse":
         W = torch.as_tensor(p["W"]).detach().double().numpy()
         b = torch.as_tensor(p["b"]).detach().double().numpy()
         part = np.zeros((X.inst, CHUNKS))
         _tied_exact(X.indptr, X.indices, X.values, W, b, X.T, part)
         return part.sum(1) / X.T
-    return _dense_exact(model, p, X, max_elems)
+    return _dense_exact(model, p, X, max_elems, loss)
 
 
 @njit(parallel=True, cache=True)
@@ -90,8 +93,9 @@ def _tied_exact(indptr, indices, values, W, b, T, part):
         part[i, c] = acc
 
 
-def _dense_exact(model, p: dict, X, max_elems: int) -> np.ndarray:
+def _dense_exact(model, p: dict, X, max_elems: int, loss: str = "mse") -> np.ndarray:
     """``exact_loss`` by the model's dense forward on chunks of max_elems / n rows."""
+    error = ELEMENT_LOSSES[loss]
     p64 = {k: torch.as_tensor(v).detach().double() for k, v in p.items()}
     device = p64["W"].device
     rows = max(1, max_elems // X.n)
@@ -101,7 +105,7 @@ def _dense_exact(model, p: dict, X, max_elems: int) -> np.ndarray:
         Xi = X.instance(i)
         for a in range(0, X.T, rows):
             x = Xi.rows(a, min(a + rows, X.T)).dense(device).double()  # (1, rows, n)
-            out[i] += float(((x - model.forward(pi, x)) ** 2).sum())
+            out[i] += float(error(x - model.forward(pi, x)).sum())
     return out / X.T
 
 

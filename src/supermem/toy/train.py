@@ -71,12 +71,12 @@ class InstanceResult:
 
     config: TrainConfig
     init_seed: int
-    params: dict[str, np.ndarray]  # W (m, n), b (n)
+    params: dict[str, np.ndarray]  # W (m, n), b (n); untied also W_dec (m, n)
     train_loss: float
     test_loss: float
     diverged_step: int | None
     snapshot_steps: np.ndarray  # (k,)
-    snapshots: dict[str, np.ndarray]  # W (k, m, n), b (k, n)
+    snapshots: dict[str, np.ndarray]  # W (k, m, n), b (k, n); untied W_dec (k, m, n)
     loss_steps: np.ndarray  # (h,)
     loss_history: np.ndarray  # (h,) engine (float32) training loss before each update
     X_train: SparseData
@@ -122,7 +122,8 @@ def _check_batch(cfgs: list[TrainConfig]) -> None:
 
 
 def _initial_params(cfgs, model, seeds: list[int], init: dict | None) -> Params:
-    """Fresh parameters per seed, or copies of ``init`` (W (m, n), b (n)) for each instance."""
+    """Fresh parameters per seed, or copies of ``init`` (W (m, n), b (n), and the model's
+    other parameters, e.g. W_dec (m, n)) for each instance."""
     c = cfgs[0]
     if c.init_from is None:
         gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -134,7 +135,12 @@ def _initial_params(cfgs, model, seeds: list[int], init: dict | None) -> Params:
             f"init_from {c.init_from} is set but its weights were not passed "
             "(supermem.train loads them; supermem.toy.train.train takes init=)"
         )
-    p = {k: torch.as_tensor(np.asarray(init[k])) for k in ("W", "b")}
+    missing = [k for k in model.params if k not in init]
+    if missing:
+        raise ConfigError(
+            f"init_from run {c.init_from} has no {', '.join(missing)} for model {model.name}"
+        )
+    p = {k: torch.as_tensor(np.asarray(init[k])) for k in model.params}
     if p["W"].shape != (c.hidden, c.features):
         raise ConfigError(
             f"init_from run has W of shape {tuple(p['W'].shape)}, "
@@ -190,9 +196,8 @@ def train_many(
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     nnz_row = expected_nnz(c, 1)
     engine_name = "reference" if c.dtype == "float64" else c.engine  # fast engines: float32
-    engine = get_engine(
-        engine_name, model, device, shape=(len(owners), c.train_size, c.features, c.hidden, nnz_row)
-    )
+    shape = (len(owners), c.train_size, c.features, c.hidden, nnz_row)
+    engine = get_engine(engine_name, model, device, shape=shape, loss=c.loss)
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
     check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
 
@@ -258,8 +263,8 @@ def train_many(
 
     final = {k: v.detach() for k, v in p.items()}
     with torch.no_grad():
-        train_loss = losses.exact_loss(model, final, X_train)
-        test_loss = losses.exact_loss(model, final, X_test)
+        train_loss = losses.exact_loss(model, final, X_train, loss=c.loss)
+        test_loss = losses.exact_loss(model, final, X_test, loss=c.loss)
     params_np = {k: v.cpu().numpy() for k, v in final.items()}
     # a parameter that became non-finite counts as divergence at the step the loss showed it
     for i in range(len(owners)):

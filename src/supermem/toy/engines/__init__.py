@@ -11,9 +11,10 @@ from supermem.toy.engines.chunked import ChunkedEngine
 from supermem.toy.engines.fast import FastEngine
 from supermem.toy.engines.reference import ReferenceEngine
 from supermem.toy.engines.tree import TreeEngine
+from supermem.toy.engines.variants import FastVariantsEngine
 
 ENGINES: dict[str, type[Engine]] = {
-    e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine, TreeEngine)
+    e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine, TreeEngine, FastVariantsEngine)
 }
 for _name in ENGINES:
     register("engine", _name)
@@ -28,12 +29,23 @@ def resolve_device(device: str) -> torch.device:
 
 
 def get_engine(
-    name: str, model, device: torch.device, shape: tuple[int, int, int, int, float] | None = None
+    name: str,
+    model,
+    device: torch.device,
+    shape: tuple[int, int, int, int, float] | None = None,
+    loss: str = "mse",
 ) -> Engine:
     """The engine called ``name``. ``auto``: on CPU, of fast and tree the one the measured
     cost model (``cost.pick``) finds cheaper for ``shape`` = (inst, T, n, m, nonzeros per
     point), fast when no shape is given; on CUDA the fast engine (its chunked code); the
-    reference engine for a model no fast engine supports."""
+    reference engine for a model no fast engine supports, or a ``loss`` other than mse
+    (TrainConfig.loss: only the reference engine computes it)."""
+    if loss != "mse":
+        if name not in ("auto", "reference"):
+            raise ConfigError(f"engine {name} computes only loss mse; loss {loss} needs reference")
+        name = "reference"
+    if name == "reference":
+        return ReferenceEngine(objective=loss)
     if name == "auto":
         cands = ["fast", "reference"]
         if shape is not None and torch.device(device).type == "cpu":
