@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from supermem.report.plots import save
 
@@ -40,11 +41,17 @@ def _sweep(curves: dict, label: str, title: str, out: Path, name: str) -> list[P
         for i in range(2):
             axes[i, j].set_xscale("log")
         axes[1, j].set_xlabel(xlabel)
+    axes[1, 0].set_yscale("log")
+    axes[1, 1].set_yscale("log")
+    for ax in axes.flat:  # plain numbers, no minor labels (they collide on short log axes)
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())
     axes[0, 1].axvline(JERMYN_X, color="k", ls="--", lw=1, label="T(1-S) = 10 (Jermyn)")
     axes[0, 0].set_ylabel("max feature dimensionality")
     axes[1, 0].set_ylabel("test loss")
-    axes[1, 0].set_yscale("log")
-    axes[1, 1].set_yscale("log")
     axes[0, 1].legend(fontsize=7)
     fig.suptitle(f"{title}: thin lines mark each curve's jump (max D_i >= 0.2 from there on)")
     return save(fig, out, name)
