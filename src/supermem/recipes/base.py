@@ -30,6 +30,11 @@ def _any_run(run) -> bool:
     return True
 
 
+def is_m2(run) -> bool:
+    """The runs of the m = 2 recipes (a Recipe's ``keep``)."""
+    return run.config["hidden"] == 2
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A paper figure (or a group of them) as sweeps + figures + claims."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from supermem.recipes import clusters as cl
-from supermem.recipes.base import Recipe, RecipeError, scale_costs
+from supermem.recipes.base import Recipe, RecipeError, is_m2, scale_costs
 from supermem.recipes.claims import Claim
 from supermem.recipes.runsets import first_from_which, group, top_feature_dims
 from supermem.recipes.scales import SCALES, get_scale
@@ -180,10 +180,6 @@ def rows(runs: list) -> list[dict]:
     ]
 
 
-def _m2(run) -> bool:
-    return run.config["hidden"] == 2
-
-
 def _text() -> str:
     return "; ".join(
         f"{k}: n={s.features}, S={s.sparsity}, {s.steps} steps, {len(s.cross_T)} T from "
@@ -200,7 +196,7 @@ RECIPE = Recipe(
     grids=grids,
     draw=draw,
     check=check,
-    keep=_m2,
+    keep=is_m2,
     wants="m = 2",
     rows=rows,
 )

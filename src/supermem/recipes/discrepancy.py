@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from supermem.config import TrainConfig
-from supermem.recipes.base import Recipe, RecipeError, scale_costs
+from supermem.recipes.base import Recipe, RecipeError, is_m2, scale_costs
 from supermem.recipes.claims import Claim
 from supermem.recipes.discrepancy_measures import (
     LOSS_TOL,
@@ -332,7 +332,7 @@ RECIPE = Recipe(
     grids=grids,
     draw=draw,
     check=check,
-    keep=lambda r: r.config["hidden"] == 2,
+    keep=is_m2,
     wants="m = 2",
     rows=rows,
 )

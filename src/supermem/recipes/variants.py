@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from supermem.recipes.base import Recipe, RecipeError, scale_costs, t_sweep_grids, t_sweep_text
+from supermem.recipes.base import (
+    Recipe,
+    RecipeError,
+    is_m2,
+    scale_costs,
+    t_sweep_grids,
+    t_sweep_text,
+)
 from supermem.recipes.claims import Claim, bump
 from supermem.recipes.fig2 import SWEEP
 from supermem.recipes.runsets import by_T, finite_mean
@@ -227,7 +234,7 @@ RECIPE = Recipe(
     grids=grids,
     draw=draw,
     check=check,
-    keep=lambda r: r.config["hidden"] == 2,
+    keep=is_m2,
     wants="m = 2",
     rows=rows,
 )
