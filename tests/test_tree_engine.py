@@ -98,32 +98,39 @@ def test_many_steps_on_one_prepared_set_refit_and_rebuild():
     # pays for a rebuild within a step or two
     assert prepared.log[0] == (0, "build") and 5 < prepared.log[1][0] <= 7
     assert prepared.state.ghp.max() == 0 and not prepared.state.cut.any()  # clean buffers
+    assert not prepared.state.nodeA.any() and not prepared.state.nodea.any()
 
 
 def test_refit_equals_fresh_moments_and_boxes():
-    """Refitted boxes and moments are those of the points below each node."""
+    """Refitted boxes and moments are those of the points below each node; the
+    pre-order nodes are the breadth-first ones, children after their parent."""
     rng = np.random.default_rng(0)
     T, m, D = 37, 2, 3
     h = rng.normal(size=(T, m)).astype(np.float32)
-    start, end = TK.node_ranges(T, D)
+    bstart, bend = TK.node_ranges(T, D)
     perm = np.zeros((1, T), np.int64)
-    TK.build(h, T, D, start, end, perm)
+    TK.build(h, T, D, bstart, bend, perm)
     assert sorted(perm[0]) == list(range(T))
     hs = h[perm]  # (1, T, m): the points in tree order
+    start, end, right, leaves = TK.preorder(T, D)
     nn = len(start)
+    assert sorted(zip(start, end)) == sorted(zip(bstart, bend))
+    assert list(start[leaves]) == list(bstart[(1 << D) - 1 :])  # leaves left to right
     lo, hi = np.empty((1, nn, m)), np.empty((1, nn, m))
     S1, S2 = np.empty((1, nn, m)), np.empty((1, nn, m, m))
-    TK.refit(hs, D, start, end, lo, hi, S1, S2)
+    TK.refit(hs, start, end, right, leaves, lo, hi, S1, S2)
     for v in range(nn):
         pts = hs[0, start[v] : end[v]].astype(np.float64)
         np.testing.assert_allclose(lo[0, v], pts.min(0))
         np.testing.assert_allclose(hi[0, v], pts.max(0))
         np.testing.assert_allclose(S1[0, v], pts.sum(0))
         np.testing.assert_allclose(S2[0, v], pts.T @ pts)
-    # a kd split: every point of a left child is <= every point of its sibling on some axis
-    for v in range((1 << D) - 1):
-        L, R = hs[0, start[2 * v + 1] : end[2 * v + 1]], hs[0, start[2 * v + 2] : end[2 * v + 2]]
-        assert any(L[:, k].max() <= R[:, k].min() for k in range(m))
+        if right[v] >= 0:  # children split v's range; a kd split on some axis
+            assert right[v] > v + 1 and start[v + 1] == start[v] and end[right[v]] == end[v]
+            assert end[v + 1] == start[right[v]]
+            L, R = hs[0, start[v + 1] : end[v + 1]], hs[0, start[right[v]] : end[right[v]]]
+            assert any(L[:, k].max() <= R[:, k].min() for k in range(m))
+    assert (right >= 0).sum() == (1 << D) - 1
 
 
 @pytest.mark.parametrize("m", [1, 2, 3])

@@ -46,15 +46,22 @@ class TreeState:
     """One kd-tree per instance over its T hidden vectors, kept across steps.
 
     perm (inst, T) int64: the last build's order (tree position -> row before it).
-    start, end (nn,): node ranges.
+    bstart, bend (nn,): node ranges, breadth-first (for ``build``); start, end, right
+    (nn,) and leaves (2^D,): the same nodes in pre-order, as every other kernel reads
+    them (``_tree_kernels.preorder``).
     lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
-    ghp (inst, NPART, T, m) float64 and cut (inst, NPART, 2^D) bool: per-part point
-    buffers, zero between steps. work0, excess: the rebuild rule's bookkeeping.
+    ghp (inst, NPART, T, m) float64 and cut (inst, NPART, nn) bool: per-part point
+    buffers, and nodeA (inst, NPART, nn, m, m), nodea (inst, NPART, nn, m) float64:
+    per-part node buffers, all zero between steps. work0, excess: the rebuild rule's bookkeeping.
     """
 
     D: int
+    bstart: np.ndarray
+    bend: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    right: np.ndarray
+    leaves: np.ndarray
     perm: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
@@ -62,6 +69,8 @@ class TreeState:
     S2: np.ndarray
     ghp: np.ndarray
     cut: np.ndarray
+    nodeA: np.ndarray
+    nodea: np.ndarray
     built: bool = False  # False: build at the next step
     work0: int | None = None  # traversal work units of the first step after the build
     excess: int = 0  # work units spent beyond work0 since the build
@@ -71,19 +80,26 @@ class TreeState:
     @classmethod
     def empty(cls, inst: int, T: int, m: int, leaf: int) -> TreeState:
         D = TK.depth_for(T, leaf)
-        start, end = TK.node_ranges(T, D)
+        bstart, bend = TK.node_ranges(T, D)
+        start, end, right, leaves = TK.preorder(T, D)
         nn = len(start)
         return cls(
             D,
+            bstart,
+            bend,
             start,
             end,
+            right,
+            leaves,
             np.zeros((inst, T), np.int64),
             np.empty((inst, nn, m)),
             np.empty((inst, nn, m)),
             np.empty((inst, nn, m)),
             np.empty((inst, nn, m, m)),
             np.zeros((inst, NPART, T, m)),
-            np.zeros((inst, NPART, 1 << D), np.bool_),
+            np.zeros((inst, NPART, nn), np.bool_),
+            np.zeros((inst, NPART, nn, m, m)),
+            np.zeros((inst, NPART, nn, m)),
         )
 
 
@@ -116,10 +132,18 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     st = data.state
     sparse_work = len(d.indices) * m + inst * (T + n)
     tree_work = inst * T * m * m
-    WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
+    if m == 2:  # W_0j, W_1j, 0, b_j: one aligned 16-byte slot per feature
+        WB = np.zeros((inst, n, 4), np.float32)
+        WB[:, :, :2], WB[:, :, 3] = W.transpose(0, 2, 1), b
+    else:
+        WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
     h = np.empty((inst * T, m), np.float32)
     with _threads(sparse_work):
-        TK.hidden_rows(d.indptr, d.indices, d.values, WB, h)
+        if m == 2:  # column indices are >= 0: as uint32 the same bits
+            cols = d.indices.view(np.uint32)
+            TK.hidden_rows_m2(d.indptr, cols, d.values, WB.ravel(), T, h.ravel())
+        else:
+            TK.hidden_rows(d.indptr, d.indices, d.values, WB, h)
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
         # ski rental: rebuild once the work the tree has cost beyond its fresh level
@@ -127,32 +151,29 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
         if st.built and st.excess > rebuild_units * inst * T * st.D:
             st.built = False
         if st.built:
-            TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
+            TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
         else:
-            TK.build(h, T, st.D, st.start, st.end, st.perm)
+            TK.build(h, T, st.D, st.bstart, st.bend, st.perm)
             ptr, idx, val, flat = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
             d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
             h = h[flat]
             hs = h.reshape(inst, T, m)
-            TK.refit(hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2)
+            TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
             st.built, st.work0, st.excess = True, None, 0
             st.builds += 1
             data.log.append((st.steps, "build"))
     st.steps += 1
-    nn = len(st.start)
     fperm = feature_order(W, b)  # (inst, n): a block's hyperplanes alike
     Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
     bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
     gWs = np.empty((inst, m, n), np.float32)
     gbs = np.empty((inst, n), np.float32)
     lossf = np.empty((inst, n))
-    nodeA = np.zeros((inst, NPART, nn, m, m))
-    nodea = np.zeros((inst, NPART, nn, m))
     work = np.zeros((inst, NPART), np.int64)
     with _threads(inst * n * int(np.sqrt(T * data.leaf))):  # ~ lanes tested and pairs
         TK.traverse(
-            Ws, bs, hs, st.D, st.start, st.end, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
-            gWs, gbs, lossf, nodeA, nodea, st.ghp, st.cut, work,
+            Ws, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
+            gWs, gbs, lossf, st.nodeA, st.nodea, st.ghp, st.cut, work,
         )  # fmt: skip
     units = int(work.sum())
     if st.work0 is None:
@@ -164,14 +185,23 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     np.put_along_axis(gb, fperm, gbs, axis=1)
     gh_tree = np.empty((inst, 1, T, m), np.float32)
     with _threads(tree_work):
-        TK.push_down(nodeA, nodea, st.ghp, st.cut, hs, st.D, st.start, st.end, c2, gh_tree)
-    gWBc = np.zeros((inst, NCHUNK, n, m + 1), np.float32)
+        TK.push_down(
+            st.nodeA, st.nodea, st.ghp, st.cut, hs, st.start, st.end, st.right, st.leaves, c2,
+            gh_tree,
+        )  # fmt: skip
+    gWBc = np.zeros((inst, NCHUNK, n, WB.shape[2]), np.float32)
     loss_t = np.empty(inst * T)
     with _threads(sparse_work):
-        TK.sparse_rows(d.indptr, d.indices, d.values, WB, h, T, c2, gh_tree[:, 0], gWBc, loss_t)
+        if m == 2:
+            TK.sparse_rows_m2(
+                d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), h.ravel(), T, c2,
+                gh_tree.ravel(), gWBc.reshape(inst, NCHUNK, -1), loss_t,
+            )  # fmt: skip
+        else:
+            TK.sparse_rows(d.indptr, d.indices, d.values, WB, h, T, c2, gh_tree[:, 0], gWBc, loss_t)
     for c in range(NCHUNK):  # fixed order: independent of the thread count
         gW += gWBc[:, c, :, :m].transpose(0, 2, 1)
-        gb += gWBc[:, c, :, m]
+        gb += gWBc[:, c, :, -1]
     return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T, gW, gb
 
 
