@@ -99,6 +99,7 @@ def test_many_steps_on_one_prepared_set_refit_and_rebuild():
     assert prepared.log[0] == (0, "build") and 5 < prepared.log[1][0] <= 7
     assert prepared.state.ghp.max() == 0 and not prepared.state.cut.any()  # clean buffers
     assert not prepared.state.nodeA.any() and not prepared.state.nodea.any()
+    assert not prepared.state.onm.any()
 
 
 def test_refit_equals_fresh_moments_and_boxes():

@@ -437,8 +437,8 @@ def _fit_parent(lo, hi, S1, S2, i, v, c0, c1):
 
 @njit(parallel=True, cache=True)
 def traverse(
-    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, F, gW, gb, lossf, nodeA, nodea, ghp, cut,
-    work,
+    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, F, gW, gb, lossf, nodeA, nodea, onm,
+    ghp, cut, work,
 ):  # fmt: skip
     """The dense part of loss and gradients, a block of F features at a time down the tree.
 
@@ -451,7 +451,8 @@ def traverse(
     and per part P (block B in part B % NPART; NPART = nodeA.shape[1]), zero on entry
     (``push_down`` leaves them zero):
       nodeA (inst, NPART, nn, m, m) += W_j W_j^T, nodea (..., m) += b_j W_j on each on
-      node, ghp (inst, NPART, T, m) float64 += c2 p_tj W_j for each on point of a cut
+      node and onm (inst, NPART, nn) bool marks it, ghp (inst, NPART, T, m) float64
+      += c2 p_tj W_j for each on point of a cut
       leaf, and cut (inst, NPART, nn) bool marks the leaves whose ghp was written
       (``push_down`` reads and clears exactly those, so ghp stays zero between steps);
       work (inst, NPART) int64 = lanes tested at nodes + lane-point pairs at leaves, the
@@ -466,19 +467,19 @@ def traverse(
             if m == 2 and F == FB and j1 - j0 == FB:
                 work[i, part] += _traverse_block_m2(
                     Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
-                    nodea, ghp, cut, i, part, j0,
+                    nodea, onm, ghp, cut, i, part, j0,
                 )  # fmt: skip
             else:
                 work[i, part] += _traverse_block(
                     Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
-                    nodea, ghp, cut, i, part, j0, j1,
+                    nodea, onm, ghp, cut, i, part, j0, j1,
                 )  # fmt: skip
 
 
 @njit(fastmath=_HOT, cache=True)
 def _traverse_block(
-    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
-    i, part, j0, j1,
+    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, onm, ghp,
+    cut, i, part, j0, j1,
 ):  # fmt: skip
     """``traverse`` for features j0 <= j < j1 of instance i, part ``part``.
 
@@ -566,6 +567,7 @@ def _traverse_block(
                 loss[f] += x if isOn[f] else 0.0
                 y = s1w[f] + b64[f] * cnt
                 gbl[f] += y if isOn[f] else 0.0
+            onm[i, part, v] = True
             for k in range(m):
                 acc = 0.0
                 for f in range(F):
@@ -630,8 +632,8 @@ def _traverse_block(
 
 @njit(fastmath=_HOT, cache=True)
 def _traverse_block_m2(
-    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, ghp, cut,
-    i, part, j0,
+    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, onm, ghp,
+    cut, i, part, j0,
 ):  # fmt: skip
     """``_traverse_block`` for m = 2 and exactly FB lanes: the same steps, written out so
     that every lane loop has a compile-time length and vectorises whole (measured ~2x)."""
@@ -717,6 +719,7 @@ def _traverse_block_m2(
             nodeA[i, part, v, 1, 1] += A11
             nodea[i, part, v, 0] += a0
             nodea[i, part, v, 1] += a1
+            onm[i, part, v] = True
         if not anykeep:
             continue
         if right[v] >= 0:
@@ -759,33 +762,39 @@ def _traverse_block_m2(
 
 
 @njit(parallel=True, cache=True)
-def push_down(nodeA, nodea, ghp, cut, hs, start, end, right, leaves, c2, gh_tree):
+def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh_tree):
     """dL/dh of the dense part per point, in tree order: gh_tree (inst, 1, T, m) float32.
 
     Sums the parts of nodeA, nodea into part 0 in a fixed order, adds each node's A, a
     to its children's (pre-order: parents first), then for each leaf point
-    gh = c2 (A h + a) + sum over parts of ghp. Every buffer read is left zero (nodeA,
-    nodea and the ghp entries read) or cleared (``cut``), ready for the next step.
+    gh = c2 (A h + a) + sum over parts of ghp. Only nodes marked in onm (inst, NPART,
+    nn), and below them, hold anything: the others are skipped (adding zeros would
+    change no value), which is most of the tree once training has settled. Every
+    buffer read is left zero (nodeA, nodea, the ghp entries read) or cleared (onm, cut),
+    ready for the next step.
     """
     inst, nparts, nn, m = nodea.shape
     for q in prange(inst * nn):
         i, v = q // nn, q % nn
         for P in range(1, nparts):
-            for k in range(m):
-                nodea[i, 0, v, k] += nodea[i, P, v, k]
-                nodea[i, P, v, k] = 0.0
-                for l in range(m):
-                    nodeA[i, 0, v, k, l] += nodeA[i, P, v, k, l]
-                    nodeA[i, P, v, k, l] = 0.0
+            if onm[i, P, v]:
+                onm[i, 0, v], onm[i, P, v] = True, False
+                for k in range(m):
+                    nodea[i, 0, v, k] += nodea[i, P, v, k]
+                    nodea[i, P, v, k] = 0.0
+                    for l in range(m):
+                        nodeA[i, 0, v, k, l] += nodeA[i, P, v, k, l]
+                        nodeA[i, P, v, k, l] = 0.0
     for i in prange(inst):
-        for v in range(nn):
-            if right[v] >= 0:
+        for v in range(nn):  # onm[i, 0, v]: v or an ancestor was on for some feature
+            if right[v] >= 0 and onm[i, 0, v]:
                 _push_node(nodeA, nodea, i, v, v + 1)
                 _push_node(nodeA, nodea, i, v, right[v])
+                onm[i, 0, v], onm[i, 0, v + 1], onm[i, 0, right[v]] = False, True, True
     nleaves = len(leaves)
     for q in prange(inst * nleaves):
         i, v = q // nleaves, leaves[q % nleaves]
-        _push_leaf(nodeA, nodea, ghp, cut, hs, start, end, c2, gh_tree, i, v)
+        _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v)
 
 
 @njit(cache=True)
@@ -804,15 +813,18 @@ def _push_node(nodeA, nodea, i, u, v):
 
 
 @njit(cache=True)
-def _push_leaf(nodeA, nodea, ghp, cut, hs, start, end, c2, gh_tree, i, v):
+def _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v):
     """``push_down``'s last pass for leaf v of instance i (out of the parallel loop)."""
     nparts, m = nodea.shape[1], nodea.shape[3]
+    on = onm[i, 0, v]
     for s in range(start[v], end[v]):
         for k in range(m):
-            acc = nodea[i, 0, v, k]
-            for l in range(m):
-                acc += nodeA[i, 0, v, k, l] * np.float64(hs[i, s, l])
-            acc *= c2
+            acc = 0.0
+            if on:
+                acc = nodea[i, 0, v, k]
+                for l in range(m):
+                    acc += nodeA[i, 0, v, k, l] * np.float64(hs[i, s, l])
+                acc *= c2
             for P in range(nparts):
                 if cut[i, P, v]:
                     acc += ghp[i, P, s, k]
@@ -820,7 +832,9 @@ def _push_leaf(nodeA, nodea, ghp, cut, hs, start, end, c2, gh_tree, i, v):
             gh_tree[i, 0, s, k] = acc
     for P in range(nparts):
         cut[i, P, v] = False
-    for k in range(m):
-        nodea[i, 0, v, k] = 0.0
-        for l in range(m):
-            nodeA[i, 0, v, k, l] = 0.0
+    if on:
+        onm[i, 0, v] = False
+        for k in range(m):
+            nodea[i, 0, v, k] = 0.0
+            for l in range(m):
+                nodeA[i, 0, v, k, l] = 0.0

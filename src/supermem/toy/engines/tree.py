@@ -51,8 +51,9 @@ class TreeState:
     them (``_tree_kernels.preorder``).
     lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
     ghp (inst, NPART, T, m) float64 and cut (inst, NPART, nn) bool: per-part point
-    buffers, and nodeA (inst, NPART, nn, m, m), nodea (inst, NPART, nn, m) float64:
-    per-part node buffers, all zero between steps. work0, excess: the rebuild rule's bookkeeping.
+    buffers, and nodeA (inst, NPART, nn, m, m), nodea (inst, NPART, nn, m) float64,
+    onm (inst, NPART, nn) bool: per-part node buffers, all zero between steps.
+    work0, excess: the rebuild rule's bookkeeping.
     """
 
     D: int
@@ -71,6 +72,7 @@ class TreeState:
     cut: np.ndarray
     nodeA: np.ndarray
     nodea: np.ndarray
+    onm: np.ndarray
     built: bool = False  # False: build at the next step
     work0: int | None = None  # traversal work units of the first step after the build
     excess: int = 0  # work units spent beyond work0 since the build
@@ -100,6 +102,7 @@ class TreeState:
             np.zeros((inst, NPART, nn), np.bool_),
             np.zeros((inst, NPART, nn, m, m)),
             np.zeros((inst, NPART, nn, m)),
+            np.zeros((inst, NPART, nn), np.bool_),
         )
 
 
@@ -173,7 +176,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     with _threads(inst * n * int(np.sqrt(T * data.leaf))):  # ~ lanes tested and pairs
         TK.traverse(
             Ws, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
-            gWs, gbs, lossf, st.nodeA, st.nodea, st.ghp, st.cut, work,
+            gWs, gbs, lossf, st.nodeA, st.nodea, st.onm, st.ghp, st.cut, work,
         )  # fmt: skip
     units = int(work.sum())
     if st.work0 is None:
@@ -186,8 +189,8 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     gh_tree = np.empty((inst, 1, T, m), np.float32)
     with _threads(tree_work):
         TK.push_down(
-            st.nodeA, st.nodea, st.ghp, st.cut, hs, st.start, st.end, st.right, st.leaves, c2,
-            gh_tree,
+            st.nodeA, st.nodea, st.onm, st.ghp, st.cut, hs, st.start, st.end, st.right, st.leaves,
+            c2, gh_tree,
         )  # fmt: skip
     gWBc = np.zeros((inst, NCHUNK, n, WB.shape[2]), np.float32)
     loss_t = np.empty(inst * T)
