@@ -204,3 +204,35 @@ def test_runs_record_the_engine_auto_chose(tmp_path):
     r = train(make_config(engine="auto", features=60, train_size=20, steps=5), progress=False)
     assert r.engine in ("fast", "tree")
     assert load_run(save_run(r, tmp_path / "r")).metrics["engine"] == r.engine
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_feature_order_is_a_permutation_that_keeps_blocks_compact(m):
+    """Any order is exact; this one makes F consecutive hyperplanes alike. For m = 2 with
+    spread offsets a block's patch of (radius * angle, offset) is under half that of
+    the angle order alone, and at b = 0 it is the angle order's blocks."""
+    from supermem.toy.engines.fast import angle_order
+    from supermem.toy.engines.tree import feature_order
+
+    rng = np.random.default_rng(0)
+    n, F = 4096, 32
+    W = rng.normal(size=(2, m, n)).astype(np.float32)
+    b = rng.normal(size=(2, n)).astype(np.float32)
+    radius = np.array([1.0, 2.0])
+    order = feature_order(W, b, radius, F)
+    assert all(sorted(o) == list(range(n)) for o in order)
+    if m != 2:
+        return
+
+    def patch(o, i):  # mean over blocks of the (radius * angle) span plus the offset span
+        ang = np.arctan2(W[i, 1], W[i, 0])[o] * radius[i]
+        off = (-b[i] / np.hypot(W[i, 0], W[i, 1]))[o]
+        blocks = [slice(k, k + F) for k in range(0, n - F + 1, F)]
+        return np.mean([np.ptp(ang[s]) + np.ptp(off[s]) for s in blocks])
+
+    by_angle = angle_order(W.transpose(0, 2, 1))
+    for i in range(2):
+        assert patch(order[i], i) < 0.5 * patch(by_angle[i], i)
+    zero = feature_order(W, np.zeros_like(b), radius, F)  # every line through the origin
+    blocks = lambda o: [set(o[k : k + F]) for k in range(0, n, F)]  # noqa: E731
+    assert all(blocks(zero[i]) == blocks(by_angle[i]) for i in range(2))

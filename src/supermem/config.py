@@ -129,7 +129,11 @@ class TrainConfig:
         "step: every phase of training alike, for animations and dynamics)",
         choices=SNAPSHOT_SCHEDULE_CHOICES,
     )
-    engine: str = _f("auto", "loss/gradient engine: auto, reference or fast")
+    engine: str = _f(
+        "auto",
+        "loss/gradient engine: auto (picks from a measured cost model), reference, fast, "
+        "tree, chunked or fast_variants (docs/ENGINES.md)",
+    )
     device: str = _f(
         "auto", "torch device: auto (cuda if present), cpu or cuda", choices=DEVICE_CHOICES
     )

@@ -118,10 +118,41 @@ class TreeData:
     log: list = field(default_factory=list)  # (step, "build") entries, for the benchmark
 
 
-def feature_order(W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """W (inst, m, n), b (inst, n) -> (inst, n): features by the angle of W_j, so that a
-    block of neighbours has near-parallel hyperplanes. Any order is exact."""
-    return angle_order(W.transpose(0, 2, 1))
+def feature_order(W: np.ndarray, b: np.ndarray, radius: np.ndarray, F: int) -> np.ndarray:
+    """W (inst, m, n), b (inst, n), radius (inst,) -> (inst, n): an order of the features
+    in which F consecutive ones have hyperplanes alike, so a block cuts the same nodes.
+
+    For m = 2 a feature's line W_j . h + b_j = 0 has an angle and an offset
+    d_j = -b_j / ||W_j||. Sorting by angle alone serves while the offsets are alike (at
+    the initial b = 0 every line passes through the origin), but once they spread a block
+    of near-parallel lines at scattered offsets cuts a wide band of the tree. So the
+    (radius * angle, offset) plane is cut into angle buckets sized to make each block's
+    patch about square, with the offsets sorted within each bucket (alternately up and
+    down; equal offsets by angle). radius: the point cloud's RMS radius. Measured at
+    T = 10^6: half the walk's work and time of the angle order after 300 early steps,
+    and after 500 settled ones; the same at b = 0.
+    m = 1: by the threshold -b_j / W_j. m >= 3: by the angle of the first two coordinates.
+    Any order is exact.
+    """
+    inst, m, n = W.shape
+    if m >= 3:
+        return angle_order(W.transpose(0, 2, 1))
+    Wd, bd = W.astype(np.float64), b.astype(np.float64)
+    norm = np.sqrt((Wd * Wd).sum(1))  # (inst, n)
+    d = np.where(norm > 0, -bd / np.where(norm > 0, norm, 1.0), 0.0)  # offset along W_j
+    if m == 1:
+        return np.argsort(np.where(Wd[:, 0] < 0, -d, d), axis=1, kind="stable")
+    out = np.empty((inst, n), np.int64)
+    nb = max(1, n // F)
+    for i in range(inst):
+        angle = np.nan_to_num(np.arctan2(Wd[i, 1], Wd[i, 0]))  # a NaN W: a diverged run
+        q05, q95 = np.quantile(d[i], [0.05, 0.95])
+        arc = 2 * np.pi * float(radius[i])
+        side = np.sqrt(max(arc * (q95 - q05), 0.0) / nb)  # a block's patch: side x side
+        B = nb if not side > 0 else int(np.clip(round(arc / side), 1, nb))
+        bucket = np.minimum(((angle + np.pi) / (2 * np.pi) * B).astype(np.int64), B - 1)
+        out[i] = np.lexsort((angle, np.where(bucket % 2 == 0, d[i], -d[i]), bucket))
+    return out
 
 
 def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
@@ -166,7 +197,8 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             st.builds += 1
             data.log.append((st.steps, "build"))
     st.steps += 1
-    fperm = feature_order(W, b)  # (inst, n): a block's hyperplanes alike
+    radius = np.sqrt(np.trace(st.S2[:, 0], axis1=1, axis2=2) / T)  # (inst,): root's moments
+    fperm = feature_order(W, b, radius, TK.FB)  # (inst, n): a block's hyperplanes alike
     Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
     bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
     gWs = np.empty((inst, m, n), np.float32)
