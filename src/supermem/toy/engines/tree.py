@@ -32,6 +32,8 @@ import torch
 
 from supermem.toy.data import SparseData
 from supermem.toy.engines import _tree_kernels as TK
+from supermem.toy.engines import _tree_rows as TR
+from supermem.toy.engines import _tree_walk as TW
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
 from supermem.toy.engines.fast import CpuData, _threads, angle_order, numpy_step
@@ -175,9 +177,9 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     with _threads(sparse_work):
         if m == 2:  # column indices are >= 0: as uint32 the same bits
             cols = d.indices.view(np.uint32)
-            TK.hidden_rows_m2(d.indptr, cols, d.values, WB.ravel(), T, h.ravel())
+            TR.hidden_rows_m2(d.indptr, cols, d.values, WB.ravel(), T, h.ravel())
         else:
-            TK.hidden_rows(d.indptr, d.indices, d.values, WB, h)
+            TR.hidden_rows(d.indptr, d.indices, d.values, WB, h)
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
         # ski rental: rebuild once the work the tree has cost beyond its fresh level
@@ -198,7 +200,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             data.log.append((st.steps, "build"))
     st.steps += 1
     radius = np.sqrt(np.trace(st.S2[:, 0], axis1=1, axis2=2) / T)  # (inst,): root's moments
-    fperm = feature_order(W, b, radius, TK.FB)  # (inst, n): a block's hyperplanes alike
+    fperm = feature_order(W, b, radius, TW.FB)  # (inst, n): a block's hyperplanes alike
     Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
     bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
     gWs = np.empty((inst, m, n), np.float32)
@@ -206,8 +208,8 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     lossf = np.empty((inst, n))
     work = np.zeros((inst, NPART), np.int64)
     with _threads(inst * n * int(np.sqrt(T * data.leaf))):  # ~ lanes tested and pairs
-        TK.traverse(
-            Ws, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TK.FB,
+        TW.traverse(
+            Ws, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TW.FB,
             gWs, gbs, lossf, st.nodeA, st.nodea, st.onm, st.ghp, st.cut, work,
         )  # fmt: skip
     units = int(work.sum())
@@ -228,12 +230,12 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     loss_t = np.empty(inst * T)
     with _threads(sparse_work):
         if m == 2:
-            TK.sparse_rows_m2(
+            TR.sparse_rows_m2(
                 d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), h.ravel(), T, c2,
                 gh_tree.ravel(), gWBc.reshape(inst, NCHUNK, -1), loss_t,
             )  # fmt: skip
         else:
-            TK.sparse_rows(d.indptr, d.indices, d.values, WB, h, T, c2, gh_tree[:, 0], gWBc, loss_t)
+            TR.sparse_rows(d.indptr, d.indices, d.values, WB, h, T, c2, gh_tree[:, 0], gWBc, loss_t)
     for c in range(NCHUNK):  # fixed order: independent of the thread count
         gW += gWBc[:, c, :, :m].transpose(0, 2, 1)
         gb += gWBc[:, c, :, -1]
