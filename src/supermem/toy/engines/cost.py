@@ -26,10 +26,13 @@ LEAF = 16  # the tree engine's leaf size (TreeEngine.LEAF)
 FAST_PAIR = {1: 1.7e-9, 2: 3.0e-10, 3: 3.4e-9}  # s per (point, feature) pair
 FAST_GENERIC = 8.5e-10  # s per pair per (m + 1), m > 3
 FAST_SPARSE = 2.0e-8  # s per nonzero per m (the fast engine's column pass misses cache)
-# tree, initial state: walk = step - sparse - point terms, over n sqrt(T * LEAF)
-TREE_WALK = {1: 9.0e-10, 2: 2.7e-9, 3: 2.3e-7}  # s per feature per sqrt(T * LEAF)
+# tree, initial state: walk = step - sparse - point terms, over n sqrt(T * LEAF); m = 2
+# refitted on the second-round table (commit 38e894a: 178.6 ms at T = 10^6, of which the
+# two passes over the nonzeros ~57 ms and refit + push-down ~24 ms), m = 1, 3 the first
+TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 2.3e-7}  # s per feature per sqrt(T * LEAF)
 TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
-TREE_SPARSE = 5.0e-9  # s per nonzero per m (h = W x and the row pass)
+TREE_SPARSE = {2: 2.9e-9}  # s per nonzero per m (h = W x, the row pass): m = 2's kernels
+TREE_SPARSE_GENERIC = 5.0e-9  # the same for the generic kernels (m != 2)
 STEP = 2.0e-4  # s per step (Python, optimiser, small arrays)
 
 
@@ -44,7 +47,8 @@ def tree_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     if m not in TREE_WALK:
         return math.inf
     walk = TREE_WALK[m] * inst * n * math.sqrt(T * LEAF)
-    return walk + TREE_POINT * inst * T * m * m + TREE_SPARSE * inst * T * nnz_row * m + STEP
+    sparse = TREE_SPARSE.get(m, TREE_SPARSE_GENERIC) * inst * T * nnz_row * m
+    return walk + TREE_POINT * inst * T * m * m + sparse + STEP
 
 
 TREE_MARGIN = 1.5  # the tree must be predicted this much cheaper: near the crossover the
