@@ -64,6 +64,20 @@ def test_clusters__points_sharing_a_direction_are_one_cluster():
     assert s["within_cos"] is not None and s["between_cos"] is not None
 
 
+def test_clusters__points_along_a_feature_holding_its_dimension_are_left_out():
+    angles = [0.0, 0.01, 0.02, 1.5, 1.51, 3.0]  # clusters of 3, 2 and 1 stored points
+    H = np.c_[np.cos(angles), np.sin(angles)]
+    H = np.r_[H, 0.01 * np.random.default_rng(0).normal(size=(200, 2))]
+    dd = metrics.data_dims(H)
+    W = np.array([[1.0, 0.7, 0.3], [0.0, 0.7, 0.3]])  # features along 0 deg, 45 deg, weak
+    F = cl.feature_directions(W, np.array([0.9, 0.9, 0.05]))
+    assert F.shape == (2, 2)  # the weak third feature holds no dimension of its own
+    got = sorted(sorted(c.tolist()) for c in cl.clusters(H, dd, F))
+    assert got == [[3, 4], [5]]  # the cluster along feature 0 is that feature's
+    s = cl.summary(H, dd, None, F)
+    assert (s["stored"], s["clusters"]) == (3, 2)
+
+
 @pytest.fixture(scope="module")
 def tiny_cx(tmp_path_factory):
     out = tmp_path_factory.mktemp("cx") / "crossover"

@@ -6,6 +6,12 @@ share of the hidden space, D_t >= STORED_DIM; a point alone in its direction has
 a cluster of c points sharing one ~1/c each, so the threshold admits clusters of up to
 ~1 / STORED_DIM points. Stored points whose hidden vectors point within ANGLE_DEG of each
 other (linked in a chain) form one cluster.
+
+A stored point whose hidden vector lies within ANGLE_DEG of a feature that holds its own
+dimension (D_i >= FEATURE_DIM) is that feature's, not a memorised point: given the
+features, such points are left out. (Measured at the quick scale: the one memorising
+winner above 1k points was a borderline pentagon whose "clusters" all lay along its five
+features, docs/REPRODUCTION.md.)
 """
 
 from __future__ import annotations
@@ -18,18 +24,27 @@ import scipy.sparse as sp
 
 STORED_DIM = 0.05
 ANGLE_DEG = 5.0
+FEATURE_DIM = 0.2  # a feature holding its own dimension, as in the other recipes
 MAX_STORED = 4_000  # the largest-D_t points examined (pairwise work ~ MAX_STORED^2)
 
 
-def clusters(H: np.ndarray, dd: np.ndarray) -> list[np.ndarray]:
+def clusters(H: np.ndarray, dd: np.ndarray, features: np.ndarray | None = None) -> list[np.ndarray]:
     """H (T, m) hidden vectors, dd (T,) data dims -> clusters of stored points, each an
-    array of point indices, largest cluster first."""
+    array of point indices, largest cluster first. features (k, m): directions of the
+    features holding their own dimension; stored points along one are left out."""
     stored = np.flatnonzero(dd >= STORED_DIM)
     stored = stored[np.argsort(-dd[stored], kind="stable")][:MAX_STORED]
     if len(stored) == 0:
         return []
     U = H[stored] / np.maximum(np.linalg.norm(H[stored], axis=1, keepdims=True), 1e-30)
-    near = (U @ U.T) >= math.cos(math.radians(ANGLE_DEG))  # (s, s)
+    cos = math.cos(math.radians(ANGLE_DEG))
+    if features is not None and len(features):
+        V = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-30)
+        off = ((U @ V.T) < cos).all(axis=1)  # along no feature
+        stored, U = stored[off], U[off]
+        if len(stored) == 0:
+            return []
+    near = (U @ U.T) >= cos  # (s, s)
     parent = np.arange(len(stored))
 
     def root(i: int) -> int:
@@ -47,11 +62,22 @@ def clusters(H: np.ndarray, dd: np.ndarray) -> list[np.ndarray]:
     return sorted(groups, key=len, reverse=True)
 
 
-def summary(H: np.ndarray, dd: np.ndarray, X: sp.csr_matrix | None = None) -> dict[str, Any]:
-    """Counts for one run: stored points, clusters, the share of stored points that share
-    a direction, and (given the data X (T, n)) the mean cosine between the data points
-    of one cluster against that between points of different clusters."""
-    cl = clusters(np.asarray(H, float), np.asarray(dd, float))
+def feature_directions(W: np.ndarray, feature_dims: np.ndarray) -> np.ndarray:
+    """W (m, n), feature_dims (n,) -> (k, m): the features holding their own dimension."""
+    return np.asarray(W, float).T[np.asarray(feature_dims) >= FEATURE_DIM]
+
+
+def summary(
+    H: np.ndarray,
+    dd: np.ndarray,
+    X: sp.csr_matrix | None = None,
+    features: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Counts for one run: stored points (off the features' directions, given them),
+    clusters, the share of stored points that share a direction, and (given the data X
+    (T, n)) the mean cosine between the data points of one cluster against that between
+    points of different clusters."""
+    cl = clusters(np.asarray(H, float), np.asarray(dd, float), features)
     sizes = [len(c) for c in cl]
     stored = sum(sizes)
     out: dict[str, Any] = {

@@ -65,7 +65,7 @@ def _clusters(run, out: Path) -> list[Path]:
     H, dd = np.asarray(run.arrays["H_train"], float), np.asarray(run.arrays["data_dims"], float)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(H[:, 0], H[:, 1], s=3, color="lightgrey", zorder=1)
-    groups = cl.clusters(H, dd)
+    groups = cl.clusters(H, dd, cl.feature_directions(run.arrays["W"], run.arrays["feature_dims"]))
     cmap = plt.cm.tab20(np.linspace(0, 1, 20))
     for k, g in enumerate(groups):
         ax.scatter(H[g, 0], H[g, 1], s=14, color=cmap[k % 20], zorder=2)
@@ -73,7 +73,8 @@ def _clusters(run, out: Path) -> list[Path]:
     ax.set_aspect("equal")
     ax.set_title(
         f"T = {run.config['train_size']}, lr {run.config['lr']:g}: {sum(sizes)} stored points "
-        f"in {len(groups)} directions\n(largest cluster {max(sizes, default=0)}; grey: the rest)",
+        f"in {len(groups)} directions off the features\n(largest cluster "
+        f"{max(sizes, default=0)}; grey: the rest)",
         fontsize=9,
     )
     return save(fig, out, "crossover_clusters")
