@@ -197,7 +197,7 @@ def test_ray_worker_killed__with_retries_ray_reruns_it_in_the_same_sweep(ray_clu
 
 # -- Ctrl-C ---------------------------------------------------------------------------
 def test_ray_ctrl_c__no_half_written_run_no_task_left_and_resume_completes(ray_cluster, tmp_path):
-    toml = TOML.replace("steps = 40", "steps = 1000").replace("warmup = 5", "warmup = 50")
+    toml = TOML.replace("steps = 40", "steps = 4000").replace("warmup = 5", "warmup = 200")
     toml = toml.replace("train_size = [4, 8]\nseed = [0, 1, 2]", "train_size = [3, 4, 5, 6, 7, 8]")
     (tmp_path / "s.toml").write_text(toml)
     out = tmp_path / "sw"
