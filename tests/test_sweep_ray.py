@@ -203,7 +203,15 @@ def test_ray_ctrl_c__no_half_written_run_no_task_left_and_resume_completes(ray_c
     out = tmp_path / "sw"
     cmd = [sys.executable, "-m", "supermem", "sweep", str(tmp_path / "s.toml")]
     cmd += ["--out", str(out), "--executor", "ray", "--address", ray_cluster, "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a shell's Ctrl-C reaches a process whose SIGINT is at its default; an earlier test in
+    # the same pytest process may have left it ignored, which a child would inherit
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
     def first_run_done_and_tasks_in_flight():
         assert proc.poll() is None, f"sweep ended before Ctrl-C: {proc.stderr.read()!r}"
