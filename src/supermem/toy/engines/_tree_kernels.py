@@ -13,7 +13,7 @@ its bounding box (lo, hi (m,)) and its moments in float64: count, S1 = sum h (m,
 S2 = sum h h^T (m, m).
 
 For feature j a node is
-  off  if max over its box of p < -MARGIN * scale: it contributes nothing;
+  off  if max over its box of p < -MARGIN * scale (``_tree_walk.MARGIN``): it contributes nothing;
   on   if min over its box of p > +MARGIN * scale: it contributes from its moments,
        loss sum_t p^2 = W_j^T S2 W_j + 2 b_j W_j.S1 + b_j^2 count,
        dL/dW_j += c2 (S2 W_j + b_j S1), dL/db_j += c2 (W_j.S1 + b_j count), and every
@@ -35,9 +35,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-
-_HOT = {"reassoc", "nsz"}  # as in _numba_kernels: no contraction, NaN and inf propagate
-MARGIN = 1e-5  # >> float32 rounding of p relative to scale, << any useful p
 
 
 def depth_for(T: int, leaf: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from supermem.toy.engines._tree_kernels import _HOT
+from supermem.toy.engines._numba_kernels import _HOT
 
 
 @njit(parallel=True, cache=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from supermem.toy.engines._tree_kernels import _HOT, MARGIN
+from supermem.toy.engines._numba_kernels import _HOT
 
+MARGIN = 1e-5  # >> float32 rounding of p relative to scale, << any useful p
 FB = 32  # features per block; the m = 2 kernel's lane loops have this compile-time length
 
 
