@@ -78,26 +78,29 @@ def preorder(T: int, D: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
 
 @njit(cache=True)
-def _select(perm, key, a, z, kth):
-    """Reorder perm[a:z] so that key[perm[a:kth]] <= key[perm[kth]] <= key[perm[kth+1:z]].
+def _select(pts, perm, axis, a, z, kth):
+    """Reorder rows a:z of pts (T, m) float32, and perm with them, so that
+    pts[a:kth, axis] <= pts[kth, axis] <= pts[kth+1:z, axis].
 
     Three-way quickselect (median-of-three pivot): O(z - a) expected, and a run of equal
-    keys (duplicate or zero hidden vectors) ends it in one pass. key (T,) float32.
+    keys (duplicate or zero hidden vectors) ends it in one pass. The points travel with
+    their indices, so every pass reads memory in order.
     """
-    lo, hi = a, z  # the k-th element lies in perm[lo:hi]
+    m = pts.shape[1]
+    lo, hi = a, z  # the k-th element lies in rows lo:hi
     while hi - lo > 1:
-        x, y, w = key[perm[lo]], key[perm[(lo + hi) // 2]], key[perm[hi - 1]]
+        x, y, w = pts[lo, axis], pts[(lo + hi) // 2, axis], pts[hi - 1, axis]
         piv = max(min(x, y), min(max(x, y), w))
         lt, i, gt = lo, lo, hi  # [lo,lt) < piv, [lt,i) == piv, [gt,hi) > piv
         while i < gt:
-            v = key[perm[i]]
+            v = pts[i, axis]
             if v < piv:
-                perm[lt], perm[i] = perm[i], perm[lt]
+                _swap(pts, perm, m, lt, i)
                 lt += 1
                 i += 1
             elif v > piv:
                 gt -= 1
-                perm[gt], perm[i] = perm[i], perm[gt]
+                _swap(pts, perm, m, gt, i)
             else:
                 i += 1
         if kth < lt:
@@ -108,16 +111,24 @@ def _select(perm, key, a, z, kth):
             return
 
 
+@njit(cache=True, inline="always")
+def _swap(pts, perm, m, r, s):
+    perm[r], perm[s] = perm[s], perm[r]
+    for k in range(m):
+        pts[r, k], pts[s, k] = pts[s, k], pts[r, k]
+
+
 @njit(parallel=True, cache=True)
 def build(h, T, D, start, end, perm):
     """A fresh kd-tree order: perm (inst, T) int64 (tree position -> row of the
-    instance) from h (inst*T, m) float32.
+    instance) from h (inst*T, m) float32; returns h's rows in that order (inst*T, m).
 
     Level by level, each node splits its points at its size's midpoint along the
     widest axis of their bounding box (ties broken by the lowest axis).
     """
     inst = perm.shape[0]
     m = h.shape[1]
+    pts = h.copy()  # moved along with perm
     for i in range(inst):
         for s in range(T):
             perm[i, s] = s
@@ -128,44 +139,42 @@ def build(h, T, D, start, end, perm):
             a, z = start[v], end[v]
             if z - a < 2:
                 continue
+            P = pts[i * T : (i + 1) * T]
             best, axis = -1.0, 0
             for k in range(m):
                 mn, mx = np.inf, -np.inf
                 for s in range(a, z):
-                    x = h[i * T + perm[i, s], k]
+                    x = P[s, k]
                     mn = min(mn, x)
                     mx = max(mx, x)
                 if mx - mn > best:
                     best, axis = mx - mn, k
-            key = h[i * T : (i + 1) * T, axis]
-            _select(perm[i], key, a, z, start[2 * v + 2])
+            _select(P, perm[i], axis, a, z, start[2 * v + 2])
+    return pts
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def permute_rows(indptr, indices, values, perm, T):
     """Put each instance's data rows in tree order: new row i*T + s is old row
     i*T + perm[i, s]. indptr (R+1,), indices/values (nnz,): CSR. Returns the new
-    (indptr, indices, values, flat), flat (R,) the old row of each new row."""
-    inst = perm.shape[0]
-    R = inst * T
-    flat = np.empty(R, np.int64)
-    for i in range(inst):
-        for s in range(T):
-            flat[i * T + s] = i * T + perm[i, s]
+    (indptr, indices, values)."""
+    R = perm.shape[0] * T
     ptr = np.empty(R + 1, np.int64)
     ptr[0] = 0
     for r in range(R):
-        o = flat[r]
+        o = r - r % T + perm[r // T, r % T]
         ptr[r + 1] = ptr[r] + indptr[o + 1] - indptr[o]
     idx = np.empty_like(indices)
     val = np.empty_like(values)
-    for r in range(R):
-        o = flat[r]
-        q0 = ptr[r]
-        for q in range(indptr[o], indptr[o + 1]):
-            idx[q0 + q - indptr[o]] = indices[q]
-            val[q0 + q - indptr[o]] = values[q]
-    return ptr, idx, val, flat
+    nchunks = min(R, 256)
+    for c in prange(nchunks):
+        for r in range(c * R // nchunks, (c + 1) * R // nchunks):
+            o = r - r % T + perm[r // T, r % T]
+            q0, e0 = ptr[r], indptr[o]
+            for q in range(indptr[o + 1] - e0):
+                idx[q0 + q] = indices[e0 + q]
+                val[q0 + q] = values[e0 + q]
+    return ptr, idx, val
 
 
 @njit(cache=True)

@@ -50,6 +50,11 @@ def traverse(
                     Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
                     nodea, onm, ghp, cut, i, part, j0,
                 )  # fmt: skip
+            elif m == 3 and F == FB and j1 - j0 == FB:
+                work[i, part] += _traverse_block_m3(
+                    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
+                    nodea, onm, ghp, cut, i, part, j0,
+                )  # fmt: skip
             else:
                 work[i, part] += _traverse_block(
                     Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA,
@@ -339,4 +344,167 @@ def _traverse_block_m2(
         gb[i, j0 + f] = c2 * gbl[f]
         gW[i, 0, j0 + f] = c2 * gw0[f]
         gW[i, 1, j0 + f] = c2 * gw1[f]
+    return work
+
+
+@njit(fastmath=_HOT, cache=True)
+def _traverse_block_m3(
+    Ws, bs, hs, D, start, end, right, lo, hi, S1, S2, c2, gW, gb, lossf, nodeA, nodea, onm, ghp,
+    cut, i, part, j0,
+):  # fmt: skip
+    """``_traverse_block_m2`` for m = 3: the same steps with a third coordinate."""
+    F = FB
+    w0 = np.empty(F, np.float32)
+    w1 = np.empty(F, np.float32)
+    w2 = np.empty(F, np.float32)
+    bj = np.empty(F, np.float32)
+    v0 = np.empty(F)
+    v1 = np.empty(F)
+    v2 = np.empty(F)
+    b64 = np.empty(F)
+    live = np.zeros((D + 2, F), np.bool_)
+    isOn = np.zeros(F, np.bool_)
+    loss = np.zeros(F)
+    gbl = np.zeros(F)
+    gw0 = np.zeros(F)
+    gw1 = np.zeros(F)
+    gw2 = np.zeros(F)
+    cl = np.empty(F, np.float32)
+    cg = np.empty(F, np.float32)
+    c0 = np.empty(F, np.float32)
+    c1 = np.empty(F, np.float32)
+    ch2 = np.empty(F, np.float32)
+    for f in range(F):
+        w0[f], w1[f], w2[f] = Ws[i, 0, j0 + f], Ws[i, 1, j0 + f], Ws[i, 2, j0 + f]
+        bj[f] = bs[i, j0 + f]
+        v0[f], v1[f], v2[f], b64[f] = w0[f], w1[f], w2[f], bj[f]
+        live[0, f] = True
+    node = np.empty(2 * D + 4, np.int64)
+    depth = np.empty(2 * D + 4, np.int64)
+    node[0], depth[0] = 0, 0  # the root; pre-order
+    sp = 1
+    mg = np.float32(MARGIN)
+    work = 0
+    while sp > 0:
+        sp -= 1
+        v, d = node[sp], depth[sp]
+        work += F
+        l0, l1, l2 = np.float32(lo[i, v, 0]), np.float32(lo[i, v, 1]), np.float32(lo[i, v, 2])
+        u0, u1, u2 = np.float32(hi[i, v, 0]), np.float32(hi[i, v, 1]), np.float32(hi[i, v, 2])
+        anyon, anykeep = False, False
+        for f in range(F):
+            x0, y0 = w0[f] * l0, w0[f] * u0
+            x1, y1 = w1[f] * l1, w1[f] * u1
+            x2, y2 = w2[f] * l2, w2[f] * u2
+            pmin = bj[f] + min(x0, y0) + min(x1, y1) + min(x2, y2)
+            pmax = bj[f] + max(x0, y0) + max(x1, y1) + max(x2, y2)
+            sc = abs(bj[f]) + max(abs(x0), abs(y0)) + max(abs(x1), abs(y1))
+            tol = mg * (sc + max(abs(x2), abs(y2)))
+            lv = live[d, f]
+            above = pmin > tol
+            on = lv & above  # bitwise, not `and`: no branches in the lane loop
+            keep = lv & ~above & ~(pmax < -tol)
+            isOn[f] = on
+            live[d + 1, f] = keep
+            anyon |= on
+            anykeep |= keep
+        if anyon:
+            cnt = np.float64(end[v] - start[v])
+            s10, s11, s12 = S1[i, v, 0], S1[i, v, 1], S1[i, v, 2]
+            s00, s01, s02 = S2[i, v, 0, 0], S2[i, v, 0, 1], S2[i, v, 0, 2]
+            s11b, s12b, s22 = S2[i, v, 1, 1], S2[i, v, 1, 2], S2[i, v, 2, 2]
+            A00, A01, A02, A11, A12, A22 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+            a0, a1, a2 = 0.0, 0.0, 0.0
+            for f in range(F):
+                on = isOn[f]
+                q0 = s00 * v0[f] + s01 * v1[f] + s02 * v2[f]
+                q1 = s01 * v0[f] + s11b * v1[f] + s12b * v2[f]
+                q2 = s02 * v0[f] + s12b * v1[f] + s22 * v2[f]
+                s1w = v0[f] * s10 + v1[f] * s11 + v2[f] * s12
+                x = v0[f] * q0 + v1[f] * q1 + v2[f] * q2
+                x += 2.0 * b64[f] * s1w + b64[f] * b64[f] * cnt
+                loss[f] += x if on else 0.0
+                x = q0 + b64[f] * s10
+                gw0[f] += x if on else 0.0
+                x = q1 + b64[f] * s11
+                gw1[f] += x if on else 0.0
+                x = q2 + b64[f] * s12
+                gw2[f] += x if on else 0.0
+                x = s1w + b64[f] * cnt
+                gbl[f] += x if on else 0.0
+                x = v0[f] * v0[f]
+                A00 += x if on else 0.0
+                x = v0[f] * v1[f]
+                A01 += x if on else 0.0
+                x = v0[f] * v2[f]
+                A02 += x if on else 0.0
+                x = v1[f] * v1[f]
+                A11 += x if on else 0.0
+                x = v1[f] * v2[f]
+                A12 += x if on else 0.0
+                x = v2[f] * v2[f]
+                A22 += x if on else 0.0
+                x = b64[f] * v0[f]
+                a0 += x if on else 0.0
+                x = b64[f] * v1[f]
+                a1 += x if on else 0.0
+                x = b64[f] * v2[f]
+                a2 += x if on else 0.0
+            nodeA[i, part, v, 0, 0] += A00
+            nodeA[i, part, v, 0, 1] += A01
+            nodeA[i, part, v, 0, 2] += A02
+            nodeA[i, part, v, 1, 0] += A01
+            nodeA[i, part, v, 1, 1] += A11
+            nodeA[i, part, v, 1, 2] += A12
+            nodeA[i, part, v, 2, 0] += A02
+            nodeA[i, part, v, 2, 1] += A12
+            nodeA[i, part, v, 2, 2] += A22
+            nodea[i, part, v, 0] += a0
+            nodea[i, part, v, 1] += a1
+            nodea[i, part, v, 2] += a2
+            onm[i, part, v] = True
+        if not anykeep:
+            continue
+        if right[v] >= 0:
+            node[sp], depth[sp] = right[v], d + 1
+            node[sp + 1], depth[sp + 1] = v + 1, d + 1
+            sp += 2
+            continue
+        cut[i, part, v] = True
+        kl = live[d + 1]
+        work += F * (end[v] - start[v])
+        for f in range(F):
+            cl[f], cg[f], c0[f], c1[f], ch2[f] = 0.0, 0.0, 0.0, 0.0, 0.0
+        for s in range(start[v], end[v]):
+            h0, h1, h2 = hs[i, s, 0], hs[i, s, 1], hs[i, s, 2]
+            x0, x1, x2 = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+            for f in range(F):
+                p = bj[f] + w0[f] * h0
+                p = p + w1[f] * h1
+                p = p + w2[f] * h2
+                r = np.float32(0.0) if p <= 0 else p  # relu that keeps NaN
+                r = r if kl[f] else np.float32(0.0)
+                cl[f] += r * r
+                cg[f] += r
+                c0[f] += r * h0
+                c1[f] += r * h1
+                ch2[f] += r * h2
+                x0 += r * w0[f]
+                x1 += r * w1[f]
+                x2 += r * w2[f]
+            ghp[i, part, s, 0] += c2 * np.float64(x0)
+            ghp[i, part, s, 1] += c2 * np.float64(x1)
+            ghp[i, part, s, 2] += c2 * np.float64(x2)
+        for f in range(F):
+            loss[f] += cl[f]
+            gbl[f] += cg[f]
+            gw0[f] += c0[f]
+            gw1[f] += c1[f]
+            gw2[f] += ch2[f]
+    for f in range(F):
+        lossf[i, j0 + f] = loss[f]
+        gb[i, j0 + f] = c2 * gbl[f]
+        gW[i, 0, j0 + f] = c2 * gw0[f]
+        gW[i, 1, j0 + f] = c2 * gw1[f]
+        gW[i, 2, j0 + f] = c2 * gw2[f]
     return work

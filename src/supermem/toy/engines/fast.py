@@ -52,23 +52,19 @@ class CpuData:
     n: int
 
     @classmethod
-    def from_sparse(cls, d: SparseData) -> CpuData:
+    def from_sparse(cls, d: SparseData, csc: bool = True) -> CpuData:
+        """csc=False leaves the CSC arrays empty, for engines that read only rows (tree)."""
         assert d.weights is None, "weighted rows: wrap the engine in WeightedEngine"
+        csr = d.indptr.astype(np.int64), d.indices.astype(np.int32), d.values.astype(np.float32)
+        if not csc:
+            e = np.zeros(0, np.int64)
+            return cls(*csr, e, e.astype(np.int32), e.astype(np.float32), d.inst, d.T, d.n)
         rows = np.repeat(np.arange(d.inst * d.T), np.diff(d.indptr))
         cols = (rows // d.T) * d.n + d.indices  # block-diagonal: instance i's own columns
-        csc = sp.csc_matrix((d.values, (rows, cols)), shape=(d.inst * d.T, d.inst * d.n))
-        csc.sort_indices()
-        return cls(
-            d.indptr.astype(np.int64),
-            d.indices.astype(np.int32),
-            d.values.astype(np.float32),
-            csc.indptr.astype(np.int64),
-            csc.indices.astype(np.int32),
-            csc.data.astype(np.float32),
-            d.inst,
-            d.T,
-            d.n,
-        )
+        m = sp.csc_matrix((d.values, (rows, cols)), shape=(d.inst * d.T, d.inst * d.n))
+        m.sort_indices()
+        cscs = m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data.astype(np.float32)
+        return cls(*csr, *cscs, d.inst, d.T, d.n)
 
 
 # Below this many items of work a kernel runs on one thread: a parallel region costs a

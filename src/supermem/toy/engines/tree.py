@@ -189,10 +189,9 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
         if st.built:
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
         else:
-            TK.build(h, T, st.D, st.bstart, st.bend, st.perm)
-            ptr, idx, val, flat = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
+            h = TK.build(h, T, st.D, st.bstart, st.bend, st.perm)
+            ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
             d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
-            h = h[flat]
             hs = h.reshape(inst, T, m)
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
             st.built, st.work0, st.excess = True, None, 0
@@ -258,7 +257,7 @@ class TreeEngine(Engine):
     def prepare(self, data: SparseData, device):
         if torch.device(device).type == "cuda":
             return ChunkedEngine().prepare(data, device)
-        return TreeData(CpuData.from_sparse(data), leaf=self.LEAF)
+        return TreeData(CpuData.from_sparse(data, csc=False), leaf=self.LEAF)
 
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, TreeData):
