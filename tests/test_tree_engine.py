@@ -102,6 +102,21 @@ def test_many_steps_on_one_prepared_set_refit_and_rebuild():
     assert not prepared.state.onm.any()
 
 
+def test_permute_rows_puts_each_instance_rows_in_tree_order():
+    """Row i*T + s of the result is row i*T + perm[i, s] of the input, empty rows too."""
+    rng = np.random.default_rng(1)
+    inst, T, n = 3, 50, 20
+    X = sp.random(inst * T, n, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    perm = np.stack([rng.permutation(T) for _ in range(inst)])
+    ptr, idx, val = TK.permute_rows(
+        X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, perm, T
+    )
+    want = X[(np.arange(inst)[:, None] * T + perm).ravel()]
+    got = sp.csr_matrix((val, idx, ptr), shape=X.shape)
+    assert np.diff(X.indptr).min() == 0  # some rows are empty
+    assert np.array_equal(got.indptr, want.indptr) and (got != want).nnz == 0
+
+
 def test_refit_equals_fresh_moments_and_boxes():
     """Refitted boxes and moments are those of the points below each node; the
     pre-order nodes are the breadth-first ones, children after their parent."""
@@ -110,8 +125,9 @@ def test_refit_equals_fresh_moments_and_boxes():
     h = rng.normal(size=(T, m)).astype(np.float32)
     bstart, bend = TK.node_ranges(T, D)
     perm = np.zeros((1, T), np.int64)
-    TK.build(h, T, D, bstart, bend, perm)
+    in_order = TK.build(h, T, D, bstart, bend, perm)
     assert sorted(perm[0]) == list(range(T))
+    assert np.array_equal(in_order, h[perm[0]])  # the points come back in tree order
     hs = h[perm]  # (1, T, m): the points in tree order
     start, end, right, leaves = TK.preorder(T, D)
     nn = len(start)

@@ -13,7 +13,7 @@ from numba import njit, prange
 from supermem.toy.engines._numba_kernels import _HOT
 
 MARGIN = 1e-5  # >> float32 rounding of p relative to scale, << any useful p
-FB = 32  # features per block; the m = 2 kernel's lane loops have this compile-time length
+FB = 32  # features per block; the m = 2 and 3 kernels' lane loops have this compile-time length
 
 
 @njit(parallel=True, cache=True)
@@ -421,8 +421,8 @@ def _traverse_block_m3(
                 q1 = s01 * v0[f] + s11b * v1[f] + s12b * v2[f]
                 q2 = s02 * v0[f] + s12b * v1[f] + s22 * v2[f]
                 s1w = v0[f] * s10 + v1[f] * s11 + v2[f] * s12
-                x = v0[f] * q0 + v1[f] * q1 + v2[f] * q2
-                x += 2.0 * b64[f] * s1w + b64[f] * b64[f] * cnt
+                x = v0[f] * q0 + v1[f] * q1 + v2[f] * q2 + 2.0 * b64[f] * s1w
+                x += b64[f] * b64[f] * cnt
                 loss[f] += x if on else 0.0
                 x = q0 + b64[f] * s10
                 gw0[f] += x if on else 0.0

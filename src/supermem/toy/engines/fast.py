@@ -38,7 +38,8 @@ class CpuData:
 
     indptr (R+1,) int64, indices (nnz,) int32, values (nnz,) float32: rows, R = inst*T.
     cptr (inst*n+1,) int64, crows (nnz,) int32, cvals (nnz,) float32: column i*n + j is
-    feature j of instance i, its rows in increasing order.
+    feature j of instance i, its rows in increasing order (all three empty when built with
+    csc=False, as the tree engine does: it reads only rows).
     """
 
     indptr: np.ndarray
