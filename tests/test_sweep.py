@@ -56,11 +56,11 @@ class CountTrainMany:
         self.real, self.calls, self.fail_if = train_mod.train_many, [], fail_if
         monkeypatch.setattr(train_mod, "train_many", self)
 
-    def __call__(self, cfgs, progress=True, init=None):
+    def __call__(self, cfgs, progress=True, init=None, **kw):
         self.calls.append(list(cfgs))
         if self.fail_if(cfgs[0]):
             raise RuntimeError("boom in this group")
-        return self.real(cfgs, progress=progress, init=init)
+        return self.real(cfgs, progress=progress, init=init, **kw)
 
     @property
     def trained(self) -> int:

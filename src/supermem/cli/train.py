@@ -26,7 +26,20 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="save the training state beside --out this often (default 600; 0: every 100 "
+        "steps; -1: never); the same command then resumes a stopped run with the same numbers",
+    )
     p.set_defaults(func=run)
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where ``supermem train --out OUT`` keeps its checkpoint: a hidden sibling of OUT."""
+    return out.parent / f".{out.name}.checkpoint"
 
 
 def run(args) -> int:
@@ -46,11 +59,26 @@ def run(args) -> int:
             raise CLIError(f"--init-from: {e}") from None
         if status != "ok":
             raise CLIError(f"--init-from {cfg.init_from}: run has status {status}, no weights")
+    from supermem.toy import checkpoint as ckpt
+
+    ck = checkpoint_dir(args.out) if args.checkpoint_every >= 0 else None
+    if ck is not None:
+        try:
+            found = ckpt.load(ck, [cfg])
+        except ConfigError as e:
+            if not args.overwrite:
+                raise CLIError(f"{e}; remove it or pass --overwrite") from None
+            ckpt.remove(ck)
+            found = None
+        if found is not None:
+            print(f"supermem train: resuming from step {found.step:,} ({ck})", file=sys.stderr)
     try:
-        result = train(cfg, progress=progress_enabled(args))
+        result = train(cfg, progress_enabled(args), ck, max(args.checkpoint_every, 0.0))
     except ConfigError as e:
         raise CLIError(str(e)) from None
     path = save_run(result, args.out, overwrite=args.overwrite)
+    if ck is not None:
+        ckpt.remove(ck)
     if result.diverged:
         print(
             f"supermem train: run diverged at step {result.diverged_step}; recorded in {path}",

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supermem.config import TrainConfig
-from supermem.sweeps.index import FAILED, RUNS, config_key, record
+from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.index import FAILED, PARTIAL, RUNS, config_key, record
 from supermem.sweeps.store import (
     RunExistsError,
     _json,
@@ -33,6 +33,7 @@ from supermem.sweeps.store import (
     save_run,
     write_atomic,
 )
+from supermem.toy import checkpoint
 
 # The trainer module, looked up at call time so tests can monkeypatch train_many.
 train_mod = importlib.import_module("supermem.toy.train")
@@ -55,13 +56,29 @@ class Outcome:
     row: dict[str, Any]
 
 
+CHECKPOINT_EVERY = 600.0  # seconds between a group's checkpoints, in OUT/partial/<key>/
+
+
 def run_group(job: Job) -> list[Outcome]:
-    """Train one group and save each result; a crash becomes a failure record per config."""
+    """Train one group and save each result; a crash becomes a failure record per config.
+
+    The group checkpoints into ``OUT/partial/`` as it trains, so a sweep stopped (or a
+    worker killed) mid-run resumes that run where it was, with the same numbers; the
+    checkpoint is removed once every result is saved. One left by another grouping of
+    configs is discarded."""
     out = Path(job.out)
+    ck = out / PARTIAL / config_key(job.configs[0])
     t0 = time.perf_counter()
     try:
+        try:
+            checkpoint.load(ck, list(job.configs))
+        except ConfigError:
+            checkpoint.remove(ck)
         init = init_weights(job.configs[0])
-        results = train_mod.train_many(list(job.configs), progress=False, init=init)
+        results = train_mod.train_many(
+            list(job.configs), progress=False, init=init, checkpoint=ck,
+            checkpoint_every=CHECKPOINT_EVERY,
+        )  # fmt: skip
     except Exception as e:  # isolate: this group fails, the sweep goes on
         err = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc()
@@ -80,6 +97,7 @@ def run_group(job: Job) -> list[Outcome]:
             continue
         shutil.rmtree(out / FAILED / key, ignore_errors=True)  # an earlier crash is superseded
         outcomes.append(Outcome(key, status, record(path)))
+    checkpoint.remove(ck)
     return outcomes
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay qu
     import pandas as pd
 
 RUNS, FAILED, DAMAGED, INDEX, LOCK = "runs", "failed", "damaged", "index.sqlite", ".lock"
+PARTIAL = "partial"  # OUT/partial/<key>/: the checkpoint of a group in flight (executors)
 _FLOATS = {f.name for f in fields(TrainConfig) if f.type == "float"}
 _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, config TEXT NOT NULL, metrics TEXT NOT NULL,
@@ -144,9 +145,10 @@ def sweep_lock(out: Path) -> Iterator[None]:
 
 
 def remove_partial(out: Path) -> list[Path]:
-    """Delete hidden temp dirs left by a killed ``store.write_atomic``; return them."""
+    """Delete hidden temp dirs left by a killed ``store.write_atomic`` (or checkpoint
+    write); return them."""
     gone = []
-    for sub in (out / RUNS, out / FAILED):
+    for sub in (out / RUNS, out / FAILED, out / PARTIAL):
         if sub.is_dir():
             for p in sub.iterdir():
                 if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):

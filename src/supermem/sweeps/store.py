@@ -83,13 +83,15 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "kept_init_seed": r.init_seed,
         **provenance(),
     }
-    base = {
+    base: dict[str, Any] = {
         "status": "diverged" if r.diverged else "ok",
         "diverged_step": r.diverged_step,
         "seconds": r.seconds,
         "engine": r.engine,
         "restart_train_losses": r.restart_train_losses,
     }
+    if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one)
+        base["resumed_at_steps"] = r.resumed
     if r.diverged:
         return config, base, {}
     W, b = r.params["W"], r.params["b"]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
+from supermem.toy import checkpoint as ckpt
 from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
@@ -84,6 +86,7 @@ class InstanceResult:
     restart_train_losses: list[float] = field(default_factory=list)
     restart_seeds: list[int] = field(default_factory=list)
     engine: str = ""  # the engine that trained it (what ``auto`` resolved to)
+    resumed: list[int] = field(default_factory=list)  # steps it resumed at from checkpoints
 
     @property
     def diverged(self) -> bool:
@@ -178,6 +181,8 @@ def train_many(
     progress: bool = True,
     init: dict | None = None,
     data: tuple[SparseData, SparseData] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float = 600.0,
 ) -> list[InstanceResult]:
     """Train every restart of every config together; one result per config (best restart).
 
@@ -186,6 +191,11 @@ def train_many(
     ``data``: (training, test) sets with one instance per config (T = train_size), used
     instead of the sets each config's data_seed draws: e.g. chosen subsets of one pool
     (``supermem.real.counterfactual``).
+    ``checkpoint``: a directory. If it holds a checkpoint of these configs, training
+    resumes from it, with the same numbers as never stopping; every ``checkpoint_every``
+    seconds (at a finiteness check; 0: at every one) the state is written there
+    (``supermem.toy.checkpoint``). The caller removes it once the results are saved. A
+    checkpoint of other configs raises ConfigError.
     """
     _check_batch(cfgs)
     c = cfgs[0]
@@ -222,15 +232,32 @@ def train_many(
     assert warmup is not None  # TrainConfig resolves it
     history = torch.empty(c.steps, len(owners), device=device)
     diverged = np.full(len(owners), -1)
-    t0 = time.perf_counter()
+    start, earlier_seconds, resumed = 0, 0.0, list[int]()
+    ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
+    if ck is not None:
+        if ck.engine != engine.name:
+            raise ConfigError(f"checkpoint {checkpoint} was trained by engine {ck.engine}")
+        with torch.no_grad():
+            for k in p:
+                p[k].copy_(ck.params[k])
+        opt.load_state_dict({**opt.state_dict(), "state": ck.optimizer})
+        history[: ck.step] = ck.history
+        snap_taken = list(ck.snap_taken)
+        for k in snaps:
+            snaps[k] = list(ck.snapshots[k].unbind(0)) if snap_taken else []
+        diverged[:] = ck.diverged
+        engine.restore(train_data, ck.engine_state)
+        start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
+    t0 = saved_at = time.perf_counter()
     bar = tqdm(
         total=c.steps,
+        initial=start,
         disable=not progress,
         desc=f"T={c.train_size} m={c.hidden}",
         unit="step",
         leave=False,
     )
-    for step in range(c.steps):
+    for step in range(start, c.steps):
         if step in snap_at:
             snap_taken.append(step)
             for k in p:
@@ -255,6 +282,17 @@ def train_many(
             bar.set_postfix(loss=f"{window[-1].float().mean().item():.4g}")
             if (diverged >= 0).all():
                 break
+            now = time.perf_counter()
+            if checkpoint is not None and now - saved_at >= checkpoint_every:
+                if step + 1 < c.steps:
+                    now_state = ckpt.Checkpoint(
+                        step + 1, engine.name, earlier_seconds + now - t0,
+                        {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
+                        history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
+                        diverged, engine.state(train_data), resumed,
+                    )  # fmt: skip
+                    ckpt.save(checkpoint, cfgs, now_state)
+                saved_at = time.perf_counter()
     bar.close()
     if c.steps in snap_at and (diverged < 0).any():
         snap_taken.append(c.steps)
@@ -272,7 +310,7 @@ def train_many(
             diverged[i] = c.steps
     hsteps = _history_steps(c.steps)
     hist = history.cpu().numpy()
-    seconds = time.perf_counter() - t0
+    seconds = earlier_seconds + time.perf_counter() - t0
 
     results = []
     for ci, cfg in enumerate(cfgs):
@@ -298,6 +336,7 @@ def train_many(
                 restart_train_losses=[float(train_loss[i]) for i in mine],
                 restart_seeds=[seeds[i] for i in mine],
                 engine=engine.name,
+                resumed=resumed,
             )
         )
     return results

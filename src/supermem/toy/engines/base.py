@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from supermem.toy.data import SparseData
@@ -38,3 +39,11 @@ class Engine(ABC):
     @abstractmethod
     def loss(self, model: ModelVariant, p: Params, data: Any) -> torch.Tensor:
         """loss: (inst,), without gradients."""
+
+    def state(self, data: Any) -> dict[str, np.ndarray]:
+        """What ``data`` carries from one step to the next and a checkpoint must keep
+        (``supermem.toy.checkpoint``); nothing for an engine whose data never change."""
+        return {}
+
+    def restore(self, data: Any, state: dict[str, np.ndarray]) -> None:  # noqa: B027
+        """Put a ``state`` back into freshly prepared ``data`` (nothing by default)."""

@@ -118,6 +118,8 @@ class TreeData:
     state: TreeState | None = None
     leaf: int = 16
     log: list = field(default_factory=list)  # (step, "build") entries, for the benchmark
+    order: np.ndarray | None = None  # (inst, T) int64: the row of the prepared set at each
+    # tree position (all builds composed; None before the first), what a checkpoint keeps
 
 
 def feature_order(W: np.ndarray, b: np.ndarray, radius: np.ndarray, F: int) -> np.ndarray:
@@ -190,6 +192,8 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
         else:
             h = TK.build(h, T, st.D, st.bstart, st.bend, st.perm)
+            prev = data.order
+            data.order = st.perm.copy() if prev is None else np.take_along_axis(prev, st.perm, 1)
             ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
             d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
             hs = h.reshape(inst, T, m)
@@ -266,3 +270,29 @@ class TreeEngine(Engine):
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]
+
+    def state(self, data) -> dict[str, np.ndarray]:
+        """The point order and the rebuild rule's bookkeeping: the boxes and moments are
+        refitted from them at the next step, exactly as they would have been."""
+        st = getattr(data, "state", None)
+        if not isinstance(data, TreeData) or st is None or data.order is None:
+            return {}
+        work0 = -1 if st.work0 is None else st.work0
+        m = st.lo.shape[2]
+        scalars = [m, int(st.built), work0, st.excess, st.builds, st.steps]
+        return {"order": data.order, "scalars": np.array(scalars, np.int64)}
+
+    def restore(self, data, state: dict[str, np.ndarray]) -> None:
+        if not isinstance(data, TreeData) or "order" not in state:
+            return
+        order = np.ascontiguousarray(state["order"], dtype=np.int64)
+        m, built, work0, excess, builds, steps = (int(x) for x in state["scalars"])
+        d = data.cpu
+        if order.shape != (d.inst, d.T):
+            raise ValueError(f"tree state of shape {order.shape} for data {(d.inst, d.T)}")
+        ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, order, d.T)
+        data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
+        data.order = order
+        st = data.state = TreeState.empty(d.inst, d.T, m, data.leaf)
+        st.built, st.work0 = bool(built), None if work0 < 0 else work0
+        st.excess, st.builds, st.steps = excess, builds, steps

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from supermem.toy.data import SparseData, combine
 from supermem.toy.engines.base import Engine
 
@@ -62,3 +64,13 @@ class WeightedEngine(Engine):
     def loss(self, model, p, data: WeightedData):
         parts = [(e, k, self.inner.loss(model, p, d)) for e, k, d in data.groups]
         return combine(data.T, self.inner.loss(model, p, data.full), parts)
+
+    def state(self, data: WeightedData) -> dict[str, np.ndarray]:
+        parts = [("full", data.full)] + [(f"g{q}", d) for q, (_, _, d) in enumerate(data.groups)]
+        return {f"{tag}.{k}": v for tag, d in parts for k, v in self.inner.state(d).items()}
+
+    def restore(self, data: WeightedData, state: dict[str, np.ndarray]) -> None:
+        parts = [("full", data.full)] + [(f"g{q}", d) for q, (_, _, d) in enumerate(data.groups)]
+        for tag, d in parts:
+            mine = {k[len(tag) + 1 :]: v for k, v in state.items() if k.startswith(f"{tag}.")}
+            self.inner.restore(d, mine)

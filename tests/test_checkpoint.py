@@ -1,0 +1,164 @@
+"""Checkpoints: a training call stopped after a checkpoint and resumed from it gives the
+same numbers, bit for bit, as one that never stopped (every engine, the tree engine's
+rebuilds, repeated points, the CLI and sweeps); other configs' checkpoints are refused."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_config
+
+from supermem.cli import main
+from supermem.config import ConfigError
+from supermem.sweeps.executors import Job, run_group
+from supermem.sweeps.index import PARTIAL, RUNS, config_key
+from supermem.sweeps.store import load_run
+from supermem.toy import checkpoint as ckpt
+from supermem.toy import train as train_mod
+from supermem.toy.engines import TreeEngine
+from supermem.toy.train import train, train_many
+
+
+class Stop(BaseException):
+    """Stands for the process being killed (no ``except Exception`` catches it)."""
+
+
+@pytest.fixture
+def stop_after_checkpoint(monkeypatch):
+    """Make training stop right after it writes the checkpoint at step ``at``."""
+    real = ckpt.save
+
+    def arm(at: int):
+        def save(path, cfgs, state):
+            real(path, cfgs, state)
+            if state.step == at:
+                raise Stop
+
+        monkeypatch.setattr(train_mod.ckpt, "save", save)
+
+    yield arm
+    monkeypatch.setattr(train_mod.ckpt, "save", real)
+
+
+def assert_same(a, b):
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+        assert np.array_equal(a.snapshots[k], b.snapshots[k]), k
+    assert np.array_equal(a.snapshot_steps, b.snapshot_steps)
+    assert np.array_equal(a.loss_history, b.loss_history)
+    assert a.train_loss == b.train_loss and a.test_loss == b.test_loss
+    assert a.diverged_step == b.diverged_step
+
+
+CASES = {
+    "reference": dict(engine="reference"),
+    "fast": dict(engine="fast", hidden=3),
+    "tree": dict(engine="tree", train_size=300, lr=3e-2),
+    "tree-repeated": dict(engine="tree", train_size=200, repeat_points=2, repeat_count=4),
+    "untied": dict(engine="reference", model="untied"),
+    "restarts": dict(engine="fast", restarts=3),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_resumed_training_equals_training_in_one_go(
+    case, tmp_path, stop_after_checkpoint, monkeypatch
+):
+    cfg = make_config(**{**dict(steps=500, warmup=50, train_size=40, snapshots=8), **CASES[case]})
+    if cfg.engine == "tree":  # leaves of 2 points: deep trees, rebuilt as points move
+        monkeypatch.setattr(TreeEngine, "LEAF", 2)
+    want = train(cfg, progress=False)
+    ck = tmp_path / "ck"
+    stop_after_checkpoint(300)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    saved = ckpt.load(ck, [cfg])
+    assert saved is not None and saved.step == 300
+    if cfg.engine == "tree":  # the tree was rebuilt before the stop, and its order kept
+        scalars = next(v for k, v in saved.engine_state.items() if k.endswith("scalars"))
+        assert scalars[4] >= 2
+    got = train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0]
+    assert got.resumed == [300]
+    assert_same(want, got)
+
+
+def test_a_checkpoint_of_other_configs_is_refused(tmp_path, stop_after_checkpoint):
+    cfg = make_config(steps=300)
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=tmp_path / "ck", checkpoint_every=0)
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        train_many([cfg.replace(seed=1)], progress=False, checkpoint=tmp_path / "ck")
+
+
+def test_checkpoints_are_written_only_as_often_as_asked(tmp_path):
+    cfg = make_config(steps=300)
+    train_many([cfg], progress=False, checkpoint=tmp_path / "ck", checkpoint_every=1e9)
+    assert not (tmp_path / "ck").exists()  # never due; nothing is left behind
+
+
+ARGS = ["--features", "40", "--sparsity", "0.9", "--train-size", "6", "--steps", "400"]
+ARGS += ["--warmup", "20", "--test-size", "32", "--engine", "fast", "--no-progress"]
+
+
+def test_cli_resumes_a_stopped_run_and_cleans_up(tmp_path, stop_after_checkpoint, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *ARGS, "--out", str(tmp_path / "whole")]) == 0
+    stop_after_checkpoint(200)
+    with pytest.raises(Stop):
+        main(["train", *ARGS, "--out", str(out), "--checkpoint-every", "0"])
+    assert not out.exists() and (tmp_path / ".run.checkpoint").is_dir()
+    capsys.readouterr()
+    # another config cannot use it: one line, exit 2, nothing written
+    assert main(["train", *ARGS, "--seed", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "belongs to another run" in err and not out.exists()
+    stop_after_checkpoint(-1)
+    assert main(["train", *ARGS, "--out", str(out)]) == 0
+    assert "resuming from step 200" in capsys.readouterr().err
+    assert not (tmp_path / ".run.checkpoint").exists()
+    a, b = load_run(tmp_path / "whole"), load_run(out)
+    for k in ("W", "b", "snapshot_W", "loss_history"):
+        assert np.array_equal(a.arrays[k], b.arrays[k]), k
+    assert json.loads((out / "metrics.json").read_text())["resumed_at_steps"] == [200]
+
+
+def test_cli_overwrite_discards_a_checkpoint_of_other_configs(tmp_path, stop_after_checkpoint):
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        main(["train", *ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"])
+    stop_after_checkpoint(-1)
+    argv = ["train", *ARGS, "--seed", "3", "--out", str(tmp_path / "run"), "--overwrite"]
+    assert main(argv) == 0
+    assert "resumed_at_steps" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_sweep_group_resumes_mid_run(tmp_path, monkeypatch, stop_after_checkpoint):
+    monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
+    cfgs = tuple(make_config(steps=400, engine="fast", seed=s) for s in (0, 1))
+    want = train_many(list(cfgs), progress=False)
+    stop_after_checkpoint(300)
+    with pytest.raises(Stop):
+        run_group(Job(cfgs, str(tmp_path)))
+    partial = tmp_path / PARTIAL / config_key(cfgs[0])
+    assert partial.is_dir() and not (tmp_path / RUNS).exists()
+    stop_after_checkpoint(-1)
+    outcomes = run_group(Job(cfgs, str(tmp_path)))
+    assert [o.status for o in outcomes] == ["ok", "ok"] and not partial.exists()
+    for cfg, r in zip(cfgs, want):
+        run = load_run(tmp_path / RUNS / config_key(cfg))
+        assert np.array_equal(run.arrays["W"], r.params["W"])
+        assert run.metrics["resumed_at_steps"] == [300]
+
+
+def test_checkpoint_files_hold_no_pickle(tmp_path, stop_after_checkpoint):
+    cfg = make_config(steps=300)
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=tmp_path / "ck", checkpoint_every=0)
+    names = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert names == ["checkpoint.json", "checkpoint.safetensors"]
+    state = ckpt.load(tmp_path / "ck", [cfg])
+    assert state is not None and isinstance(state.history, torch.Tensor)
+    assert state.history.shape == (100, 1)
