@@ -116,12 +116,29 @@ def test_cli_resumes_a_stopped_run_and_cleans_up(tmp_path, stop_after_checkpoint
     assert err.count("\n") == 1 and "belongs to another run" in err and not out.exists()
     stop_after_checkpoint(-1)
     assert main(["train", *ARGS, "--out", str(out)]) == 0
-    assert "resuming from step 200" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "resuming from step 200" in err and "warning" not in err
     assert not (tmp_path / ".run.checkpoint").exists()
     a, b = load_run(tmp_path / "whole"), load_run(out)
     for k in ("W", "b", "snapshot_W", "loss_history"):
         assert np.array_equal(a.arrays[k], b.arrays[k]), k
-    assert json.loads((out / "metrics.json").read_text())["resumed_at_steps"] == [200]
+    assert b.metrics["resumed_at_steps"] == [200]
+    assert b.metrics["segment_commits"] == [b.config["git_commit"]] * 2
+
+
+def test_cli_warns_when_earlier_segments_ran_other_source(tmp_path, stop_after_checkpoint, capsys):
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        main(["train", *ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"])
+    meta_path = tmp_path / ".run.checkpoint" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "commits": ["0123abc"]}))
+    stop_after_checkpoint(-1)
+    capsys.readouterr()
+    assert main(["train", *ARGS, "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: earlier segments ran other source (0123abc;" in err
+    assert load_run(tmp_path / "run").metrics["segment_commits"][0] == "0123abc"
 
 
 def test_cli_overwrite_discards_a_checkpoint_of_other_configs(tmp_path, stop_after_checkpoint):

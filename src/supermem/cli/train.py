@@ -72,6 +72,15 @@ def run(args) -> int:
             found = None
         if found is not None:
             print(f"supermem train: resuming from step {found.step:,} ({ck})", file=sys.stderr)
+            from supermem.provenance import git_commit
+
+            if any(c != git_commit() for c in found.commits):
+                print(
+                    f"supermem train: warning: earlier segments ran other source "
+                    f"({', '.join(str(c) for c in found.commits)}; now {git_commit()}): "
+                    "the numbers equal one run's only where the engine's code is the same",
+                    file=sys.stderr,
+                )
     try:
         result = train(cfg, progress_enabled(args), ck, max(args.checkpoint_every, 0.0))
     except ConfigError as e:

@@ -17,11 +17,9 @@ into place only when complete, so a visible run directory is always a whole one.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +30,9 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from supermem import __version__, metrics
+from supermem import metrics
 from supermem.config import ConfigError, TrainConfig
+from supermem.provenance import git_commit, provenance  # noqa: F401 (re-exported)
 from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError, check_run
 from supermem.toy.model import get_model
 from supermem.toy.train import InstanceResult
@@ -41,38 +40,6 @@ from supermem.toy.train import InstanceResult
 
 class RunExistsError(FileExistsError):
     """The output directory exists and overwriting was not asked for."""
-
-
-@functools.cache
-def git_commit() -> str | None:
-    """The commit of the source tree supermem runs from, '+dirty' if modified; None outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return rev.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def provenance() -> dict[str, Any]:
-    import torch
-
-    return {
-        "supermem_version": __version__,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-    }
 
 
 def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
@@ -92,6 +59,7 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
     }
     if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one)
         base["resumed_at_steps"] = r.resumed
+        base["segment_commits"] = r.segment_commits
     if r.diverged:
         return config, base, {}
     W, b = r.params["W"], r.params["b"]

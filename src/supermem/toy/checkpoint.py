@@ -53,6 +53,7 @@ class Checkpoint:
     diverged: np.ndarray
     engine_state: dict[str, np.ndarray]
     resumed: list[int]  # steps at which earlier segments resumed
+    commits: list[str | None]  # the git commit each segment so far ran (None: unknown)
 
 
 def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> None:
@@ -80,6 +81,7 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
         "diverged": ck.diverged.tolist(),
         "optimizer_scalars": opt_scalars,
         "resumed": ck.resumed,
+        "commits": ck.commits,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -133,6 +135,7 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         diverged=np.asarray(meta["diverged"], dtype=np.int64),
         engine_state={k: v.numpy() for k, v in strip("engine.").items()},
         resumed=[int(s) for s in meta.get("resumed", [])],
+        commits=meta.get("commits", [None] * (len(meta.get("resumed", [])) + 1)),
     )
 
 

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
+from supermem.provenance import git_commit
 from supermem.toy import checkpoint as ckpt
 from supermem.toy import data as data_mod
 from supermem.toy import losses
@@ -87,6 +88,8 @@ class InstanceResult:
     restart_seeds: list[int] = field(default_factory=list)
     engine: str = ""  # the engine that trained it (what ``auto`` resolved to)
     resumed: list[int] = field(default_factory=list)  # steps it resumed at from checkpoints
+    segment_commits: list[str | None] = field(default_factory=list)  # when resumed: the git
+    # commit of each segment's source (the numbers equal one run's where the engine is the same)
 
     @property
     def diverged(self) -> bool:
@@ -233,6 +236,7 @@ def train_many(
     history = torch.empty(c.steps, len(owners), device=device)
     diverged = np.full(len(owners), -1)
     start, earlier_seconds, resumed = 0, 0.0, list[int]()
+    commits = [git_commit()]  # this segment's source, read before it can change on disk
     ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
     if ck is not None:
         if ck.engine != engine.name:
@@ -248,6 +252,7 @@ def train_many(
         diverged[:] = ck.diverged
         engine.restore(train_data, ck.engine_state)
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
+        commits = [*ck.commits, commits[0]]
     t0 = saved_at = time.perf_counter()
     bar = tqdm(
         total=c.steps,
@@ -289,7 +294,7 @@ def train_many(
                         step + 1, engine.name, earlier_seconds + now - t0,
                         {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
                         history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
-                        diverged, engine.state(train_data), resumed,
+                        diverged, engine.state(train_data), resumed, commits,
                     )  # fmt: skip
                     ckpt.save(checkpoint, cfgs, now_state)
                 saved_at = time.perf_counter()
@@ -337,6 +342,7 @@ def train_many(
                 restart_seeds=[seeds[i] for i in mine],
                 engine=engine.name,
                 resumed=resumed,
+                segment_commits=commits if resumed else [],
             )
         )
     return results

@@ -28,8 +28,10 @@ FAST_GENERIC = 8.5e-10  # s per pair per (m + 1), m > 3
 FAST_SPARSE = 2.0e-8  # s per nonzero per m (the fast engine's column pass misses cache)
 # tree, initial state: walk = step - sparse - point terms, over n sqrt(T * LEAF); m = 2
 # refitted on the second-round table (commit 38e894a: 178.6 ms at T = 10^6, of which the
-# two passes over the nonzeros ~57 ms and refit + push-down ~24 ms), m = 1, 3 the first
-TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 2.3e-7}  # s per feature per sqrt(T * LEAF)
+# two passes over the nonzeros ~57 ms and refit + push-down ~24 ms), m = 1 the first;
+# m = 3 on the third round's (the specialised block, commit 12e5ff2): fitted to the
+# measured fast/tree ratio at T = 10^5, 6.2x, against FAST_PAIR[3]
+TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 4.2e-8}  # s per feature per sqrt(T * LEAF)
 TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
 TREE_SPARSE = {2: 2.9e-9}  # s per nonzero per m (h = W x, the row pass): m = 2's kernels
 TREE_SPARSE_GENERIC = 5.0e-9  # the same for the generic kernels (m != 2)
