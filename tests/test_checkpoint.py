@@ -179,3 +179,61 @@ def test_checkpoint_files_hold_no_pickle(tmp_path, stop_after_checkpoint):
     state = ckpt.load(tmp_path / "ck", [cfg])
     assert state is not None and isinstance(state.history, torch.Tensor)
     assert state.history.shape == (100, 1)
+
+
+def stop_between_renames(monkeypatch, ck):
+    """Make the next ``save`` of ``ck`` stop after moving the old checkpoint aside."""
+    real = ckpt.os.rename
+
+    def rename(src, dst):
+        if str(dst) == str(ck):
+            raise Stop
+        real(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "rename", rename)
+
+
+def test_a_stop_between_the_renames_keeps_the_previous_checkpoint(
+    tmp_path, stop_after_checkpoint, monkeypatch
+):
+    cfg = make_config(steps=300)
+    whole = train(cfg, progress=False)
+    ck = tmp_path / "ck"
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    stop_after_checkpoint(-1)
+    with monkeypatch.context() as m:
+        stop_between_renames(m, ck)
+        with pytest.raises(Stop):  # the save at step 200 dies between its renames
+            train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    assert not ck.exists() and len(list(tmp_path.glob(".ck.old-*"))) == 1
+    info = ckpt.info(ck, [cfg])  # the step-100 checkpoint is put back
+    assert info is not None and info.step == 100 and ck.is_dir()
+    resumed = train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0]
+    assert_same(whole, resumed)
+    assert resumed.resumed == [100]
+    ckpt.remove(ck)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_start_puts_back_a_checkpoint_caught_between_renames(
+    tmp_path, monkeypatch, stop_after_checkpoint
+):
+    from supermem.sweeps.index import remove_partial
+
+    monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
+    cfgs = (make_config(steps=300, engine="fast"),)
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        run_group(Job(cfgs, str(tmp_path)))
+    partial = tmp_path / PARTIAL / config_key(cfgs[0])
+    stop_after_checkpoint(-1)
+    with monkeypatch.context() as m:
+        stop_between_renames(m, partial)
+        with pytest.raises(Stop):
+            run_group(Job(cfgs, str(tmp_path)))
+    assert not partial.exists()
+    remove_partial(tmp_path)  # what a sweep does first
+    assert ckpt.info(partial, list(cfgs)).step == 100
+    assert [p.name for p in (tmp_path / PARTIAL).iterdir()] == [partial.name]

@@ -64,7 +64,7 @@ def run(args) -> int:
     ck = checkpoint_dir(args.out) if args.checkpoint_every >= 0 else None
     if ck is not None:
         try:
-            found = ckpt.load(ck, [cfg])
+            found = ckpt.info(ck, [cfg])
         except ConfigError as e:
             if not args.overwrite:
                 raise CLIError(f"{e}; remove it or pass --overwrite") from None

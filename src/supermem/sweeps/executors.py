@@ -71,7 +71,7 @@ def run_group(job: Job) -> list[Outcome]:
     t0 = time.perf_counter()
     try:
         try:
-            checkpoint.load(ck, list(job.configs))
+            checkpoint.info(ck, list(job.configs))
         except ConfigError:
             checkpoint.remove(ck)
         init = init_weights(job.configs[0])

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from supermem.config import TrainConfig
 from supermem.sweeps.checks import DamagedRunError, check_run, read_json
 from supermem.sweeps.store import Run, load_run
+from supermem.toy import checkpoint
 
 if TYPE_CHECKING:  # pandas is imported on use: `import supermem` should stay quick
     import pandas as pd
@@ -146,7 +147,10 @@ def sweep_lock(out: Path) -> Iterator[None]:
 
 def remove_partial(out: Path) -> list[Path]:
     """Delete hidden temp dirs left by a killed ``store.write_atomic`` (or checkpoint
-    write); return them."""
+    write); return them. A checkpoint caught between its two renames is put back first."""
+    if (out / PARTIAL).is_dir():
+        for p in (out / PARTIAL).glob(".*.old-*"):
+            checkpoint.recover(p.parent / p.name[1:].rsplit(".old-", 1)[0])
     gone = []
     for sub in (out / RUNS, out / FAILED, out / PARTIAL):
         if sub.is_dir():

@@ -11,7 +11,9 @@ the configs and the step. Resuming from it gives the same numbers as never stopp
 
 Layout: ``checkpoint.json`` (configs, step, engine, scalars) and
 ``checkpoint.safetensors`` (every tensor), written to a temporary sibling and renamed
-over the previous checkpoint, so a stop mid-write leaves the last complete one.
+over the previous checkpoint, so a stop mid-write leaves the last complete one (a stop
+between the two renames leaves it as a hidden ``.old-*`` sibling, which ``load`` and
+``info`` take back).
 """
 
 from __future__ import annotations
@@ -98,19 +100,69 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
-    """The checkpoint in ``path``; None if there is none. ConfigError if it belongs to
-    other configs (the caller decides whether to refuse or start afresh)."""
+@dataclass(frozen=True)
+class Info:
+    """What ``checkpoint.json`` says, without reading the tensors."""
+
+    step: int
+    engine: str
+    resumed: list[int]
+    commits: list[str | None]
+
+
+def _complete(d: Path) -> bool:
+    return (d / META).exists() and (d / TENSORS).exists()
+
+
+def recover(path: str | os.PathLike) -> None:
+    """Put back the previous checkpoint if a stop fell between ``save``'s two renames
+    (``path`` gone, its ``.old-*`` sibling complete)."""
     path = Path(path)
-    if not (path / META).exists() or not (path / TENSORS).exists():
+    if path.exists():
+        return
+    olds = [d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d)]
+    if olds:
+        os.rename(max(olds, key=lambda d: (d / META).stat().st_mtime), path)
+
+
+def _meta(path: Path, cfgs: list[TrainConfig]) -> dict | None:
+    recover(path)
+    if not _complete(path):
         return None
     try:
         meta = json.loads((path / META).read_text())
-        tensors = load_file(str(path / TENSORS))
     except (OSError, ValueError) as e:
         raise ConfigError(f"checkpoint {path} is unreadable ({e})") from None
     if meta.get("version") != VERSION or meta.get("configs") != [c.to_dict() for c in cfgs]:
         raise ConfigError(f"checkpoint {path} belongs to another run (its configs differ)")
+    return meta
+
+
+def _commits(meta: dict) -> list[str | None]:
+    return meta.get("commits", [None] * (len(meta.get("resumed", [])) + 1))
+
+
+def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
+    """The step, engine and segments of the checkpoint in ``path``, reading only its JSON;
+    None if there is none, ConfigError as ``load``."""
+    meta = _meta(Path(path), cfgs)
+    if meta is None:
+        return None
+    resumed = [int(s) for s in meta.get("resumed", [])]
+    return Info(int(meta["step"]), meta["engine"], resumed, _commits(meta))
+
+
+def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
+    """The checkpoint in ``path``; None if there is none. ConfigError if it belongs to
+    other configs (the caller decides whether to refuse or start afresh)."""
+    path = Path(path)
+    meta = _meta(path, cfgs)
+    if meta is None:
+        return None
+    try:
+        tensors = load_file(str(path / TENSORS))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"checkpoint {path} is unreadable ({e})") from None
     opt: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in tensors.items():
         if key.startswith("opt."):
@@ -135,10 +187,13 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         diverged=np.asarray(meta["diverged"], dtype=np.int64),
         engine_state={k: v.numpy() for k, v in strip("engine.").items()},
         resumed=[int(s) for s in meta.get("resumed", [])],
-        commits=meta.get("commits", [None] * (len(meta.get("resumed", [])) + 1)),
+        commits=_commits(meta),
     )
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Delete a checkpoint directory (after its run was saved)."""
+    """Delete a checkpoint directory (after its run was saved), and any ``.old-*`` sibling."""
+    path = Path(path)
     shutil.rmtree(path, ignore_errors=True)
+    for d in path.parent.glob(f".{path.name}.old-*"):
+        shutil.rmtree(d, ignore_errors=True)
