@@ -225,3 +225,24 @@ def test_fast_on_cuda_matches_reference():
     np.testing.assert_allclose(le.cpu().numpy(), lr.numpy(), rtol=1e-4)
     for k in ("W", "b"):
         assert float((ge[k].cpu() - gr[k]).abs().max()) < 1e-4 * float(gr[k].abs().max())
+
+
+@pytest.mark.parametrize("L", [0, 1, 7, 8, 9, 208, 256])
+def test_dot8_sums_in_its_documented_order(L):
+    """The dense pass's sums over a block's features have one order, whatever the heap
+    (a reassociated loop once changed with buffer addresses: thread-count identity)."""
+    from supermem.toy.engines._numba_kernels import _dot8
+
+    rng = np.random.default_rng(L)
+    a, b = rng.standard_normal((2, L)).astype(np.float32)
+    f = np.float32
+    lanes = [f(0.0)] * 8
+    for j in range(L - L % 8):
+        lanes[j % 8] = f(lanes[j % 8] + f(a[j] * b[j]))
+    s = f(
+        f(f(lanes[0] + lanes[1]) + f(lanes[2] + lanes[3]))
+        + f(f(lanes[4] + lanes[5]) + f(lanes[6] + lanes[7]))
+    )
+    for j in range(L - L % 8, L):
+        s = f(s + f(a[j] * b[j]))
+    assert _dot8(a, b) == s

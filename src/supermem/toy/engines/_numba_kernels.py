@@ -9,8 +9,11 @@ fixed by the data shapes and the fixed block sizes, never by the thread count or
 schedule. So results are bit-identical for any ``numba.set_num_threads``.
 
 Precision: float32 throughout like the reference, except per-point losses (float64).
-The (feature block, point tile) loop is the hot one. It may reassociate its reductions
-(fastmath "reassoc", so LLVM vectorises them); it never contracts a*b+c into an FMA, so
+The (feature block, point tile) loop is the hot one. Its element-wise loops run under
+fastmath "reassoc" (LLVM vectorises them) and its sums over a block's features are
+written out in a fixed order (``_dot8``): a reassociated reduction let LLVM choose per
+call between its vector loop and the scalar fallback, by run-time checks on buffer
+addresses, which made results depend on the heap. It never contracts a*b+c into an FMA, so
 the pre-activation p is rounded the same way here and in the sparse kernels, and the
 dense pass and the sparse correction agree on the sign of every p_tj.
 """
@@ -129,25 +132,50 @@ def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_p
                     hk = hs[i, t, k]
                     for j in range(L):
                         g[j] = g[j] + Ws[i, k, j0 + j] * hk
-                lsum = np.float32(0.0)
                 for j in range(L):
                     r = g[j]
-                    r = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
-                    lsum += r * r
-                    g[j] = c2 * r
+                    g[j] = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
+                loss_part[i, B, t] = _dot8(g, g)
+                for j in range(L):
+                    g[j] = c2 * g[j]
                     gbl[j] += g[j]
-                loss_part[i, B, t] = lsum
                 for k in range(m):
                     hk = hs[i, t, k]
-                    acc = np.float32(0.0)
                     for j in range(L):
-                        acc += g[j] * Ws[i, k, j0 + j]
                         gWl[k, j] += g[j] * hk
-                    gh_part[i, B, t, k] = acc
+                    gh_part[i, B, t, k] = _dot8(g, Ws[i, k, j0:j1])
         for j in range(L):
             gb[i, j0 + j] = gbl[j]
             for k in range(m):
                 gW[i, k, j0 + j] = gWl[k, j]
+
+
+@njit(fastmath=False, cache=True)  # explicit: a callee inherits an unset fastmath
+def _dot8(a, b):
+    """sum_j a[j] b[j] over two (L,) float32 arrays in a fixed order: eight running sums
+    over j mod 8, added pairwise, then the tail. Outside fastmath on purpose: with
+    reassociation LLVM picked the order per call (its vector loop or the scalar fallback,
+    by run-time checks on the buffers' addresses), so the sums changed with the heap and
+    the thread count (tests/test_engines.py, thread-count identity at m = 3)."""
+    z = np.float32(0.0)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
+    L = a.shape[0]
+    j = 0
+    while j + 8 <= L:
+        a0 += a[j] * b[j]
+        a1 += a[j + 1] * b[j + 1]
+        a2 += a[j + 2] * b[j + 2]
+        a3 += a[j + 3] * b[j + 3]
+        a4 += a[j + 4] * b[j + 4]
+        a5 += a[j + 5] * b[j + 5]
+        a6 += a[j + 6] * b[j + 6]
+        a7 += a[j + 7] * b[j + 7]
+        j += 8
+    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    while j < L:
+        s += a[j] * b[j]
+        j += 1
+    return s
 
 
 @njit(fastmath=_HOT, cache=True)
