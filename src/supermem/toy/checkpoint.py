@@ -102,11 +102,9 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
 
 @dataclass(frozen=True)
 class Info:
-    """What ``checkpoint.json`` says, without reading the tensors."""
+    """What a resuming caller reports before training, read from ``checkpoint.json``."""
 
     step: int
-    engine: str
-    resumed: list[int]
     commits: list[str | None]
 
 
@@ -143,13 +141,10 @@ def _commits(meta: dict) -> list[str | None]:
 
 
 def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
-    """The step, engine and segments of the checkpoint in ``path``, reading only its JSON;
+    """The step and segment commits of the checkpoint in ``path``, reading only its JSON;
     None if there is none, ConfigError as ``load``."""
     meta = _meta(Path(path), cfgs)
-    if meta is None:
-        return None
-    resumed = [int(s) for s in meta.get("resumed", [])]
-    return Info(int(meta["step"]), meta["engine"], resumed, _commits(meta))
+    return None if meta is None else Info(int(meta["step"]), _commits(meta))
 
 
 def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
