@@ -38,7 +38,15 @@ def test_grids__every_config_belongs_to_its_variant_and_trains_once(scale):
             owners = {k for k, v in table.items() if any(x is r for x in v)}
             large = r.config["train_size"] >= SCALES[scale].small_T
             want = {variant, "no-restarts"} if variant == "baseline" and large else {variant}
+            if scale == "paper" and variant == "eps-1e-4":  # eps 1e-8 x n, n = 10^4
+                want.add("feature-mean")
             assert owners == want
+
+
+def test_feature_mean__is_eps_1e_8_times_n_at_every_scale():
+    for s in SCALES.values():
+        eps = d.expected(s, "feature-mean", s.discrepancy_T[-1])["adam_eps"]
+        assert eps == pytest.approx(1e-8 * s.features, rel=1e-12)
 
 
 def test_grids__quick_cost_fits_the_budget_and_float64_uses_the_reference_engine():

@@ -376,6 +376,44 @@ def test_cli_dry_run__prints_plan_creates_nothing(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_restrict__the_matching_part_of_the_grid_with_the_whole_grids_keys():
+    spec = SweepSpec(
+        "s", {"lr": 1e-3, "features": 20}, {"train_size": [10, 20, 30], "data_seed": [0, 1]}
+    )
+    part = spec.restrict("train_size", ["20", "3e1"])  # numbers compare as numbers
+    assert part is not None and part.axes["train_size"] == [20, 30]
+    assert part.axes["data_seed"] == [0, 1] and part.fixed == spec.fixed
+    whole = {config_key(c) for c in spec.configs()}
+    keys = {config_key(c) for c in part.configs()}
+    assert len(keys) == 4 and keys < whole  # the part's runs are the whole grid's
+    assert spec.restrict("lr", ["0.001"]) is spec  # a fixed field: all or nothing
+    assert spec.restrict("lr", ["0.01"]) is None
+    assert spec.restrict("train_size", ["15"]) is None
+    assert spec.restrict("engine", ["auto"]) is spec  # a field at its default
+    with pytest.raises(ConfigError, match="stepz"):
+        spec.restrict("stepz", ["1"])
+
+
+def test_cli_reproduce_specs_and_only__plan_the_part_or_exit_2(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["reproduce", "discrepancy", "--scale", "paper", "--out", str(out), "--dry-run"]
+    sel = ["--specs", "disc-baseline-large-T,disc-l2-large-T", "--only", "train_size=1800,4.2e3"]
+    assert main([*argv, *sel, "--only", "data_seed=0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [x.split(":")[0] for x in lines] == ["disc-baseline-large-T", "disc-l2-large-T"]
+    assert all(": 2 runs: 0 done, 2 to do" in x for x in lines)
+    for bad, expect in [
+        (["--specs", "nope"], "unknown sweep(s) nope"),
+        (["--only", "stepz=1"], "unknown TrainConfig field 'stepz'"),
+        (["--only", "train_size"], "expected FIELD=V1,V2"),
+        (["--only", "train_size=7"], "leave no run to train"),
+    ]:
+        assert main([*argv[:-1], *bad]) == 2
+        err = capsys.readouterr().err
+        assert expect in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "text, expect",
     [

@@ -31,6 +31,19 @@ def register(sub) -> None:
         help="worker processes (default 1); with --executor ray, most tasks at once (default: all)",
     )
     add_executor_flags(p)
+    p.add_argument(
+        "--specs",
+        help="run only these of the recipe's sweeps (comma-separated names, as --dry-run "
+        "prints them); the figures and claims then cover those runs only",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="run only the configs whose TrainConfig FIELD is one of the values, e.g. "
+        "--only train_size=1800,4200 (repeatable; a later call without it trains the rest)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument(
         "--data", type=Path, help="real-network recipes: folder of the four MNIST IDX files"
@@ -72,7 +85,35 @@ def resolve(args):
     if args.data is not None:
         raise CLIError(f"--data is for the real-network recipes; {args.recipe} makes its data")
     recipe = RECIPES[args.recipe]
-    return recipe, recipe.specs(args.scale)
+    return recipe, select(recipe.specs(args.scale), args.specs, args.only)
+
+
+def select(specs: list, names: str | None, only: list[str]) -> list:
+    """The specs named in ``names`` (all if None), each restricted by ``only``'s
+    FIELD=V1,V2 filters; a one-line CLIError if a name or field is unknown or nothing is left."""
+    from supermem.config import ConfigError
+
+    if names is not None:
+        want = [x.strip() for x in names.split(",") if x.strip()]
+        unknown = [x for x in want if x not in {s.name for s in specs}]
+        if unknown or not want:
+            raise CLIError(
+                f"--specs: unknown sweep(s) {', '.join(unknown) or repr(names)}; this recipe "
+                f"and scale have {', '.join(s.name for s in specs)}"
+            )
+        specs = [s for s in specs if s.name in want]
+    for f in only:
+        field, eq, values = f.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not eq or not field.strip() or not vals:
+            raise CLIError(f"--only {f!r}: expected FIELD=V1,V2,... (e.g. train_size=1800)")
+        try:
+            specs = [r for s in specs if (r := s.restrict(field.strip(), vals)) is not None]
+        except ConfigError as e:
+            raise CLIError(f"--only {f!r}: {e}") from None
+    if not specs:
+        raise CLIError("--specs / --only leave no run to train")
+    return specs
 
 
 def run_real(args) -> int:

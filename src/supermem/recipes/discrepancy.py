@@ -52,6 +52,11 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         "Adam eps 1e-4 (= eps 1e-8 with the loss averaged over 10^4 features)",
         {"adam_eps": 1e-4},
     ),
+    "feature-mean": (
+        "Adam eps 1e-8 n: the same updates as eps 1e-8 on the loss averaged over the n "
+        "features (eps 1e-5 at n = 10^3, 1e-4 at 10^4)",
+        lambda s: {"adam_eps": float(f"{1e-8 * s.features:.6g}")},
+    ),
     "lr-x3": ("peak learning rate 3e-3", {"lr": 3e-3}),
     "no-decay": ("no weight decay", {"weight_decay": 0.0}),
     "decay-W": ("decoupled decay on W only", {"decay_params": "W"}),
@@ -99,24 +104,29 @@ def expected(s: Scale, name: str, T: int) -> dict[str, Any]:
 
 
 def grids(scale: str) -> list:
-    """Per variant a small-T (restarts) and a large-T spec; configs equal to the baseline's
-    (no-restarts at large T) are left to the baseline's spec, so each trains once."""
+    """Per variant a small-T (restarts) and a large-T spec; configs equal to an earlier
+    variant's (no-restarts at large T is the baseline; feature-mean at n = 10^4 is
+    eps-1e-4) are left to that variant's spec, so each trains once."""
     s = get_scale(scale)
     seeds = list(range(s.data_seeds))
     out = []
-    for name in VARIANTS:
+    for v, name in enumerate(VARIANTS):
         for part, pick in (
             ("small-T", lambda t: t < s.small_T),
             ("large-T", lambda t: t >= s.small_T),
         ):
             Ts = [t for t in variant_Ts(s, name) if pick(t)]
-            if not Ts:
+            if not Ts or any(_same_runs(s, name, o, Ts) for o in list(VARIANTS)[:v]):
                 continue
             f = expected(s, name, Ts[0])
-            if name != "baseline" and f == expected(s, "baseline", Ts[0]):
-                continue
             out.append((f"disc-{name}-{part}", f, {"train_size": Ts, "data_seed": seeds}))
     return out
+
+
+def _same_runs(s: Scale, name: str, other: str, Ts: list[int]) -> bool:
+    """Whether variant ``other`` trains every run of ``name`` at these Ts."""
+    theirs = variant_Ts(s, other)
+    return all(t in theirs and expected(s, name, t) == expected(s, other, t) for t in Ts)
 
 
 def _matches(run, want: dict[str, Any]) -> bool:

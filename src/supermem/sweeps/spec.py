@@ -19,7 +19,7 @@ import itertools
 import os
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,19 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "fixed": dict(self.fixed), "axes": dict(self.axes)}
 
+    def restrict(self, field: str, values: list[str]) -> SweepSpec | None:
+        """The part of the grid whose ``field`` is one of ``values`` (strings, as typed on
+        a command line: numbers compare as numbers, so 1800 matches 1800 and 1.8e3), or
+        None if no config has such a value. Run keys depend on configs only, so the part's
+        runs are the whole grid's: a later run of the whole spec trains only the rest."""
+        if field not in _FIELDS:
+            raise ConfigError(f"unknown TrainConfig field {field!r}")
+        if field in self.axes:
+            kept = [x for x in self.axes[field] if any(_same(x, v) for v in values)]
+            return replace(self, axes={**self.axes, field: kept}) if kept else None
+        x = self.fixed.get(field, _FIELDS[field].default)
+        return self if any(_same(x, v) for v in values) else None
+
     def configs(self) -> list[TrainConfig]:
         """The grid in axis order (last axis varies fastest); ConfigError names a bad value."""
         out = []
@@ -141,6 +154,16 @@ class SweepSpec:
                     f"sweep {self.name}{f' at {where}' if where else ''}: {e}"
                 ) from None
         return out
+
+
+def _same(x: Any, typed: str) -> bool:
+    """Whether a spec value equals a value typed as text (numbers as numbers)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        try:
+            return float(typed) == float(x)
+        except ValueError:
+            return False
+    return str(x).lower() == typed.lower() if isinstance(x, bool) else str(x) == typed
 
 
 def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
