@@ -140,3 +140,27 @@ def test_reproduce__measures_recomputed_from_the_saved_runs(tiny_disc):
     assert saved["baseline"]["peak_loss_T"] == peak_T
     assert saved["baseline"]["peak_loss"] == pytest.approx(means[peak_T])
     assert saved["baseline"]["T"] == list(TINY.T_grid)
+
+
+def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):
+    """--specs / --only train a part (claims undecided where the grid is incomplete, no
+    crash); the manifest names the whole recipe; the same call without them trains only
+    the rest and gives the whole grid's claims."""
+    out = tmp_path / "d"
+    keep = {k: d.VARIANTS[k] for k in ("baseline", "l2")}
+    argv = ["reproduce", "discrepancy", "--scale", "tiny", "--out", str(out), "--no-progress"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "tiny", TINY)
+        mp.setattr(d, "VARIANTS", keep)
+        part = ["--specs", "disc-baseline-large-T,disc-l2-large-T", "--only", "train_size=12"]
+        assert main([*argv, *part]) == 0
+        claims = json.loads((out / "claims.json").read_text())
+        assert claims[0]["holds"] is None and "T = 12)" in claims[0]["measured"]
+        manifest = json.loads((out / "reproduce.json").read_text())
+        assert len(manifest["specs"]) == len(d.grids("tiny"))  # the whole recipe
+        capsys.readouterr()
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        assert "2 already done" in printed  # the part's runs are kept
+        claims = json.loads((out / "claims.json").read_text())
+        assert all(c["holds"] in (True, False) for c in claims)

@@ -47,11 +47,12 @@ def make_data(inst: int, T: int, n: int, S: float, seed: int, empty: str) -> Spa
     return SparseData.stack([sample(T, n, S, seed + i, empty=empty) for i in range(inst)])
 
 
-def assert_matches_reference(name: str, p, data: SparseData) -> None:
+def assert_matches_reference(name: str, p, data: SparseData, loss: str = "mse") -> None:
     """Loss and gradients of engine ``name`` equal the reference's to float32 tolerance,
     measured relative to the scale of each tensor (a gradient near zero is compared
-    against the largest entry, not itself)."""
-    ref, eng = ENGINES["reference"](), ENGINES[name]()
+    against the largest entry, not itself). ``loss``: TrainConfig.loss."""
+    ref = ENGINES["reference"](objective=loss)
+    eng = ENGINES[name]() if loss == "mse" else ENGINES[name](objective=loss)
     lr, gr = ref.loss_and_grads(MODEL, p, ref.prepare(data, CPU))
     le, ge = eng.loss_and_grads(MODEL, p, eng.prepare(data, CPU))
     np.testing.assert_allclose(le.numpy(), lr.numpy(), rtol=2e-5, atol=1e-6 * float(lr.abs().max()))

@@ -116,11 +116,14 @@ def test_auto__picks_the_reference_engine_for_the_variants(name):
         get_engine("fast", model, CPU)
 
 
-def test_loss_l1__auto_takes_the_reference_engine_and_fast_ones_refuse():
+def test_loss_l1__auto_takes_fast_for_tied_reference_for_the_others_and_some_refuse():
     tied = get_model("tied")
     engine = get_engine("auto", tied, CPU, shape=(1, 100, 1000, 2, 10.0), loss="l1")
-    assert isinstance(engine, ReferenceEngine) and engine.objective == "l1"
-    for name in ("fast", "tree", "fast_variants"):
+    assert engine.name == "fast" and engine.objective == "l1"
+    for name in NEW_MODELS:
+        engine = get_engine("auto", get_model(name), CPU, loss="l1")
+        assert isinstance(engine, ReferenceEngine) and engine.objective == "l1"
+    for name in ("tree", "fast_variants"):
         with pytest.raises(ConfigError, match="loss l1"):
             make_config(engine=name, loss="l1")
     with pytest.raises(ConfigError, match="loss must be one of"):
@@ -138,9 +141,9 @@ def test_exact_loss__l1_and_mse_are_the_direct_float64_sums(name):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_training__l1_records_its_loss_and_trains_on_reference():
+def test_training__l1_records_its_loss_and_trains_on_fast():
     r = train(make_config(loss="l1", engine="auto", steps=30), progress=False)
-    assert r.engine == "reference" and r.config.loss == "l1"
+    assert r.engine == "fast" and r.config.loss == "l1"
     assert r.train_loss < r.loss_history[0]  # the float32 l1 loss it trained on fell
 
 
@@ -208,7 +211,7 @@ SMALL = ["train", "--features", "20", "--sparsity", "0.9", "--train-size", "4", 
         (["--loss", "nope"], "--loss"),
         (["--engine", "fast", "--model", "untied"], "engine fast does not support model untied"),
         (["--engine", "tree", "--model", "relu_hidden"], "does not support model relu_hidden"),
-        (["--engine", "fast", "--loss", "l1"], "loss l1 needs engine reference"),
+        (["--engine", "tree", "--loss", "l1"], "loss l1 needs engine reference or fast"),
     ],
 )
 def test_cli__bad_variant_flags_exit_2_with_one_line(tmp_path, capsys, flags, expect):

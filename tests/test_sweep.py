@@ -351,6 +351,10 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     assert work(hidden=8) - work(hidden=4) == pytest.approx(work(hidden=5) - work(hidden=1))
     assert work(hidden=1) > work(hidden=2)  # as measured: the m = 2 kernel is that fast
     assert work(hidden=4, engine="reference") == pytest.approx(2 * work(engine="reference"))
+    # the l1 loss runs the generic kernel at m = 2 too, and never the tree engine
+    assert work(loss="l1") == pytest.approx(3 * GENERIC_M / 2 * work(hidden=2))
+    big = dict(features=10_000, sparsity=0.999, train_size=10**6, steps=10)
+    assert run_seconds(TrainConfig(**big, loss="l1")) > 10 * run_seconds(TrainConfig(**big))
 
 
 def test_run_seconds__tree_runs_cost_the_engine_models_ratio():
@@ -390,6 +394,11 @@ def test_restrict__the_matching_part_of_the_grid_with_the_whole_grids_keys():
     assert spec.restrict("lr", ["0.01"]) is None
     assert spec.restrict("train_size", ["15"]) is None
     assert spec.restrict("engine", ["auto"]) is spec  # a field at its default
+    steps = SweepSpec("s", {"features": 20}, {"steps": [100, 200]})
+    assert steps.restrict("warmup", ["7"]) is None  # warmup resolves to 5% of steps
+    with pytest.raises(ConfigError, match="warmup varies with the axes"):
+        steps.restrict("warmup", ["10"])  # 10 for steps 200, 5 for 100
+    assert SweepSpec("s", {"steps": 100}, {}).restrict("warmup", ["5"]) is not None
     with pytest.raises(ConfigError, match="stepz"):
         spec.restrict("stepz", ["1"])
 

@@ -32,13 +32,13 @@ def test_recipe__grids_give_each_variant_its_model_loss_and_engine():
     for name, model, loss, engine in [
         ("untied", "untied", "mse", "fast_variants"),
         ("relu_hidden", "relu_hidden", "mse", "fast_variants"),
-        ("l1", "tied", "l1", "reference"),
+        ("l1", "tied", "l1", "fast"),
     ]:
         cs = cfgs[f"variant-{name}-small-T"] + cfgs.get(f"variant-{name}-large-T", [])
         assert all((c.model, c.loss, c.engine) == (model, loss, engine) for c in cs)
         assert {recipe.variant_of(type("R", (), {"config": c.to_dict()})) for c in cs} == {name}
     l1_T = {c.train_size for c in cfgs["variant-l1-large-T"]}
-    assert max(l1_T) <= recipe.REFERENCE_T_MAX["quick"]
+    assert l1_T == {c.train_size for c in cfgs["m2-T-large-T"]}  # the whole T grid
 
 
 def test_recipe__regimes_from_the_largest_dims():

@@ -62,7 +62,7 @@ class TrainConfig:
     loss: str = _f(
         "mse",
         "training loss per point, summed over features and averaged over points: mse, "
-        "(x - x')^2, the paper's; l1, |x - x'| (reference engine only: auto then picks it)",
+        "(x - x')^2, the paper's; l1, |x - x'| (engines reference and fast, CPU)",
         choices=LOSS_CHOICES,
     )
     init: str = _f(
@@ -176,8 +176,8 @@ class TrainConfig:
             "computes in float32",
         )
         _check(
-            self.loss == "mse" or self.engine in ("auto", "reference"),
-            f"loss {self.loss} needs engine reference (or auto); engine {self.engine} "
+            self.loss == "mse" or self.engine in ("auto", "reference", "fast"),
+            f"loss {self.loss} needs engine reference or fast (or auto); engine {self.engine} "
             "computes only mse",
         )
         warmup = self.warmup

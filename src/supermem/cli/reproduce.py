@@ -170,6 +170,7 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, specs = resolve(args)
+    whole = recipe.specs(args.scale)  # what --specs / --only select from
     from supermem.report.html import MANIFEST
     from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
     from supermem.sweeps.store import provenance
@@ -187,7 +188,7 @@ def run(args) -> int:
         manifest = {
             "recipe": recipe.name,
             "scale": args.scale,
-            "specs": [s.to_dict() for s in specs],
+            "specs": [s.to_dict() for s in whole],
         }
         (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
         for s in specs:  # one Ray instance for all the recipe's sweeps
@@ -203,12 +204,13 @@ def run(args) -> int:
                 raise CLIError(str(e)) from None
             print(summary)
             failed += len(summary.failed)
-    return finish(recipe, specs, args.out, failed)
+    return finish(recipe, whole, args.out, failed)  # every run so far, filtered or not
 
 
 def finish(recipe, specs, out: Path, failed: int) -> int:
     """Figures, claims.json and report.html from the runs of ``specs`` in OUT/sweeps (not
-    those of other scales or recipes run into the same OUT); print the claims."""
+    those of other scales or recipes run into the same OUT; those trained so far, when a
+    part was run with --specs / --only); print the claims."""
     from supermem.recipes import RecipeError, spec_runs
     from supermem.report.html import write_report
 

@@ -15,9 +15,8 @@ steps) once per variant of ``VARIANTS`` and asks of each:
   (``claims.bump``, as fig. 3's claim).
 
 ``tied`` is the demo's own sweep (same spec names, so a folder that ran the demo has
-it). The untied and relu_hidden models train on the ``fast_variants`` engine (tested
-against the reference engine); the l1 loss only on the reference engine, whose dense
-(inst, T, n) step is slow at large T, so the l1 sweep stops at ``REFERENCE_T_MAX``.
+it). The untied and relu_hidden models train on the ``fast_variants`` engine, the l1
+loss on the ``fast`` engine's l1 kernels (both tested against the reference engine).
 """
 
 from __future__ import annotations
@@ -50,11 +49,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "l1": ("L1 loss: sum over features of |x - x'|", {"loss": "l1"}),
 }
 # the engine each variant trains on, unless the scale's overrides name one
-ENGINE = {"untied": "fast_variants", "relu_hidden": "fast_variants", "l1": "reference"}
-# What fits on 2 shared CPU cores in about an hour at quick scale (docs/VARIANTS.md): a
-# sweep on the reference engine (l1: a dense (inst, T, n) step) stops at REFERENCE_T_MAX,
-# and the variants other than tied (the demo's own runs) train VARIANT_SEEDS data seeds.
-REFERENCE_T_MAX = {"quick": 670, "cpu": 2_600}
+ENGINE = {"untied": "fast_variants", "relu_hidden": "fast_variants", "l1": "fast"}
+# What fits on 2 shared CPU cores in about an hour at quick scale (docs/VARIANTS.md): the
+# variants other than tied (the demo's own runs) train VARIANT_SEEDS data seeds.
 VARIANT_SEEDS = {"quick": 1}
 # specs run in this order: the new variants first, the tied control (the demo's sweep) last
 ORDER = ("untied", "relu_hidden", "l1", "tied")
@@ -69,27 +66,15 @@ def variant_fixed(scale: str, name: str) -> dict[str, Any]:
     return ch
 
 
-def t_max(scale: str, name: str) -> float:
-    """The largest T of a variant's sweep at ``scale`` (inf: the whole T grid)."""
-    ref = variant_fixed(scale, name).get("engine") == "reference"
-    return REFERENCE_T_MAX.get(scale, np.inf) if ref else np.inf
-
-
 def grids(scale: str) -> list:
     """The demo's T sweep per variant (tied: the demo's own specs), in ORDER."""
     out = []
     for name in ORDER:
         ch = variant_fixed(scale, name)
         prefix = SWEEP if name == "tied" else f"variant-{name}"
-        gs = t_sweep_grids(prefix, scale, **ch)
-        top = t_max(scale, name)
         seeds = VARIANT_SEEDS.get(scale) if name != "tied" else None
-        for spec, fixed, axes in gs:
-            Ts = [t for t in axes["train_size"] if t <= top]
-            if Ts:
-                out.append(
-                    (spec, fixed, {"train_size": Ts, "data_seed": axes["data_seed"][:seeds]})
-                )
+        for spec, fixed, axes in t_sweep_grids(prefix, scale, **ch):
+            out.append((spec, fixed, {**axes, "data_seed": axes["data_seed"][:seeds]}))
     return out
 
 
@@ -213,14 +198,9 @@ def draw(runs: list, out: Path) -> list[Path]:
     return [*fig_variants(tab, GENERALISING_D, out), path]
 
 
-def _top(T: float) -> str:
-    return "the grid's end" if T == np.inf else f"{T:g}"
-
-
 def _text() -> str:
     limits = "; ".join(
-        f"{k}: T up to {_top(t_max(k, 'tied'))} (l1: {_top(t_max(k, 'l1'))}), "
-        f"{VARIANT_SEEDS.get(k, s.data_seeds)} data seed(s) for the variants other than tied"
+        f"{k}: {VARIANT_SEEDS.get(k, s.data_seeds)} data seed(s) for the variants other than tied"
         for k, s in SCALES.items()
     )
     return f"The demo's m = 2 T sweep ({t_sweep_text()}) per variant; {limits}"

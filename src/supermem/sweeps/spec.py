@@ -137,8 +137,14 @@ class SweepSpec:
         if field in self.axes:
             kept = [x for x in self.axes[field] if any(_same(x, v) for v in values)]
             return replace(self, axes={**self.axes, field: kept}) if kept else None
-        x = self.fixed.get(field, _FIELDS[field].default)
-        return self if any(_same(x, v) for v in values) else None
+        # fixed or at its default: the value each config resolves to (warmup follows steps)
+        hits = {any(_same(getattr(c, field), v) for v in values) for c in self.configs()}
+        if len(hits) > 1:
+            raise ConfigError(
+                f"{field} varies with the axes of sweep {self.name} "
+                f"({', '.join(self.axes)}); select on an axis instead"
+            )
+        return self if hits == {True} else None
 
     def configs(self) -> list[TrainConfig]:
         """The grid in axis order (last axis varies fastest); ConfigError names a bad value."""
@@ -200,11 +206,12 @@ def _units(c: TrainConfig) -> float:
     """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
     fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m. A run
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
-    model picks it) counts that times the predicted tree / fast step-cost ratio."""
-    generic = c.engine in ("fast", "auto", "tree") and c.hidden != 2
+    model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
+    loss runs the generic kernel at every m (the tree engine computes mse only)."""
+    generic = c.engine in ("fast", "auto", "tree") and (c.hidden != 2 or c.loss != "mse")
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
-    if c.engine in ("auto", "tree"):
+    if c.engine in ("auto", "tree") and c.loss == "mse":
         shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
         if c.engine == "tree" or engine_cost.pick(*shape) == "tree":
             units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)

@@ -38,12 +38,20 @@ def get_engine(
     """The engine called ``name``. ``auto``: on CPU, of fast and tree the one the measured
     cost model (``cost.pick``) finds cheaper for ``shape`` = (inst, T, n, m, nonzeros per
     point), fast when no shape is given; on CUDA the fast engine (its chunked code); the
-    reference engine for a model no fast engine supports, or a ``loss`` other than mse
-    (TrainConfig.loss: only the reference engine computes it)."""
+    reference engine for a model no fast engine supports. A ``loss`` other than mse
+    (TrainConfig.loss) is computed by the reference engine and, for the tied model on
+    CPU, by the fast one (``FastEngine.OBJECTIVES``), which ``auto`` then takes."""
     if loss != "mse":
-        if name not in ("auto", "reference"):
-            raise ConfigError(f"engine {name} computes only loss mse; loss {loss} needs reference")
-        name = "reference"
+        if name not in ("auto", "reference", "fast"):
+            raise ConfigError(
+                f"engine {name} computes only loss mse; loss {loss} needs reference or fast"
+            )
+        fast = FastEngine(objective=loss)
+        if name != "reference" and loss in FastEngine.OBJECTIVES and fast.supports(model, device):
+            return fast
+        if name == "fast":
+            raise ConfigError(f"engine fast computes loss {loss} for the tied model on CPU only")
+        return ReferenceEngine(objective=loss)
     if name == "reference":
         return ReferenceEngine(objective=loss)
     if name == "auto":

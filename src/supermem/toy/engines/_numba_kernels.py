@@ -102,7 +102,9 @@ def _block(q, nb, fb, n):
 
 
 @njit(parallel=True, fastmath=_HOT, cache=True)
-def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part):
+def dense_pass(
+    Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False
+):  # fmt: skip
     """The dense part of loss and gradients over all (point, feature) pairs.
 
     Ws (inst, m, n), bs (inst, n): parameters, features in sorted order.
@@ -113,6 +115,8 @@ def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_p
       gW (inst, m, n) += sum_t c2 relu(p_tj) h_t; gb (inst, n) += sum_t c2 relu(p_tj);
       gh_part (inst, nb, T, m) = sum_{j in block} c2 relu(p_tj) W_j;
       loss_part (inst, nb, T) = sum_{j in block} relu(p_tj)^2.
+    With ``l1`` (the loss |x - x'|; pass c2 = 1/T): relu(p_tj) becomes 1[p_tj > 0] in
+    the three gradients and relu(p_tj)^2 becomes relu(p_tj) in the loss.
     """
     m, T, nb = Ws.shape[1], hs.shape[1], gh_part.shape[1]
     for q in prange(Ws.shape[0] * nb):
@@ -121,6 +125,7 @@ def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_p
         g = np.empty(L, np.float32)  # c2 relu(p_tj) for one point, then reused
         gWl = np.zeros((m, L), np.float32)
         gbl = np.zeros(L, np.float32)
+        ones = np.ones(L, np.float32)
         for P in range(centre.shape[1]):
             t0, t1 = P * tp, min(T, P * tp + tp)
             if skip and _block_is_off(Ws, bs, Wnorm, i, j0, j1, centre[i, P], radius[i, P]):
@@ -135,9 +140,15 @@ def dense_pass(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_p
                 for j in range(L):
                     r = g[j]
                     g[j] = np.float32(0.0) if r <= 0 else r  # relu that keeps NaN
-                loss_part[i, B, t] = _dot8(g, g)
+                if l1:  # |0 - relu(p)| = relu(p); its slope in p is 1[p > 0]
+                    loss_part[i, B, t] = _dot8(g, ones)
+                    for j in range(L):
+                        g[j] = c2 if g[j] > 0 else np.float32(0.0)
+                else:
+                    loss_part[i, B, t] = _dot8(g, g)
+                    for j in range(L):
+                        g[j] = c2 * g[j]
                 for j in range(L):
-                    g[j] = c2 * g[j]
                     gbl[j] += g[j]
                 for k in range(m):
                     hk = hs[i, t, k]
@@ -188,12 +199,15 @@ def _pre(W, b, i, j, h, r):
 
 
 @njit(parallel=True, cache=True)
-def per_point(indptr, indices, values, W, b, h, T, c2, inv_pts, gh_part, loss_part, gh, loss):
+def per_point(
+    indptr, indices, values, W, b, h, T, c2, inv_pts, gh_part, loss_part, gh, loss, l1=False
+):  # fmt: skip
     """Finish each point: block partials in fixed order + the sparse correction.
 
     indptr (R+1,), indices/values (nnz,): the data; W (inst, m, n), b (inst, n) unsorted;
     h (R, m); inv_pts (inst, T): sorted position of each point; gh_part, loss_part as in
     dense_pass. Writes gh (R, m) = sum_j g_tj W_j and loss (R,) float64 = T * L_t.
+    ``l1``: the loss |x - x'| (c2 = 1/T), whose dense part is relu(p) with slope 1[p > 0].
     """
     m = W.shape[1]
     nb = gh_part.shape[1]
@@ -211,6 +225,15 @@ def per_point(indptr, indices, values, W, b, h, T, c2, inv_pts, gh_part, loss_pa
         for q in range(indptr[r], indptr[r + 1]):
             j, x = indices[q], values[q]
             p = _pre(W, b, i, j, h, r)
+            if l1:  # |x - relu(p)| in place of the dense part's relu(p)
+                if p > 0:
+                    lt += abs(np.float64(x) - p) - p
+                    gc = c2 * (_sign(p - x) - np.float32(1.0))
+                    for k in range(m):
+                        gh[r, k] += gc * W[i, k, j]
+                else:
+                    lt += abs(np.float64(x))
+                continue
             if p > 0:  # (relu(p) - x)^2 = relu(p)^2 - 2 relu(p) x + x^2, relu(p)^2 is dense
                 lt += -2.0 * np.float64(p) * x
                 for k in range(m):
@@ -219,21 +242,34 @@ def per_point(indptr, indices, values, W, b, h, T, c2, inv_pts, gh_part, loss_pa
         loss[r] = lt
 
 
+@njit(cache=True)
+def _sign(v):
+    """sign(v) as float32: -1, 0 or 1 (the slope of |v| that autograd uses, 0 at 0)."""
+    return np.float32(1.0) if v > 0 else (np.float32(-1.0) if v < 0 else np.float32(0.0))
+
+
 @njit(parallel=True, cache=True)
-def per_feature(cptr, crows, cvals, W, b, h, gh, n, c2, gW, gb):
+def per_feature(cptr, crows, cvals, W, b, h, gh, n, c2, gW, gb, l1=False):
     """Finish each feature over its nonzeros (CSC): sparse correction + encoder gradient.
 
     cptr (inst*n+1,), crows (nnz,) flat row, cvals (nnz,): CSC of the block-diagonal
     (R, inst*n) data matrix, column i*n + j holding feature j of instance i. W, b, h, gh
     as in per_point. gW (inst, m, n), gb (inst, n) hold the dense part on entry (in
-    unsorted order) and the full gradient on exit.
+    unsorted order) and the full gradient on exit. ``l1``: as in per_point.
     """
     m = W.shape[1]
     for col in prange(cptr.shape[0] - 1):
         i, j = col // n, col % n
         for q in range(cptr[col], cptr[col + 1]):
             r, x = crows[q], cvals[q]
-            if _pre(W, b, i, j, h, r) > 0:  # decoder: g_tj has the extra -c2 x term
+            p = _pre(W, b, i, j, h, r)
+            if l1:  # decoder: g_tj = c2 sign(p - x) in place of the dense part's c2
+                if p > 0:
+                    gc = c2 * (_sign(p - x) - np.float32(1.0))
+                    gb[i, j] += gc
+                    for k in range(m):
+                        gW[i, k, j] += gc * h[r, k]
+            elif p > 0:  # decoder: g_tj has the extra -c2 x term
                 gb[i, j] -= c2 * x
                 for k in range(m):
                     gW[i, k, j] -= c2 * x * h[r, k]

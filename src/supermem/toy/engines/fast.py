@@ -97,11 +97,14 @@ def angle_order(V: np.ndarray) -> np.ndarray:
     return np.argsort(key, axis=1, kind="stable")
 
 
-def cpu_loss_and_grads(W: np.ndarray, b: np.ndarray, d: CpuData, fb: int, tp: int, skip: bool):
-    """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n)."""
+def cpu_loss_and_grads(
+    W: np.ndarray, b: np.ndarray, d: CpuData, fb: int, tp: int, skip: bool, l1: bool = False
+):
+    """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n).
+    ``l1``: the loss |x - x'| summed over features (TrainConfig.loss l1), else mse."""
     inst, m, n = W.shape
     T = d.T
-    c2 = np.float32(2.0 / T)
+    c2 = np.float32(1.0 / T) if l1 else np.float32(2.0 / T)  # the slope's constant
     sparse_work = len(d.indices) * m + inst * (T + n)
     h = np.empty((inst * T, m), np.float32)
     with _threads(sparse_work):
@@ -127,11 +130,18 @@ def cpu_loss_and_grads(W: np.ndarray, b: np.ndarray, d: CpuData, fb: int, tp: in
     gbs = np.zeros((inst, n), np.float32)
     gh_part = np.zeros((inst, nb, T, m), np.float32)  # skipped pairs leave their zeros
     loss_part = np.zeros((inst, nb, T), np.float32)
-    dense = K.dense_pass_m2 if m == 2 else K.dense_pass
     # dynamic scheduling, one block at a time: a busy core then takes fewer blocks
     # instead of the whole pass waiting for it (the assignment never changes results)
     with _threads(inst * T * n * m), numba.parallel_chunksize(1):
-        dense(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part)
+        if m == 2 and not l1:
+            K.dense_pass_m2(
+                Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part
+            )  # fmt: skip
+        else:
+            K.dense_pass(
+                Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part,
+                l1,
+            )  # fmt: skip
     gW = np.empty_like(gWs)  # back to the caller's feature order
     np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
     gb = np.empty_like(gbs)
@@ -142,10 +152,11 @@ def cpu_loss_and_grads(W: np.ndarray, b: np.ndarray, d: CpuData, fb: int, tp: in
     loss_t = np.empty(inst * T)
     with _threads(sparse_work + inst * T * nb * m):
         K.per_point(
-            d.indptr, d.indices, d.values, W, b, h, T, c2, inv_pts, gh_part, loss_part, gh, loss_t
-        )
+            d.indptr, d.indices, d.values, W, b, h, T, c2, inv_pts, gh_part, loss_part, gh,
+            loss_t, l1,
+        )  # fmt: skip
     with _threads(sparse_work):
-        K.per_feature(d.cptr, d.crows, d.cvals, W, b, h, gh, n, c2, gW, gb)
+        K.per_feature(d.cptr, d.crows, d.cvals, W, b, h, gh, n, c2, gW, gb, l1)
     return loss_t.reshape(inst, T).sum(1) / T, gW, gb
 
 
@@ -164,9 +175,15 @@ def numpy_step(p, step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 
 
 class FastEngine(Engine):
-    """Exact fast engine. CPU: Numba kernels. CUDA: the ``chunked`` engine's code."""
+    """Exact fast engine. CPU: Numba kernels. CUDA: the ``chunked`` engine's code.
+    ``objective``: the TrainConfig.loss it computes, mse or (on CPU) l1."""
 
     name = "fast"
+    OBJECTIVES = ("mse", "l1")
+
+    def __init__(self, objective: str = "mse"):
+        self.objective = objective
+
     # Feature-block size: at least 256 features (the vectorised inner loops) and at most
     # 64 blocks per instance, so the per-block partials stay O(64 T m) memory.
     MIN_BLOCK, MAX_BLOCKS = 256, 64
@@ -174,7 +191,8 @@ class FastEngine(Engine):
     SKIP = False  # exact either way; measured not to pay at n = 10,000 (docs/ENGINES.md)
 
     def supports(self, model, device) -> bool:
-        return isinstance(model, TiedReLUOutput) and torch.device(device).type in ("cpu", "cuda")
+        devices = ("cpu", "cuda") if self.objective == "mse" else ("cpu",)  # chunked: mse
+        return isinstance(model, TiedReLUOutput) and torch.device(device).type in devices
 
     def prepare(self, data: SparseData, device):
         if torch.device(device).type == "cuda":
@@ -185,7 +203,10 @@ class FastEngine(Engine):
         if not isinstance(data, CpuData):
             return ChunkedEngine().loss_and_grads(model, p, data)
         fb = max(self.MIN_BLOCK, -(-data.n // self.MAX_BLOCKS))
-        return numpy_step(p, lambda W, b: cpu_loss_and_grads(W, b, data, fb, self.TILE, self.SKIP))
+        l1 = self.objective == "l1"
+        return numpy_step(
+            p, lambda W, b: cpu_loss_and_grads(W, b, data, fb, self.TILE, self.SKIP, l1)
+        )
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]
