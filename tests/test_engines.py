@@ -74,20 +74,23 @@ def assert_matches_reference(name: str, p, data: SparseData, loss: str = "mse") 
     state=st.sampled_from(STATES),
     empty=st.sampled_from(["resample", "zero"]),
     seed=st.integers(0, 10_000),
+    loss=st.sampled_from(["mse", "l1"]),
 )
-def test_fast_and_chunked_match_reference(n, m, T, S, inst, state, empty, seed):
+def test_fast_and_chunked_match_reference(n, m, T, S, inst, state, empty, seed, loss):
+    """mse on both engines; l1 (TrainConfig.loss) on fast, the one that computes it."""
     data = make_data(inst, T, n, S, seed, empty)
     p = make_params(state, inst, m, n, seed)
-    for name in ("fast", "chunked"):
-        assert_matches_reference(name, p, data)
+    for name in ("fast", "chunked") if loss == "mse" else ("fast",):
+        assert_matches_reference(name, p, data, loss)
 
 
+@pytest.mark.parametrize("loss", ["mse", "l1"])
 @pytest.mark.parametrize("m", [1, 2, 3])
-def test_fast_matches_reference_with_many_blocks_and_tiles(m):
+def test_fast_matches_reference_with_many_blocks_and_tiles(m, loss):
     """Sizes past one feature block (256 features) and one point tile (32 points)."""
     data = make_data(2, 150, 900, 0.99, 3, "resample")
-    for state in ("init", "settled_like", "all_off"):
-        assert_matches_reference("fast", make_params(state, 2, m, 900, 1), data)
+    for state in ("init", "settled_like", "all_off", "all_on"):
+        assert_matches_reference("fast", make_params(state, 2, m, 900, 1), data, loss)
 
 
 def skipped_fraction(W, b, d, fb: int, tp: int) -> float:
@@ -116,16 +119,17 @@ def skipped_fraction(W, b, d, fb: int, tp: int) -> float:
     return float(np.mean(off))
 
 
+@pytest.mark.parametrize("l1", [False, True])
 @pytest.mark.parametrize("m, state, lo, hi", [(2, "settled_like", 0.05, 0.5), (3, "all_off", 1, 1)])
-def test_skipping_is_exact(m, state, lo, hi):
+def test_skipping_is_exact(m, state, lo, hi, l1):
     """The skip bound only drops pairs whose every p_tj <= 0: same result as no skipping,
     in states where it really drops some pairs (settled-like) or all (all off)."""
     d = CpuData.from_sparse(make_data(1, 200, 1000, 0.99, 0, "resample"))
     p = make_params(state, 1, m, 1000, 0)
     W, b = p["W"].numpy(), p["b"].numpy()
     assert lo <= skipped_fraction(W, b, d, fb=64, tp=8) <= hi
-    on = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=True)
-    off = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=False)
+    on = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=True, l1=l1)
+    off = cpu_loss_and_grads(W, b, d, fb=64, tp=8, skip=False, l1=l1)
     for a, z in zip(on, off):
         np.testing.assert_allclose(a, z, rtol=1e-5, atol=1e-7 * float(np.abs(z).max()))
 
@@ -157,17 +161,17 @@ def test_batched_equals_per_instance():
                 )
 
 
-@pytest.mark.parametrize("m", [2, 3])
-def test_gradients_bit_identical_across_thread_counts(m):
+@pytest.mark.parametrize("m, l1", [(2, False), (3, False), (2, True), (3, True)])
+def test_gradients_bit_identical_across_thread_counts(m, l1):
     d = CpuData.from_sparse(make_data(2, 300, 2000, 0.995, 1, "resample"))
     p = make_params("init", 2, m, 2000, 1)
     W, b = p["W"].numpy(), p["b"].numpy()
     old = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True)
+        one = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True, l1=l1)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True)
+        two = cpu_loss_and_grads(W, b, d, fb=256, tp=32, skip=True, l1=l1)
     finally:
         numba.set_num_threads(old)
     for a, z in zip(one, two):
@@ -176,7 +180,12 @@ def test_gradients_bit_identical_across_thread_counts(m):
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(hidden=2, weight_decay=1e-2), dict(hidden=3, weight_decay=0.0, restarts=2)],
+    [
+        dict(hidden=2, weight_decay=1e-2),
+        dict(hidden=3, weight_decay=0.0, restarts=2),
+        dict(hidden=2, loss="l1"),
+        dict(hidden=3, loss="l1"),
+    ],
 )
 def test_training_with_fast_equals_reference(overrides):
     base = dict(features=120, sparsity=0.95, train_size=30, steps=300, warmup=30, lr=1e-2)
