@@ -225,10 +225,10 @@ def test_runs_record_the_engine_auto_chose(tmp_path):
 @pytest.mark.parametrize("m", [1, 2, 3])
 def test_feature_order_is_a_permutation_that_keeps_blocks_compact(m):
     """Any order is exact; this one makes F consecutive hyperplanes alike. For m = 2 with
-    spread offsets a block's patch of (radius * angle, offset) is under half that of
-    the angle order alone, and at b = 0 it is the angle order's blocks."""
-    from supermem.toy.engines.fast import angle_order
-    from supermem.toy.engines.tree import feature_order
+    spread offsets a block's patch of (radius * angle, offset), the lines taken with
+    their angle in [0, pi), is under half that of the angle order alone, and at b = 0
+    its blocks are those of the lines' angle order."""
+    from supermem.toy.engines.tree import feature_order, line_coordinates
 
     rng = np.random.default_rng(0)
     n, F = 4096, 32
@@ -240,15 +240,22 @@ def test_feature_order_is_a_permutation_that_keeps_blocks_compact(m):
     if m != 2:
         return
 
+    def lines(i):
+        return line_coordinates(W[i].astype(float), -b[i] / np.hypot(W[i, 0], W[i, 1]))
+
     def patch(o, i):  # mean over blocks of the (radius * angle) span plus the offset span
-        ang = np.arctan2(W[i, 1], W[i, 0])[o] * radius[i]
-        off = (-b[i] / np.hypot(W[i, 0], W[i, 1]))[o]
+        ang, off = lines(i)
+        ang, off = ang[o] * radius[i], off[o]
         blocks = [slice(k, k + F) for k in range(0, n - F + 1, F)]
         return np.mean([np.ptp(ang[s]) + np.ptp(off[s]) for s in blocks])
 
-    by_angle = angle_order(W.transpose(0, 2, 1))
+    by_angle = [np.argsort(lines(i)[0], kind="stable") for i in range(2)]
     for i in range(2):
         assert patch(order[i], i) < 0.5 * patch(by_angle[i], i)
+        ang, off = lines(i)  # the same line: the angle a - pi and offset d is a, -d
+        assert (0 <= ang).all() and (ang < np.pi).all()
+        a0 = np.arctan2(W[i, 1], W[i, 0])
+        assert np.allclose(np.where(a0 < 0, -off, off), -b[i] / np.hypot(W[i, 0], W[i, 1]))
     zero = feature_order(W, np.zeros_like(b), radius, F)  # every line through the origin
     blocks = lambda o: [set(o[k : k + F]) for k in range(0, n, F)]  # noqa: E731
     assert all(blocks(zero[i]) == blocks(by_angle[i]) for i in range(2))
