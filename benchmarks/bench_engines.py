@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_engines.py            # the table + memory check
     .venv/bin/python benchmarks/bench_engines.py --full     # + one 50k-step model's wall time
+    .venv/bin/python benchmarks/bench_engines.py --loss l1 --sizes 1000 5000   # the l1 loss
 
 Per size (n = 10,000, m = 2, S = 0.999, T in --sizes): ms per loss+gradient step from the
 initial state and from a settled state (weights after --settle-steps of training at that
@@ -30,20 +31,22 @@ def _cfg(T: int, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _settled(T: int, steps: int):
+def _settled(T: int, steps: int, loss: str = "mse"):
     """W (1, m, n), b (1, n) tensors after ``steps`` fast training steps at size T
     (peak lr 1e-2, warm-up a tenth: far enough that most b_j < 0, as in a trained model)."""
     import torch
 
     from supermem.toy.train import train
 
-    r = train(_cfg(T, steps=steps, warmup=steps // 10, lr=1e-2, engine="fast"), progress=False)
+    cfg = _cfg(T, steps=steps, warmup=steps // 10, lr=1e-2, engine="fast", loss=loss)
+    r = train(cfg, progress=False)
     return {k: torch.as_tensor(v)[None] for k, v in r.params.items()}
 
 
-def _measure(engine: str, T: int, params, K: int, out) -> None:
+def _measure(engine: str, T: int, params, K: int, loss: str, out) -> None:
     """Child process: ms/step of ``engine`` at size T from ``params`` (None: the initial
-    state, W (1, m, n) and b (1, n) arrays otherwise); peak RSS in KiB."""
+    state, W (1, m, n) and b (1, n) arrays otherwise) for TrainConfig.loss ``loss``; peak
+    RSS in KiB."""
     import torch
 
     from supermem.toy.data import sample
@@ -56,7 +59,7 @@ def _measure(engine: str, T: int, params, K: int, out) -> None:
         p = {k: torch.as_tensor(v) for k, v in params.items()}
     else:
         p = model.init(M, N, "xavier_normal", [torch.Generator().manual_seed(0)])
-    eng = ENGINES[engine]()
+    eng = ENGINES[engine]() if loss == "mse" else ENGINES[engine](objective=loss)
     data = eng.prepare(sample(T, N, S, 0), torch.device("cpu"))
     eng.loss_and_grads(model, p, data)  # warm-up: compilation, allocator
 
@@ -125,6 +128,7 @@ def main() -> None:
     ap.add_argument("--memory-T", type=int, default=100_000)
     ap.add_argument("--full", action="store_true", help="time a 50k-step model (extrapolated)")
     ap.add_argument("--full-segment", type=int, default=2_000)
+    ap.add_argument("--loss", default="mse", choices=["mse", "l1"], help="TrainConfig.loss")
     args = ap.parse_args()
 
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -135,7 +139,10 @@ def main() -> None:
     gflops = peak_fp32_gflops()
     print(f"machine: {model_name}, {mp.cpu_count()} cores; load average at start {' '.join(load)}")
     print(f"fp32 matmul peak (2 threads): {gflops:.1f} GFLOP/s")
-    print(f"n={N} m={M} S={S}; ms/step = (wall of K={args.steps} steps - wall of 1) / (K-1)")
+    print(
+        f"n={N} m={M} S={S} loss={args.loss}; ms/step = (wall of K={args.steps} steps - wall "
+        "of 1) / (K-1)"
+    )
     hdr = (
         "| T | state | reference ms | fast ms | fast/ref speed-up | fast Mpairs/s "
         "| dense limit ms | ref RSS MiB | fast RSS MiB |"
@@ -143,12 +150,12 @@ def main() -> None:
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for T in args.sizes:
-        settled = {k: v.numpy() for k, v in _settled(T, args.settle_steps).items()}
+        settled = {k: v.numpy() for k, v in _settled(T, args.settle_steps, args.loss).items()}
         for state, params in (("initial", None), ("settled", settled)):
-            f_ms, f_rss = in_child(_measure, "fast", T, params, args.steps)
+            f_ms, f_rss = in_child(_measure, "fast", T, params, args.steps, args.loss)
             if T <= args.ref_max_T:
                 K = args.steps if T <= 1_000 else 3
-                r_ms, r_rss = in_child(_measure, "reference", T, params, K)
+                r_ms, r_rss = in_child(_measure, "reference", T, params, K, args.loss)
                 ref = f"{r_ms:.1f}", f"{r_ms / f_ms:.1f}x", f"{r_rss / 1024:.0f}"
             else:
                 ref = "skipped", "-", "-"
@@ -157,6 +164,8 @@ def main() -> None:
                 f"| {T} | {state} | {ref[0]} | {f_ms:.2f} | {ref[1]} | {T * N / f_ms / 1e3:.0f} "
                 f"| {limit:.2f} | {ref[2]} | {f_rss / 1024:.0f} |"
             )
+    if args.loss != "mse":
+        return
     rss, sec = in_child(_train_rss, args.memory_T, 20)
     print(
         f"memory: fast training n={N}, T={args.memory_T}, m={M}, 20 steps + evaluation on "
