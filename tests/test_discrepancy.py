@@ -156,6 +156,7 @@ def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):
         assert main([*argv, *part]) == 0
         claims = json.loads((out / "claims.json").read_text())
         assert claims[0]["holds"] is None and "T = 12)" in claims[0]["measured"]
+        assert claims[2]["holds"] is None and "T = 12 only" in claims[2]["claim"]  # baseline
         manifest = json.loads((out / "reproduce.json").read_text())
         assert len(manifest["specs"]) == len(d.grids("tiny"))  # the whole recipe
         capsys.readouterr()

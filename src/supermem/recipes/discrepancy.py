@@ -213,12 +213,17 @@ def variant_claim(name: str, m: dict[str, Any], S: float) -> Claim:
     e = effects(m)
     where = "" if m["full_grid"] else f" (T = {', '.join(map(str, m['T']))} only)"
     if name == "baseline":
+        full = m["full_grid"]
         return Claim(
-            claim="The paper's text as we read it (baseline) gives the paper's numbers",
+            claim=f"The paper's text as we read it (baseline) gives the paper's numbers{where}",
             paper=_refs(S),
             measured=_describe(m, S)
-            + f"; replication's numbers: {_yes(gives(m, 'replication', S))}",
-            holds=gives(m, "paper", S),
+            + (
+                f"; replication's numbers: {_yes(gives(m, 'replication', S))}"
+                if full
+                else "; either write-up's numbers: undecided (part of the T grid)"
+            ),
+            holds=gives(m, "paper", S) if full else None,
             note=_gives_note(),
         )
     return Claim(
