@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument(
         "--specs",
         help="run only these of the recipe's sweeps (comma-separated names, as --dry-run "
-        "prints them); the figures and claims then cover those runs only",
+        "prints them); the figures and claims cover every run of the recipe in OUT so far",
     )
     p.add_argument(
         "--only",

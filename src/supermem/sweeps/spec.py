@@ -169,7 +169,7 @@ def _same(x: Any, typed: str) -> bool:
             return float(typed) == float(x)
         except ValueError:
             return False
-    return str(x).lower() == typed.lower() if isinstance(x, bool) else str(x) == typed
+    return str(x) == typed
 
 
 def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
