@@ -351,8 +351,9 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     assert work(hidden=8) - work(hidden=4) == pytest.approx(work(hidden=5) - work(hidden=1))
     assert work(hidden=1) > work(hidden=2)  # as measured: the m = 2 kernel is that fast
     assert work(hidden=4, engine="reference") == pytest.approx(2 * work(engine="reference"))
-    # the l1 loss runs the generic kernel at m = 2 too, and never the tree engine
-    assert work(loss="l1") == pytest.approx(3 * GENERIC_M / 2 * work(hidden=2))
+    # the l1 loss runs the fast engine's kernels (the m = 2 one at m = 2), never the tree
+    assert work(loss="l1") == pytest.approx(work(hidden=2))
+    assert work(loss="l1", hidden=3) == pytest.approx(work(hidden=3))
     big = dict(features=10_000, sparsity=0.999, train_size=10**6, steps=10)
     assert run_seconds(TrainConfig(**big, loss="l1")) > 10 * run_seconds(TrainConfig(**big))
 

@@ -207,8 +207,8 @@ def _units(c: TrainConfig) -> float:
     fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m. A run
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
     model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
-    loss runs the generic kernel at every m (the tree engine computes mse only)."""
-    generic = c.engine in ("fast", "auto", "tree") and (c.hidden != 2 or c.loss != "mse")
+    loss runs on the fast engine's kernels (the tree engine computes mse only)."""
+    generic = c.engine in ("fast", "auto", "tree") and c.hidden != 2
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
     if c.engine in ("auto", "tree") and c.loss == "mse":

@@ -277,8 +277,14 @@ def per_feature(cptr, crows, cvals, W, b, h, gh, n, c2, gW, gb, l1=False):
                 gW[i, k, j] += gh[r, k] * x
 
 
+@njit(fastmath=_HOT, cache=True, inline="always")
+def _step(r):
+    """1[r > 0]: the l1 slope of a relu'd pre-activation r, as dense_pass computes it."""
+    return np.float32(1.0) if r > 0 else np.float32(0.0)
+
+
 @njit(fastmath=_HOT, cache=True)
-def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
+def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, l1=False):
     """U (1 or 4) consecutive points t.. against one feature block, m = 2, in registers.
 
     W0, W1, bb (L,): the block's W_0j, W_1j, b_j. acc (3U,) receives, per point u,
@@ -286,6 +292,8 @@ def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
     gbl, gW0l, gW1l (L,) += relu(p_tj), relu(p_tj) h_t0, relu(p_tj) h_t1 (unscaled).
     One sweep over the block serves U points, so each W/b/gradient load and store is
     shared by U points; the 3U reductions are scalars that LLVM keeps in vector registers.
+    With ``l1``: relu(p) becomes 1[p > 0] in the gradients and relu(p)^2 becomes relu(p)
+    in the loss (the flag is the same for the whole loop, which LLVM unswitches).
     """
     z = np.float32(0.0)
     if U == 4:
@@ -306,10 +314,20 @@ def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
             rb = z if rb <= 0 else rb
             rc = z if rc <= 0 else rc
             rd = z if rd <= 0 else rd
-            la += ra * ra
-            lb += rb * rb
-            lc += rc * rc
-            ld += rd * rd
+            if l1:  # loss relu(p), slope 1[p > 0]
+                la += ra
+                lb += rb
+                lc += rc
+                ld += rd
+                ra = _step(ra)
+                rb = _step(rb)
+                rc = _step(rc)
+                rd = _step(rd)
+            else:
+                la += ra * ra
+                lb += rb * rb
+                lc += rc * rc
+                ld += rd * rd
             xa += ra * w0
             xb += rb * w0
             xc += rc * w0
@@ -331,7 +349,11 @@ def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
             w0, w1, bj = W0[j], W1[j], bb[j]
             ra = bj + w0 * a0 + w1 * a1
             ra = z if ra <= 0 else ra
-            la += ra * ra
+            if l1:
+                la += ra
+                ra = _step(ra)
+            else:
+                la += ra * ra
             xa += ra * w0
             ya += ra * w1
             gbl[j] += ra
@@ -341,7 +363,9 @@ def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l):
 
 
 @njit(parallel=True, fastmath=_HOT, cache=True)
-def dense_pass_m2(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part):
+def dense_pass_m2(
+    Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False
+):  # fmt: skip
     """dense_pass specialised to m = 2 (same arguments, same outputs up to rounding)."""
     T, nb = hs.shape[1], gh_part.shape[1]
     for q in prange(Ws.shape[0] * nb):
@@ -358,7 +382,7 @@ def dense_pass_m2(Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, g
             t = t0
             while t < t1:
                 U = 4 if t + 4 <= t1 else 1
-                _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l)
+                _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, l1)
                 for u in range(U):
                     loss_part[i, B, t + u] = acc[u]
                     gh_part[i, B, t + u, 0] = c2 * acc[U + u]
