@@ -49,7 +49,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One config's result as the parent needs it: an index row (see sweep_index.record)."""
+    """One config's result as the parent needs it: an index row (see sweeps.index.record)."""
 
     key: str
     status: str  # ok | diverged | failed | exists (the run dir appeared meanwhile)

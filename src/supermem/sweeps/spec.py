@@ -4,7 +4,7 @@ A ``SweepSpec`` is fixed settings plus axes; its grid is the product of the axes
 Every config is keyed by its content hash (``config_key``), and ``OUT/runs/<key>/``
 is written atomically, so running a sweep again (after a crash, a SIGKILL, or with a
 bigger spec) trains only what is missing. The on-disk layout and the SQLite index are
-in ``sweep_index``; where the training happens is in ``executors``. Semantics:
+in ``sweeps.index``; where the training happens is in ``executors``. Semantics:
 
 - a diverged run is a result (status "diverged" in ``runs/``) and is never retried;
 - a crashed group (an exception) leaves ``failed/<key>/`` records and is retried by the
