@@ -259,3 +259,59 @@ def test_feature_order_is_a_permutation_that_keeps_blocks_compact(m):
     zero = feature_order(W, np.zeros_like(b), radius, F)  # every line through the origin
     blocks = lambda o: [set(o[k : k + F]) for k in range(0, n, F)]  # noqa: E731
     assert all(blocks(zero[i]) == blocks(by_angle[i]) for i in range(2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 400),
+    B=st.integers(1, 20),
+    ties=st.sampled_from(["none", "angle", "key", "zero", "nan"]),
+    start=st.sampled_from(["random", "near"]),
+    seed=st.integers(0, 2**16),
+)
+def test_resort_gives_lexsorts_order_from_any_start(n, B, ties, start, seed):
+    """The re-sort by insertion is the one total order of np.lexsort((angle, key,
+    bucket)), index last, whatever it starts from: NaN keys last, -0.0 equal to 0.0."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, np.pi, n)
+    key = rng.normal(size=n)
+    if ties == "angle":
+        angle = np.round(angle, 1)
+    elif ties == "key":
+        key = np.round(key, 1)
+    elif ties == "zero":  # b = 0: every offset 0, half of them -0.0
+        key = np.where(rng.random(n) < 0.5, -0.0, 0.0)
+    elif ties == "nan":
+        key[rng.integers(0, n, 3)] = np.nan
+    bucket = np.minimum((angle / np.pi * B).astype(np.int64), B - 1)
+    want = np.lexsort((angle, key, bucket))
+    if start == "random":
+        order = rng.permutation(n).astype(np.int64)
+    else:
+        order = want.copy()
+        i, j = rng.integers(0, n, 2)
+        order[i], order[j] = order[j], order[i]
+    assert TK.resort(order, angle, key, bucket, n * n)
+    assert np.array_equal(order, want)
+    order = rng.permutation(n).astype(np.int64)
+    if n > 8 and not TK.resort(order, angle, key, bucket, 0):  # out of budget: still a perm.
+        assert sorted(order) == list(range(n))
+
+
+def test_feature_order_from_the_last_order_is_the_same_order():
+    """feature_order re-sorts from the last step's order (``prev``): the same order as
+    from scratch, for lines that moved a little (re-sorted) or a lot (out of budget)."""
+    from supermem.toy.engines.tree import feature_order
+
+    rng = np.random.default_rng(3)
+    n, F = 4096, 32
+    W = rng.normal(size=(2, 2, n)).astype(np.float32)
+    b = rng.normal(size=(2, n)).astype(np.float32)
+    radius = np.array([1.0, 2.0])
+    prev = feature_order(W, b, radius, F)
+    for scale in (1e-3, 1e-1, 10.0):
+        W2 = W + scale * rng.normal(size=W.shape).astype(np.float32)
+        b2 = b + scale * rng.normal(size=b.shape).astype(np.float32)
+        fresh = feature_order(W2, b2, radius, F)
+        assert np.array_equal(feature_order(W2, b2, radius, F, prev), fresh)
+        assert np.array_equal(feature_order(W2, b2, radius, F, prev[:1]), fresh)  # bad shape

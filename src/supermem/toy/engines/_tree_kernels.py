@@ -345,3 +345,43 @@ def _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v):
             nodea[i, 0, v, k] = 0.0
             for l in range(m):
                 nodeA[i, 0, v, k, l] = 0.0
+
+
+
+@njit(cache=True, inline="always")
+def _lt(x, y):
+    """x < y as NumPy's sorts order floats: NaN after every number, NaNs alike."""
+    return x < y or (y != y and x == x)
+
+
+@njit(cache=True)
+def resort(order, angle, key, bucket, budget):
+    """Re-sort ``order`` (n,) int64 in place into the order of
+    ``np.lexsort((angle, key, bucket))`` (by bucket, then key, then angle, then index) by
+    insertion from where it stands; angle, key (n,) float64, bucket (n,) int64. The
+    result is the one total order whatever the start, so it equals lexsort's; from
+    the last step's order (the lines barely move) it costs O(n + moves). Returns False,
+    leaving ``order`` some permutation, once more than ``budget`` moves were needed."""
+    moves = 0
+    for q in range(1, len(order)):
+        j = order[q]
+        bj, kj, aj = bucket[j], key[j], angle[j]
+        p = q - 1
+        while p >= 0:
+            o = order[p]
+            if bj != bucket[o]:
+                if bj > bucket[o]:
+                    break
+            elif _lt(key[o], kj):
+                break
+            elif not _lt(kj, key[o]):  # equal keys: by angle, then index
+                if _lt(angle[o], aj) or (not _lt(aj, angle[o]) and o < j):
+                    break
+            order[p + 1] = o
+            p -= 1
+            moves += 1
+            if moves > budget:
+                order[p + 1] = j  # the hole: order stays a permutation
+                return False
+        order[p + 1] = j
+    return True
