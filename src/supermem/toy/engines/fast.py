@@ -109,15 +109,14 @@ def cpu_loss_and_grads(
     h = np.empty((inst * T, m), np.float32)
     with _threads(sparse_work):
         K.hidden(d.indptr, d.indices, d.values, W, T, h)
-    if skip:
+    if skip:  # features and points in angle order (without skipping: as they come)
         fperm = angle_order(W.transpose(0, 2, 1))  # (inst, n)
         pperm = angle_order(h.reshape(inst, T, m))  # (inst, T)
+        Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
+        bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
+        hs = np.ascontiguousarray(np.take_along_axis(h.reshape(inst, T, m), pperm[:, :, None], 1))
     else:
-        fperm = np.broadcast_to(np.arange(n), (inst, n))
-        pperm = np.broadcast_to(np.arange(T), (inst, T))
-    Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
-    bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
-    hs = np.ascontiguousarray(np.take_along_axis(h.reshape(inst, T, m), pperm[:, :, None], 1))
+        Ws, bs, hs = W, b, h.reshape(inst, T, m)
     ntiles = -(-T // tp)
     centre = np.zeros((inst, ntiles, m))
     radius = np.zeros((inst, ntiles))
@@ -143,12 +142,15 @@ def cpu_loss_and_grads(
                 Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part,
                 l1,
             )  # fmt: skip
-    gW = np.empty_like(gWs)  # back to the caller's feature order
-    np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
-    gb = np.empty_like(gbs)
-    np.put_along_axis(gb, fperm, gbs, axis=1)
-    inv_pts = np.empty((inst, T), np.int64)
-    np.put_along_axis(inv_pts, pperm, np.arange(T)[None].repeat(inst, 0), axis=1)
+    if skip:  # back to the caller's feature order
+        gW, gb = np.empty_like(gWs), np.empty_like(gbs)
+        np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
+        np.put_along_axis(gb, fperm, gbs, axis=1)
+        inv_pts = np.empty((inst, T), np.int64)
+        np.put_along_axis(inv_pts, pperm, np.arange(T)[None].repeat(inst, 0), axis=1)
+    else:
+        gW, gb = gWs, gbs
+        inv_pts = np.ascontiguousarray(np.broadcast_to(np.arange(T), (inst, T)))
     gh = np.empty((inst * T, m), np.float32)
     loss_t = np.empty(inst * T)
     with _threads(sparse_work + inst * T * nb * m):
