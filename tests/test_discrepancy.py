@@ -165,3 +165,33 @@ def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):
         assert "2 already done" in printed  # the part's runs are kept
         claims = json.loads((out / "claims.json").read_text())
         assert all(c["holds"] in (True, False) for c in claims)
+
+
+def test_reproduce__a_variant_without_its_baseline_reports_its_measures(tmp_path):
+    """--specs naming only a variant trains it and reports its own measures, the
+    comparison undecided (it used to stop, after training, on 'no baseline runs'); once
+    the baseline's runs at those T exist, the comparison is made."""
+    out = tmp_path / "d"
+    keep = {k: d.VARIANTS[k] for k in ("baseline", "l2")}
+    argv = ["reproduce", "discrepancy", "--scale", "tiny", "--out", str(out), "--no-progress"]
+    only = ["--only", "train_size=12"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "tiny", TINY)
+        mp.setattr(d, "VARIANTS", keep)
+        assert main([*argv, "--specs", "disc-l2-large-T", *only]) == 0
+        saved = json.loads((out / "figures" / "discrepancy_measures.json").read_text())
+        assert list(saved) == ["l2"] and saved["l2"]["T"] == [12]
+        assert saved["l2"]["baseline_same_T"] is None
+        claims = json.loads((out / "claims.json").read_text())
+        mine = [c for c in claims if c["claim"].startswith("Variant l2")]
+        assert len(mine) == 1 and mine[0]["holds"] is None
+        assert "vs baseline: undecided" in mine[0]["measured"]
+        assert main([*argv, "--specs", "disc-baseline-large-T", *only]) == 0
+        saved = json.loads((out / "figures" / "discrepancy_measures.json").read_text())
+        assert set(saved) == {"baseline", "l2"}
+        assert saved["l2"]["baseline_same_T"]["T"] == [12]
+        claims = json.loads((out / "claims.json").read_text())
+        mine = [c for c in claims if c["claim"].startswith("Variant l2")]
+        assert (
+            mine[0]["holds"] in (True, False) and "vs baseline on the same T" in mine[0]["measured"]
+        )

@@ -135,34 +135,42 @@ def _matches(run, want: dict[str, Any]) -> bool:
 
 
 def assign(runs: list) -> tuple[str, dict[str, list]]:
-    """(scale, {variant: its runs}) for the first scale any run matches; a run may belong
-    to several variants (no-restarts shares the baseline's large-T runs)."""
+    """(scale, {variant: its runs}) for the first scale any run matches (one with baseline
+    runs first); a run may belong to several variants (no-restarts shares the
+    baseline's large-T runs)."""
+    found = []
     for scale, s in SCALES.items():
         table = {
             name: [r for r in runs if _matches(r, expected(s, name, r.config["train_size"]))]
             for name in VARIANTS
         }
-        if table["baseline"]:
-            return scale, {k: v for k, v in table.items() if v}
-    raise RecipeError("no baseline runs of the discrepancy recipe at any scale")
+        table = {k: v for k, v in table.items() if v}
+        if "baseline" in table:
+            return scale, table
+        if table:
+            found.append((scale, table))
+    if found:  # a part of the grid without the baseline (reproduce --specs)
+        return found[0]
+    raise RecipeError("no runs of the discrepancy recipe's variants at any scale")
 
 
 def table(runs: list) -> dict[str, dict[str, Any]]:
-    """{variant: measures} for the runs, plus each variant's baseline on its own Ts. A
-    variant whose runs are an earlier one's (feature-mean at n = 10^4 is eps-1e-4) is
-    left out, and so is one with no T in common with the baseline's runs (a part of the
-    grid, ``reproduce --only``): it has nothing to be compared with yet."""
+    """{variant: measures} for the runs, plus each variant's baseline on its own Ts (None
+    where the baseline has no run at any of them: a part of the grid, ``reproduce
+    --specs/--only``; the comparison is then undecided). A variant whose runs are an
+    earlier one's (feature-mean at n = 10^4 is eps-1e-4) is left out."""
     scale, groups = assign(runs)
     s = get_scale(scale)
-    base_T = set(by_T(groups["baseline"]))
+    base = groups.get("baseline", [])
+    base_T = set(by_T(base))
     out, seen = {}, set()
     for name, rs in groups.items():
         ids = frozenset(id(r) for r in rs)
-        if ids in seen or not base_T & set(by_T(rs)):
+        if ids in seen:
             continue
         seen.add(ids)
         m = measures(rs)
-        m["baseline_same_T"] = measures(groups["baseline"], m["T"])
+        m["baseline_same_T"] = measures(base, m["T"]) if base_T & set(m["T"]) else None
         m["what"] = VARIANTS[name][0]
         m["full_grid"] = m["T"] == list(s.discrepancy_T)
         out[name] = m
@@ -180,9 +188,12 @@ def _steps(grid: list[int], a: int | None, b: int | None) -> int:
     )
 
 
-def effects(m: dict[str, Any]) -> dict[str, float]:
-    """A variant against the baseline on the same Ts: ratios of peaks, moves in grid steps."""
+def effects(m: dict[str, Any]) -> dict[str, float] | None:
+    """A variant against the baseline on the same Ts: ratios of peaks, moves in grid steps
+    (None: no baseline run at its Ts yet)."""
     base = m["baseline_same_T"]
+    if base is None:
+        return None
     return {
         "peak_loss": m["peak_loss"] / base["peak_loss"],
         "peak_b": m["peak_b"] / base["peak_b"],
@@ -212,6 +223,15 @@ def _describe(m: dict[str, Any], S: float) -> str:
 def variant_claim(name: str, m: dict[str, Any], S: float) -> Claim:
     e = effects(m)
     where = "" if m["full_grid"] else f" (T = {', '.join(map(str, m['T']))} only)"
+    if e is None:  # the baseline itself always has its own runs at its T
+        return Claim(
+            claim=f"Variant {name} ({m['what']}) moves the measures{where}",
+            paper=_refs(S),
+            measured=_describe(m, S) + "; vs baseline: undecided (no baseline run at these T "
+            "yet); " + _verdict(m, S),
+            holds=None,
+            note="the baseline's runs at the same T decide it (reproduce without --specs)",
+        )
     if name == "baseline":
         full = m["full_grid"]
         return Claim(

@@ -98,7 +98,7 @@ def markdown(tab: dict[str, dict[str, Any]]) -> str:
             f"({m['peak_loss_T']}) | {g(m['peak_b'])} ({m['peak_b_T']}) | {g(m['peak_W'])} "
             f"({m['peak_W_T']}) |"
         )
-    Ts = tab["baseline"]["T"]
+    Ts = sorted({T for m in tab.values() for T in m["T"]})  # every T any variant has
     lines += ["", "| variant | " + " | ".join(f"T={T}" for T in Ts) + " |"]
     lines.append("|---" * (len(Ts) + 1) + "|")
     for k, m in tab.items():

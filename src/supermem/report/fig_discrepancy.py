@@ -100,7 +100,7 @@ def fig_discrepancy(
         a.grid(axis="y", lw=0.3)
         if j == 0:
             a.legend(fontsize=6, loc="lower left")
-    k = len(tab["baseline"]["T"])
+    k = len({T for m in tab.values() for T in m["T"]})
     fig.suptitle(
         f"Implementation variants side by side (m = 2; {k} T; paper / replication "
         "values rescaled by T(1-S); > = not reached in the grid)",
