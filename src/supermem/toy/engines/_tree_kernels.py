@@ -347,7 +347,6 @@ def _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v):
                 nodeA[i, 0, v, k, l] = 0.0
 
 
-
 @njit(cache=True, inline="always")
 def _lt(x, y):
     """x < y as NumPy's sorts order floats: NaN after every number, NaNs alike."""
