@@ -547,6 +547,70 @@ def test_sigkill_mid_sweep__rerun_keeps_finished_bytes_and_completes(tmp_path):
     assert len(sweep_frame(out)) == 6
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if (
+                p.name.isdigit()
+                and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            ):
+                out.append(int(p.name))
+        except (OSError, IndexError, ValueError):  # ended meanwhile
+            continue
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
+def test_sigterm_to_the_parent_ends_the_workers_exit_143_and_resume_completes(tmp_path):
+    """A SIGTERM to the sweep alone (kill, a batch scheduler), not to its workers: the
+    parent ends its workers, exits 143 saying so, leaves nothing half-written visible,
+    and the same sweep then trains the rest. Before, the workers trained on for nobody."""
+    toml = TOML.replace("steps = 40\n", "").replace("warmup = 5", "warmup = 200")
+    toml = toml.replace("train_size = [4, 8]\nseed = [0, 1, 2]", "train_size = [3, 4, 5, 6]")
+    toml = toml.replace("[axes]", "[axes]\nsteps = [20000]")
+    (tmp_path / "s.toml").write_text(toml)
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "supermem", "sweep", str(tmp_path / "s.toml"), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None and len(workers) < 2:
+        workers = [
+            c
+            for c in _children(proc.pid)
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        time.sleep(0.05)
+    assert proc.poll() is None and workers, f"sweep ended early: {proc.stderr.read()!r}"
+    time.sleep(5.0)  # the workers have started their groups (each ~30 s of training)
+    runs = out / "runs"
+
+    def landed() -> list[Path]:
+        return [p for p in runs.iterdir() if p.name[0] != "."] if runs.is_dir() else []
+
+    before = landed()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err, err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+    assert not alive, f"workers still running after the parent ended: {alive}"
+    finished = landed()
+    assert finished == before  # ended, not waited for: no group ran on to land its runs
+    summary = run_sweep(SweepSpec.from_toml(tmp_path / "s.toml"), out, progress=False)
+    assert summary.ok == 4 - len(finished) and not summary.failures
+    assert len(sweep_frame(out)) == 4 and not hidden_dirs(out)
+
+
 @pytest.mark.slow
 def test_real_small_sweep__memorising_models_fit_train_better_than_test(tmp_path):
     s = SweepSpec(

@@ -7,6 +7,7 @@ its parser and sets ``func``. Bad input exits with code 2 and one line on stderr
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from supermem import __version__
@@ -26,10 +27,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so it unwinds as Ctrl-C does (workers ended,
+    temp dirs left hidden, nothing half-written visible)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        before = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        before = None
+    try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print(f"supermem {args.command}: terminated", file=sys.stderr)
+        return 143
     except CLIError as e:
         print(f"supermem {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -39,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"supermem {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,12 +184,26 @@ class LocalExecutor(Executor):
 
     def imap_unordered(self, fn, jobs):
         pending = {self.pool.submit(fn, job): job for job in jobs}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job = pending.pop(fut)
-                err = fut.exception()
-                yield job, err if err is not None else fut.result()
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    err = fut.exception()
+                    yield job, err if err is not None else fut.result()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or abandoned: stop the workers
+            self.terminate()
+            raise
+
+    def terminate(self) -> None:
+        """End the workers now, not after their groups: what they were writing stays a
+        hidden temp dir (removed by the next sweep), their checkpoints stay for it to
+        resume. A terminal's Ctrl-C reaches them anyway; a SIGTERM to the parent alone
+        (``kill``, a batch scheduler) used to leave them training for nobody."""
+        for p in list((getattr(self.pool, "_processes", None) or {}).values()):  # no API (3.11)
+            if p.is_alive():
+                p.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
