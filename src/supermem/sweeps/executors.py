@@ -128,10 +128,16 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release workers (no-op by default)."""
 
+    def terminate(self) -> None:
+        """Interrupted: end the jobs in flight rather than wait for them (default: close)."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.terminate()
         self.close()
 
 
@@ -191,7 +197,7 @@ class LocalExecutor(Executor):
                     job = pending.pop(fut)
                     err = fut.exception()
                     yield job, err if err is not None else fut.result()
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or abandoned: stop the workers
+        except BaseException:  # interrupted here (Ctrl-C, SIGTERM) or abandoned: end them
             self.terminate()
             raise
 

@@ -411,6 +411,10 @@ def _run_locked(
                 summary.add(o)
             bar.update(len(result))
             bar.set_postfix(failed=len(summary.failed), diverged=len(summary.diverged))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM between two results: do not wait on them
+        if own:
+            executor.terminate()
+        raise
     finally:
         bar.close()
         if own:
