@@ -190,16 +190,12 @@ class LocalExecutor(Executor):
 
     def imap_unordered(self, fn, jobs):
         pending = {self.pool.submit(fn, job): job for job in jobs}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = pending.pop(fut)
-                    err = fut.exception()
-                    yield job, err if err is not None else fut.result()
-        except BaseException:  # interrupted here (Ctrl-C, SIGTERM) or abandoned: end them
-            self.terminate()
-            raise
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = pending.pop(fut)
+                err = fut.exception()
+                yield job, err if err is not None else fut.result()
 
     def terminate(self) -> None:
         """End the workers now, not after their groups: what they were writing stays a

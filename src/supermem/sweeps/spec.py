@@ -411,7 +411,7 @@ def _run_locked(
                 summary.add(o)
             bar.update(len(result))
             bar.set_postfix(failed=len(summary.failed), diverged=len(summary.diverged))
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM between two results: do not wait on them
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: end the jobs in flight, do not wait on them
         if own:
             executor.terminate()
         raise
