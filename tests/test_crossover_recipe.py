@@ -64,6 +64,29 @@ def test_clusters__points_sharing_a_direction_are_one_cluster():
     assert s["within_cos"] is not None and s["between_cos"] is not None
 
 
+def test_clusters__a_ring_of_many_stored_points_is_found_in_pairs():
+    # the memorising winners above 1k points: ~100 stored points on a ring, each with a
+    # small D_t (~0.02, under the first version's absolute 0.05), 900 points near 0
+    pairs = np.repeat(np.radians(np.arange(50) * 7.2), 2) + np.tile([0.0, 0.003], 50)
+    H = np.c_[np.cos(pairs), np.sin(pairs)]
+    H = np.r_[H, 0.02 * np.random.default_rng(0).normal(size=(900, 2))]
+    dd = metrics.data_dims(H)
+    assert dd[:100].max() < 0.05 and (dd[:100] >= cl.STORED_SHARE * 2 / 1000).all()
+    got = cl.clusters(H, dd)
+    assert len(got) == 50 and all(len(c) == 2 and abs(c[0] - c[1]) == 1 for c in got)
+    # correlated: each pair shares its data features, pairs share none
+    X = sp.lil_matrix((1000, 200))
+    for k in range(50):
+        X[2 * k, 2 * k : 2 * k + 2] = 1.0
+        X[2 * k + 1, 2 * k : 2 * k + 2] = 1.0
+    for t in range(100, 1000):
+        X[t, 100 + t % 100] = 1.0
+    X = sp.csr_matrix(X.multiply(1 / np.sqrt(X.multiply(X).sum(1))))
+    s = cl.summary(H, dd, X)
+    assert s["shared_share"] == 1.0 and s["within_cos"] == pytest.approx(1.0)
+    assert s["between_cos"] == pytest.approx(0.0) and cx._correlated(s)
+
+
 def test_clusters__points_along_a_feature_holding_its_dimension_are_left_out():
     angles = [0.0, 0.01, 0.02, 1.5, 1.51, 3.0]  # clusters of 3, 2 and 1 stored points
     H = np.c_[np.cos(angles), np.sin(angles)]

@@ -1,17 +1,19 @@
 """Clusters of training points stored together (the July 2023 update's "triangles").
 
 Past ~1k points the memorising solution stops giving each stored point its own
-direction: correlated points (sharing features) share one. A stored point takes a real
-share of the hidden space, D_t >= STORED_DIM; a point alone in its direction has D_t ~ 1,
-a cluster of c points sharing one ~1/c each, so the threshold admits clusters of up to
-~1 / STORED_DIM points. Stored points whose hidden vectors point within ANGLE_DEG of each
-other (linked in a chain) form one cluster.
+direction: correlated points (sharing features) share one. A stored point takes at least
+STORED_SHARE times the mean share of the hidden space, D_t >= STORED_SHARE m/T (the
+rest of the points sit near the origin with less). The threshold is relative because the
+memorising winners measured above 1k points (quick scale, lr 3e-2) store hundreds of
+points on a ring, each with D_t ~ 0.005-0.02; an absolute 0.05 (the first version) found
+none of them. Stored points whose hidden vectors point within ANGLE_DEG of each other
+(linked in a chain) form one cluster; on such a ring the mean spacing is a few degrees,
+so the angle is kept small.
 
-A stored point whose hidden vector lies within ANGLE_DEG of a feature that holds its own
-dimension (D_i >= FEATURE_DIM) is that feature's, not a memorised point: given the
-features, such points are left out. (Measured at the quick scale: the one memorising
-winner above 1k points was a borderline pentagon whose "clusters" all lay along its five
-features, docs/REPRODUCTION.md.)
+A stored point whose hidden vector lies within FEATURE_DEG of a feature that holds its
+own dimension (D_i >= FEATURE_DIM) is that feature's, not a memorised point: given the
+features, such points are left out. (Measured at the quick scale: a borderline pentagon
+whose "clusters" all lay along its five features, docs/REPRODUCTION.md.)
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-STORED_DIM = 0.05
-ANGLE_DEG = 5.0
+STORED_SHARE = 2.0
+ANGLE_DEG = 1.0
+FEATURE_DEG = 5.0
 FEATURE_DIM = 0.2  # a feature holding its own dimension, as in the other recipes
 MAX_STORED = 4_000  # the largest-D_t points examined (pairwise work ~ MAX_STORED^2)
 
@@ -32,7 +35,8 @@ def clusters(H: np.ndarray, dd: np.ndarray, features: np.ndarray | None = None) 
     """H (T, m) hidden vectors, dd (T,) data dims -> clusters of stored points, each an
     array of point indices, largest cluster first. features (k, m): directions of the
     features holding their own dimension; stored points along one are left out."""
-    stored = np.flatnonzero(dd >= STORED_DIM)
+    m = H.shape[1]
+    stored = np.flatnonzero(dd >= STORED_SHARE * m / len(dd))
     stored = stored[np.argsort(-dd[stored], kind="stable")][:MAX_STORED]
     if len(stored) == 0:
         return []
@@ -40,7 +44,7 @@ def clusters(H: np.ndarray, dd: np.ndarray, features: np.ndarray | None = None) 
     cos = math.cos(math.radians(ANGLE_DEG))
     if features is not None and len(features):
         V = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-30)
-        off = ((U @ V.T) < cos).all(axis=1)  # along no feature
+        off = ((U @ V.T) < math.cos(math.radians(FEATURE_DEG))).all(axis=1)  # along none
         stored, U = stored[off], U[off]
         if len(stored) == 0:
             return []

@@ -35,6 +35,7 @@ from supermem.recipes.scales import SCALES, get_scale
 
 FIVE_RATIO = 3.0
 PAPER_T, PAPER_S = 500_000, 0.999
+CORRELATED = 3.0  # clusters of correlated points: within-cluster data cosine >= 3x between
 T_TOL = 3.0  # the crossover matches within this factor of the update's (rescaled) value
 
 
@@ -143,6 +144,7 @@ def check(runs: list) -> list[Claim]:
     ]  # memorising winners with stored points off their features' directions
     if big:
         share = [r["clusters"]["shared_share"] for r in big]
+        corr = [_correlated(r["clusters"]) for r in big]
         out.append(
             Claim(
                 "Above ~1k points the memorising solution stores clusters of correlated "
@@ -152,13 +154,22 @@ def check(runs: list) -> list[Claim]:
                 + ", ".join(f"T={r['T']}: {s:.2f}" for r, s in zip(big, share))
                 + "; within-cluster data cosine vs between: "
                 + ", ".join(_cos(r["clusters"]) for r in big),
-                bool(np.median(share) >= 0.5),
-                f"stored: D_t >= {cl.STORED_DIM}, not along a feature with D_i >= "
-                f"{cl.FEATURE_DIM}; a cluster: directions within {cl.ANGLE_DEG:g} deg; holds "
-                "if the median share is >= 0.5",
+                bool(np.median(share) >= 0.5 and sum(corr) > len(corr) / 2),
+                f"stored: D_t >= {cl.STORED_SHARE:g} m/T, not within {cl.FEATURE_DEG:g} deg "
+                f"of a feature with D_i >= {cl.FEATURE_DIM}; a cluster: directions chained "
+                f"within {cl.ANGLE_DEG:g} deg; holds if the median share is >= 0.5 and in most "
+                f"of these runs the within-cluster data cosine is >= {CORRELATED:g}x the "
+                "between-cluster one (correlated points)",
             )
         )
     return out
+
+
+def _correlated(c: dict) -> bool:
+    """Whether a run's clusters hold correlated points: within-cluster data cosine at
+    least CORRELATED times the between-cluster one (False without the data)."""
+    w, b = c["within_cos"], c["between_cos"]
+    return w is not None and b is not None and w >= CORRELATED * max(b, 1e-12)
 
 
 def _cos(c: dict) -> str:

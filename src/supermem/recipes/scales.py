@@ -62,7 +62,7 @@ class Scale:
     scaling_seeds: int = 1
     # crossover recipe (m = 2): T grid and the learning rates tried at each T
     cross_T: tuple[int, ...] = ()
-    cross_lr: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
+    cross_lr: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
     @property
     def discrepancy_T(self) -> tuple[int, ...]:
