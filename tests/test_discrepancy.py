@@ -59,7 +59,9 @@ def test_grids__quick_cost_fits_the_budget_and_float64_uses_the_reference_engine
 
 def _run(T: int, seed: int, memorise: bool, five: bool, loss: float, b: float = 1.0):
     rng = np.random.default_rng(seed)
-    H = polygon(T) if memorise else rng.normal(size=(T, 2)) * np.r_[1.0, 0.01]
+    # not memorising: a few points (as along the features) hold the space, most are ~0
+    big = np.where(rng.random(T) < 0.1, 1.0, 0.01)[:, None]
+    H = polygon(T) if memorise else rng.normal(size=(T, 2)) * big
     fd = np.r_[np.full(5, 0.35), np.full(95, 0.01)] if five else np.full(100, 0.02)
     cfg = dict(train_size=T, hidden=2, data_seed=seed)
     mets = {"test_loss": loss, "W_norm": 2.0 * b, "b_norm": b}
@@ -83,6 +85,24 @@ def test_measures__known_regimes_give_known_boundaries_and_peaks():
     # flukes below a boundary do not count: the condition must hold to the end of the grid
     runs = [_run(T, 0, T in (40, 100), T in (40, 800), 1.0) for T in (20, 40, 100, 800)]
     assert d.measures(runs)["T_five"] == 800 and d.measures(runs)["T_leave"] == 800
+
+
+def test_measures__memorising_with_uneven_radii_or_unstored_points_has_not_left():
+    # the paper-scale memorising runs store points unevenly (median D_t 0.8-1.6 m/T): a
+    # T-gon with radii 0.3-2, or with 30% of its points near 0, is still memorising
+    rng = np.random.default_rng(0)
+    runs = []
+    for T in (20, 100, 400):
+        for H in (
+            polygon(T) * rng.uniform(0.3, 2.0, size=(T, 1)),
+            polygon(T) * np.where(rng.random(T) < 0.3, 0.05, 1.0)[:, None],
+        ):
+            r = _run(T, len(runs), True, False, 1.0)
+            r.arrays.update(H_train=H, data_dims=metrics.data_dims(H))
+            runs.append(r)
+    q = d.measures(runs)["median_Dt_over_m_T"]
+    assert max(abs(v - 1) for v in q) > 0.2  # the first criterion (within 20%) said "left"
+    assert d.measures(runs)["T_leave"] is None
 
 
 def test_gives__each_write_up_matches_itself_and_not_the_other():

@@ -8,7 +8,8 @@ separate the two write-ups (``VARIANTS``: one knob at a time, and pairs that int
 on one T grid around the middle regime, and measures per variant (``measures``):
 
 - ``T_leave``: the smallest T from which on (every larger T of the grid too) the median
-  D_t (seeds pooled) is off m/T by > 20% (a fluke at one small T does not count);
+  D_t (seeds pooled) is below m/T by more than ``DT_FACTOR`` = 3: most points are not
+  stored (a fluke at one small T does not count);
 - ``T_five``: the smallest T from which on (every larger T of the grid too) the median
   over seeds of the 5th / 6th largest feature dimensionality is >= 3 (the pentagon);
 - the peak seed-averaged test loss and its T; the peak seed-averaged ||b|| and ||W||_F.
@@ -27,6 +28,7 @@ from supermem.config import TrainConfig
 from supermem.recipes.base import Recipe, RecipeError, is_m2, scale_costs
 from supermem.recipes.claims import Claim
 from supermem.recipes.discrepancy_measures import (
+    DT_FACTOR,
     LOSS_TOL,
     REFS,
     T_TOL,
@@ -366,7 +368,8 @@ def draw(runs: list, out: Path) -> list[Path]:
     path = out / "discrepancy_measures.json"
     path.write_text(json.dumps(tab, indent=1) + "\n")
     S = runs[0].config["sparsity"]
-    return [*fig_discrepancy(tab, {w: reference(w, S) for w in REFS}, out), path]
+    refs = {w: reference(w, S) for w in REFS}
+    return [*fig_discrepancy(tab, refs, out, leave_below=1 / DT_FACTOR), path]
 
 
 def _text() -> str:

@@ -1,8 +1,9 @@
 """The discrepancy recipe's figure: implementation variants side by side (issue 10).
 
-Left: seed-averaged test loss vs T per variant (baseline in black). Right: one panel per
-measure, one row per variant, with the paper's and the replication's values (their Ts
-rescaled by T(1-S)) as vertical lines.
+Left: seed-averaged test loss vs T per variant (baseline in black) and, below, the median
+data dimensionality over m/T with the line under which a T counts as left memorisation.
+Right: one panel per measure, one row per variant, with the paper's and the
+replication's values (their Ts rescaled by T(1-S)) as vertical lines.
 """
 
 from __future__ import annotations
@@ -40,33 +41,37 @@ def _log_ticks(ax, y: bool = False) -> None:
 
 
 def fig_discrepancy(
-    tab: dict[str, dict[str, Any]], refs: dict[str, dict[str, float]], out: Path
+    tab: dict[str, dict[str, Any]],
+    refs: dict[str, dict[str, float]],
+    out: Path,
+    leave_below: float | None = None,
 ) -> list[Path]:
-    """tab: {variant: measures} (recipes.discrepancy.table); refs: {write-up: values}."""
+    """tab: {variant: measures} (recipes.discrepancy.table); refs: {write-up: values};
+    leave_below: the median D_t / (m/T) under which a T counts as left (drawn if given)."""
     names = list(tab)
-    fig = plt.figure(figsize=(17, 0.32 * len(names) + 3.5))
-    grid = fig.add_gridspec(1, 1 + len(PANELS), width_ratios=[2.2] + [1] * len(PANELS))
-    ax = fig.add_subplot(grid[0])
+    fig = plt.figure(figsize=(17, 0.32 * len(names) + 5.0))
+    grid = fig.add_gridspec(2, 1 + len(PANELS), width_ratios=[2.2] + [1] * len(PANELS), wspace=0.45)
+    ax, ax_dt = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])
     colors = plt.cm.tab20(np.linspace(0, 1, max(len(names), 2)))
     for name, col in zip(names, colors):
         m = tab[name]
         base = name == "baseline"
-        ax.plot(
-            m["T"],
-            m["test_loss"],
-            "-o",
-            ms=3,
-            lw=2.5 if base else 1,
-            color="k" if base else col,
-            label=name,
-            zorder=3 if base else 2,
-        )
-    ax.set(xscale="log", yscale="log", xlabel="training set size T", ylabel="mean test loss")
+        style: dict[str, Any] = dict(ms=3, lw=2.5 if base else 1, color="k" if base else col)
+        ax.plot(m["T"], m["test_loss"], "-o", label=name, zorder=3 if base else 2, **style)
+        ax_dt.plot(m["T"], m["median_Dt_over_m_T"], "-o", zorder=3 if base else 2, **style)
+    ax.set(xscale="log", yscale="log", ylabel="mean test loss")
     _log_ticks(ax, y=True)
     ax.legend(fontsize=6, ncol=2)
+    ax_dt.axhline(1.0, color="0.6", lw=0.8)
+    if leave_below is not None:
+        ax_dt.axhline(leave_below, color="tab:red", ls="--", lw=1, label="left below")
+        ax_dt.legend(fontsize=6, loc="lower left")
+    ax_dt.set(xscale="log", yscale="log", xlabel="training set size T")
+    ax_dt.set_ylabel("median D_t / (m/T)", fontsize=8)
+    _log_ticks(ax_dt, y=True)
     y = np.arange(len(names))[::-1]
     for j, (key, tkey, label, ref) in enumerate(PANELS):
-        a = fig.add_subplot(grid[j + 1])
+        a = fig.add_subplot(grid[:, j + 1])
         grid_max = max(max(m["T"]) for m in tab.values())
         for yi, name in zip(y, names):
             m = tab[name]
