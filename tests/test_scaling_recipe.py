@@ -59,9 +59,24 @@ def test_check__lined_up_jumps_hold_and_moved_ones_do_not():
 
     runs = sweep(0.9, 10) + sweep(0.99, 10) + sweep(0.99, 10, wd=0.1)
     claims = sc.check(runs)
-    assert [c.holds for c in claims] == [True, True]
+    assert [c.holds for c in claims] == [True, True, True]  # jump, peak, decay
     moved = sweep(0.9, 10) + sweep(0.99, 40) + sweep(0.99, 5, wd=0.1)
-    assert [c.holds for c in sc.check(moved)] == [False, False]
+    assert [c.holds for c in sc.check(moved)] == [False, True, False]
+
+
+def test_check__test_loss_peak_lines_up_in_T1mS_or_not():
+    def sweep(S, peak_x):
+        return [
+            Fake(round(x / (1 - S)), S, 0.4, loss=5.0 if x == peak_x else 1.0)
+            for x in (2, 5, 10, 20, 40)
+        ]
+
+    def peak_claim(runs):
+        return [c for c in sc.check(runs) if "test-loss peak" in c.claim][0]
+
+    c = peak_claim(sweep(0.9, 5) + sweep(0.99, 10))  # x2 apart: within one grid step
+    assert c.holds and "0.9: 5, 0.99: 10" in c.measured
+    assert not peak_claim(sweep(0.9, 2) + sweep(0.99, 20)).holds  # x10 apart
 
 
 @pytest.fixture(scope="module")

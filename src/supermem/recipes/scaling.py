@@ -145,6 +145,20 @@ def check(runs: list) -> list[Claim]:
                     f"one, each within x{X_TOL:g} of {JERMYN_X:g} and max/min <= {SPREAD_TOL:g}",
                 )
             )
+            peaks = {S: c["x"][int(np.argmax(c["test_loss"]))] for S, c in t["S"].items()}
+            pspread = max(peaks.values()) / min(peaks.values())
+            out.append(
+                Claim(
+                    f"m = {m}: the test-loss peak lines up in T(1-S) for every sparsity",
+                    "the same scale in the test loss (this project's check, not Jermyn's)",
+                    "test-loss peak at T(1-S) per S: "
+                    + ", ".join(f"{S:g}: {x:.3g}" for S, x in peaks.items())
+                    + f"; spread x{pspread:.3g}",
+                    pspread <= SPREAD_TOL,
+                    f"peak: the grid T(1-S) of the largest test loss; holds if max/min <= "
+                    f"{SPREAD_TOL:g}",
+                )
+            )
         if len(t["wd"]) >= 2:
             found = [c["at"] for c in t["wd"].values() if c["at"] is not None]
             spread = max(found) / min(found) if found else math.inf
