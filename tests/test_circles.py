@@ -152,3 +152,15 @@ def test_circles_recipe__rates_recomputed_from_the_saved_arrays(tiny_circles):
     assert f"best of 2: {sum(caught[2])}/4 " in claims[1]["measured"]
     saved = json.loads((tiny_circles / "figures" / "circles_measures.json").read_text())
     assert sorted(r["caught"] for r in saved["runs"]) == sorted(caught[1] + caught[2])
+
+
+def test_loss_claim__higher_means_above_rounding():
+    from supermem.recipes import circles
+
+    def tab(caught_loss, other_loss):
+        runs = [dict(T=8, caught=True, train_loss=caught_loss)] * 3
+        return {"runs": runs + [dict(T=8, caught=False, train_loss=other_loss)] * 3}
+
+    assert circles._loss_claim(tab(0.09, 0.01)).holds
+    assert not circles._loss_claim(tab(4.5e-13, 2.8e-14)).holds  # both memorised: equal
+    assert not circles._loss_claim(tab(0.01, 0.09)).holds
