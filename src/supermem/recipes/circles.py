@@ -32,6 +32,9 @@ CIRCLE_T = (4, 6, 8, 12, 16, 20)  # memorising at every scale (T(1-S) <= 0.2)
 INIT_SEEDS = {"quick": 24, "cpu": 48, "paper": 24}  # other scales: 4
 SNAPSHOTS = 11  # linear: every 10% of training
 SPECS = ("circles-single", "circles-restarts")
+# training losses closer than this are equal: float32 training leaves ~1e-7 relative
+# rounding in a loss near 1, and a memorised set's loss is ~1e-13 whatever its shape
+LOSS_TOL = 1e-6
 
 
 def grids(scale: str) -> list:
@@ -151,11 +154,6 @@ def check(runs: list) -> list[Claim]:
         )
     out += [_loss_claim(tab), _persist_claim(tab)]
     return out
-
-
-# training losses closer than this are equal: float32 training leaves ~1e-7 relative
-# rounding in a loss near 1, and a memorised set's loss is ~1e-13 whatever its shape
-LOSS_TOL = 1e-6
 
 
 def _loss_claim(tab: dict[str, Any]) -> Claim:
