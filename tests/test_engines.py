@@ -271,3 +271,15 @@ def test_dot8_sums_in_its_documented_order(L):
     for j in range(L - L % 8, L):
         s = f(s + f(a[j] * b[j]))
     assert _dot8(a, b) == s
+
+
+def test_engine_cuda_without_a_gpu_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    from supermem.cli import main
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # tests/test_cuda_engine.py sets it
+    out = tmp_path / "run"
+    argv = ["train", "--engine", "cuda", "--device", "cpu", "--train-size", "10", "--out"]
+    assert main([*argv, str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "engine cuda needs --device cuda" in err
+    assert not out.exists()

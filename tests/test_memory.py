@@ -17,7 +17,7 @@ def test_huge_train_size_exits_2_with_one_line_and_writes_nothing(tmp_path, caps
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("engine", ["reference", "fast", "tree", "chunked"])
+@pytest.mark.parametrize("engine", ["reference", "fast", "tree", "chunked", "cuda"])
 def test_estimate_grows_with_the_data_and_the_guard_uses_it(engine):
     small, big = make_config(train_size=1000), make_config(train_size=100_000)
     s, b = sum(estimate(small, 1, engine).values()), sum(estimate(big, 1, engine).values())

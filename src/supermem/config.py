@@ -132,7 +132,7 @@ class TrainConfig:
     engine: str = _f(
         "auto",
         "loss/gradient engine: auto (picks from a measured cost model), reference, fast, "
-        "tree, chunked or fast_variants (docs/ENGINES.md)",
+        "tree, chunked, fast_variants or cuda (NVIDIA GPU, needs Triton) (docs/ENGINES.md)",
     )
     device: str = _f(
         "auto", "torch device: auto (cuda if present), cpu or cuda", choices=DEVICE_CHOICES

@@ -193,6 +193,7 @@ SECONDS_PER_UNIT = {
     "auto": 2.5e-10,
     "tree": 2.5e-10,
     "chunked": 1e-8,
+    "cuda": 2.5e-11,  # one H200, m = 2, T = 10^4..10^6 (benchmarks/bench_cuda.py, first run)
     "reference": 1e-8,
     "fast_variants": 5e-9,  # untied / relu_hidden, T = 2,600: 1 thread per worker, under load
 }

@@ -49,6 +49,11 @@ def estimate(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
         # CSR (int64 row pointers) + CSC copies; per-block partials (64 blocks at most)
         blocks = min(64, max(1, n // 256))
         parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 4.0 * R * blocks * (m + 1) + 24.0 * R * m
+    elif engine == "cuda":
+        # host side, before the upload: CSR, its row ELL (K ~ the busiest row, taken as
+        # twice the mean + 8) and the CSC copy; the device holds its own memory
+        k_ell = 2.0 * nnz / R + 8.0
+        parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 8.0 * R * k_ell + 16.0 * nnz
     else:  # tree: CSR in tree order, tree nodes, per-part point buffers, step arrays
         nodes = 2.0 * R / 8
         parts["engine"] = (

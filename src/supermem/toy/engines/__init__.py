@@ -8,13 +8,23 @@ from supermem.config import ConfigError, register
 from supermem.toy.engines import cost
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
+from supermem.toy.engines.cuda import CudaEngine
+from supermem.toy.engines.cuda import available as cuda_available
 from supermem.toy.engines.fast import FastEngine
 from supermem.toy.engines.reference import ReferenceEngine
 from supermem.toy.engines.tree import TreeEngine
 from supermem.toy.engines.variants import FastVariantsEngine
 
 ENGINES: dict[str, type[Engine]] = {
-    e.name: e for e in (ReferenceEngine, FastEngine, ChunkedEngine, TreeEngine, FastVariantsEngine)
+    e.name: e
+    for e in (
+        ReferenceEngine,
+        FastEngine,
+        ChunkedEngine,
+        TreeEngine,
+        FastVariantsEngine,
+        CudaEngine,
+    )
 }
 for _name in ENGINES:
     register("engine", _name)
@@ -37,7 +47,8 @@ def get_engine(
 ) -> Engine:
     """The engine called ``name``. ``auto``: on CPU, of fast and tree the one the measured
     cost model (``cost.pick``) finds cheaper for ``shape`` = (inst, T, n, m, nonzeros per
-    point), fast when no shape is given; on CUDA the fast engine (its chunked code); the
+    point), fast when no shape is given; on CUDA the fast engine (its chunked code,
+    measured faster than the cuda engine so far: docs/ENGINES.md); the
     reference engine for a model no fast engine supports. A ``loss`` other than mse
     (TrainConfig.loss) is computed by the reference engine and, for the tied model on
     CPU, by the fast one (``FastEngine.OBJECTIVES``), which ``auto`` then takes."""
@@ -62,6 +73,10 @@ def get_engine(
             if cand in ENGINES and ENGINES[cand]().supports(model, device):
                 return ENGINES[cand]()
     engine = ENGINES[name]()
+    if name == "cuda" and not cuda_available(device):
+        raise ConfigError(
+            f"engine cuda needs --device cuda and Triton installed; device is {device}"
+        )
     if not engine.supports(model, device):
         raise ConfigError(f"engine {name} does not support model {model.name} on {device}")
     return engine

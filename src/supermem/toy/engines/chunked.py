@@ -52,10 +52,15 @@ class ChunkedEngine(Engine):
         C = chunk_rows(data.inst, data.n, self.MAX_ELEMS)
         rows = np.repeat(np.arange(data.inst * data.T), np.diff(data.indptr))
         inst_of, t_of = rows // data.T, rows % data.T
+        # the nonzeros of each chunk, in their CSR order (a stable sort by chunk, one
+        # pass, instead of a mask over all nonzeros per chunk)
+        chunk_of = t_of // C
+        order = np.argsort(chunk_of, kind="stable")
+        edges = np.searchsorted(chunk_of[order], np.arange(-(-data.T // C) + 1))
         bounds, positions, values = [], [], []
-        for a in range(0, data.T, C):
+        for q, a in enumerate(range(0, data.T, C)):
             z = min(a + C, data.T)
-            sel = (t_of >= a) & (t_of < z)
+            sel = order[edges[q] : edges[q + 1]]
             flat = (inst_of[sel] * (z - a) + (t_of[sel] - a)) * data.n + data.indices[sel]
             bounds.append((a, z))
             positions.append(torch.as_tensor(flat.astype(np.int64), device=device))

@@ -1,0 +1,216 @@
+"""The cuda engine: exact loss and gradients of the tied model on an NVIDIA GPU, in fused
+Triton kernels that never hold a (T, n) tensor.
+
+The chunked engine (the fast engine's CUDA path) writes dense (inst, C, n) chunks to
+memory and reads them back several times per step; here each (point tile, feature block)
+pair is computed in registers and reduced on the spot, so a step moves only the data,
+W, b and the (T, m) hidden vectors: the work is the n T m multiply-adds of the dense
+part, done twice (once per point tile for the loss and gh, once per feature block for
+gb and the decoder gradient), plus one pass over the nonzeros each way (row ELL, CSC).
+The kernels and the split of the sums are in ``_cuda_kernels``; every sum is in a fixed
+order, so results are deterministic.
+
+Needs Triton and a CUDA device (``available``); with ``TRITON_INTERPRET=1`` in the
+environment before the first step, Triton's interpreter runs the same kernels on CPU
+tensors, which is how they are tested where there is no GPU. Measured on an H200 it is
+still slower than the chunked engine (docs/ENGINES.md), so ``auto`` does not pick it:
+``--engine cuda`` asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from supermem.toy.data import SparseData
+from supermem.toy.engines.base import Engine
+from supermem.toy.model import TiedReLUOutput
+
+# (points per tile, features per block, warps) of the two dense kernels; both hold a few
+# (tile x block) float32 tensors per program, so the tile must leave registers to spare
+BLOCKS = {"rows": (64, 128, 4), "cols": (64, 128, 4)}
+BT_SPARSE = 64  # points per program of the hidden-vector kernel
+BS = 64  # nonzeros per vector in the column pass
+SEGMENT_PROGRAMS = 1024  # the column kernel splits T until it has about this many programs
+
+
+def interpreting() -> bool:
+    """Triton's CPU interpreter is on (kernels then take CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available(device) -> bool:
+    """Triton is installed and ``device`` is CUDA (or any device under the interpreter)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return torch.device(device).type == "cuda" or interpreting()
+
+
+@dataclass(frozen=True)
+class GpuData:
+    """A data set on the device, as the kernels read it.
+
+    idx (inst*T, K) int32, val (inst*T, K) float32: each row's nonzeros, padded with
+    (0, 0.0) to K = the most nonzeros of any row (at least 1) (ELL).
+    cptr (inst*n + 1,) int64, crow (nnz,) int64 flat row i*T + t, cval (nnz,) float32:
+    the block-diagonal CSC, column i*n + j holding feature j of instance i.
+    """
+
+    idx: torch.Tensor
+    val: torch.Tensor
+    cptr: torch.Tensor
+    crow: torch.Tensor
+    cval: torch.Tensor
+    inst: int
+    T: int
+    n: int
+
+    @property
+    def K(self) -> int:
+        return self.idx.shape[1]
+
+    @classmethod
+    def from_sparse(cls, d: SparseData, device) -> GpuData:
+        assert d.weights is None, "weighted rows: wrap the engine in WeightedEngine"
+        R = d.inst * d.T
+        counts = np.diff(d.indptr)
+        K = max(1, int(counts.max(initial=0)))
+        rows = np.repeat(np.arange(R), counts)
+        slot = np.arange(len(d.indices)) - np.repeat(d.indptr[:-1], counts)
+        idx = np.zeros((R, K), np.int32)
+        val = np.zeros((R, K), np.float32)
+        idx[rows, slot], val[rows, slot] = d.indices, d.values
+        cols = (rows // d.T) * d.n + d.indices  # block-diagonal: instance i's own columns
+        order = np.lexsort((rows, cols))  # by column, rows increasing within a column
+        cptr = np.zeros(d.inst * d.n + 1, np.int64)
+        np.cumsum(np.bincount(cols, minlength=d.inst * d.n), out=cptr[1:])
+
+        def dev(a):
+            return torch.as_tensor(np.ascontiguousarray(a), device=device)
+
+        return cls(
+            dev(idx), dev(val), dev(cptr), dev(rows[order].astype(np.int64)),
+            dev(d.values[order].astype(np.float32)), d.inst, d.T, d.n,
+        )  # fmt: skip
+
+
+def launch(W: torch.Tensor, b: torch.Tensor, d: GpuData, grads: bool):
+    """W (inst, m, n), b (inst, n) float32 on the data's device -> loss (inst,) float32 and,
+    if ``grads``, gW (inst, m, n), gb (inst, n); else None, None."""
+    W, b = W.contiguous(), b.contiguous()
+    inst, m, n = W.shape
+    c2 = 2.0 / d.T
+    h = hidden_pass(W, d)
+    loss_t, gh = rows_pass(W, b, h, d, BLOCKS["rows"])
+    loss = (loss_t.view(inst, d.T).double().sum(1) / d.T).float()
+    if not grads:
+        return loss, None, None
+    pgW, pgb = cols_pass(W, b, h, d.T, BLOCKS["cols"])
+    gWs, gbs = colnz_pass(W, b, h, gh, d)
+    return loss, c2 * pgW.sum(1) + gWs, c2 * pgb.sum(1) + gbs
+
+
+# The four passes of a step (each one kernel launch; shapes as in ``launch``, with
+# R = inst * T). ``cfg``: (points per tile, features per block, warps).
+
+
+def hidden_pass(W: torch.Tensor, d: GpuData) -> torch.Tensor:
+    """-> h (R, m) float32."""
+    inst, m, n = W.shape
+    h = torch.empty(inst * d.T, m, dtype=torch.float32, device=W.device)
+    _k().hidden[(_cdiv(d.T, BT_SPARSE), inst)](
+        d.idx, d.val, W, h, d.T, n, d.K, M=m, MP=_mp(m), BT=BT_SPARSE
+    )
+    return h
+
+
+def rows_pass(W, b, h, d: GpuData, cfg: tuple[int, int, int]):
+    """-> loss_t (R,) float32 (T times each point's loss), gh (R, m) float32."""
+    inst, m, n = W.shape
+    bt, bn, warps = cfg
+    gh = torch.empty_like(h)
+    loss_t = torch.empty(inst * d.T, dtype=torch.float32, device=W.device)
+    _k().rows[(_cdiv(d.T, bt), inst)](
+        d.idx, d.val, W, b, h, gh, loss_t, d.T, n, d.K, 2.0 / d.T, M=m, MP=_mp(m), BT=bt,
+        BN=bn, num_warps=warps,
+    )  # fmt: skip
+    return loss_t, gh
+
+
+def cols_pass(W, b, h, T: int, cfg: tuple[int, int, int]):
+    """-> the dense part's partials over T segments, before the factor 2/T: pgW (inst,
+    nseg, m, n) = sum_t r_tj h_t, pgb (inst, nseg, n) = sum_t r_tj."""
+    inst, m, n = W.shape
+    bt, bn, warps = cfg
+    nfb = _cdiv(n, bn)
+    nseg = max(1, min(_cdiv(T, bt), SEGMENT_PROGRAMS // (nfb * inst)))
+    seg = _cdiv(_cdiv(T, nseg), bt) * bt
+    nseg = _cdiv(T, seg)
+    pgW = torch.empty(inst, nseg, m, n, dtype=torch.float32, device=W.device)
+    pgb = torch.empty(inst, nseg, n, dtype=torch.float32, device=W.device)
+    _k().cols[(nfb, nseg, inst)](
+        W, b, h, pgW, pgb, T, n, seg, M=m, MP=_mp(m), BT=bt, BN=bn, num_warps=warps
+    )
+    return pgW, pgb
+
+
+def colnz_pass(W, b, h, gh, d: GpuData):
+    """-> the sparse part of the gradients plus the encoder gradient: gWs (inst, m, n),
+    gbs (inst, n)."""
+    inst, m, n = W.shape
+    gWs = torch.empty(inst, m, n, dtype=torch.float32, device=W.device)
+    gbs = torch.empty(inst, n, dtype=torch.float32, device=W.device)
+    _k().colnz[(n, inst)](
+        d.cptr, d.crow, d.cval, W, b, h, gh, gWs, gbs, d.T, n, 2.0 / d.T, M=m, MP=_mp(m), BS=BS
+    )
+    return gWs, gbs
+
+
+def _k():
+    from supermem.toy.engines._cuda_kernels import kernels
+
+    return kernels()
+
+
+def _mp(m: int) -> int:
+    """Tile width over hidden dims: the next power of 2, at least 2."""
+    return max(2, 1 << (m - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def flops_per_step(inst: int, T: int, n: int, m: int) -> float:
+    """Floating-point operations of the dense part of one step (loss and gradients), as
+    the kernels do them: per (point, feature) pair, p (2m), relu and the loss (3) and gh
+    (2m) in the row pass, p (2m), relu, gb and the decoder gradient (2m + 2) in the column
+    pass. The sparse passes add O(nnz m), negligible at the sparsities studied."""
+    return float(inst) * T * n * (8 * m + 6)
+
+
+class CudaEngine(Engine):
+    name = "cuda"
+
+    def supports(self, model, device) -> bool:
+        return isinstance(model, TiedReLUOutput) and available(device)
+
+    def prepare(self, data: SparseData, device) -> GpuData:
+        return GpuData.from_sparse(data, device)
+
+    def _run(self, p, data: GpuData, grads: bool):
+        W = p["W"].detach().to(torch.float32)
+        b = p["b"].detach().to(torch.float32)
+        loss, gW, gb = launch(W, b, data, grads)
+        return loss, {"W": gW, "b": gb}
+
+    def loss_and_grads(self, model, p, data: GpuData):
+        return self._run(p, data, grads=True)
+
+    @torch.no_grad()
+    def loss(self, model, p, data: GpuData):
+        return self._run(p, data, grads=False)[0]
