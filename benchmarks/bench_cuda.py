@@ -59,16 +59,10 @@ def fp32_ceiling() -> float:
     return 2 * 8192**3 / (ms / 1e3)
 
 
-CONFIGS = [
-    (64, 128, 4),
-    (32, 128, 4),
-    (64, 64, 4),
-    (32, 64, 4),
-    (16, 128, 4),
-    (64, 128, 8),
-    (128, 64, 8),
-    (32, 32, 2),
-]  # (points per tile, features per block, warps)
+CONFIGS = [  # (points per tile, features per block, warps); the first is the default at m = 2
+    (16, 64, 4), (8, 64, 4), (32, 64, 4), (16, 128, 4), (16, 32, 4), (8, 128, 4),
+    (16, 64, 8), (32, 128, 8), (64, 128, 4),
+]  # fmt: skip
 
 
 def tune(T: int, m: int, reps: int) -> dict:
@@ -85,7 +79,7 @@ def tune(T: int, m: int, reps: int) -> dict:
     p = get_model("tied").init(m, N, "xavier_normal", [torch.Generator().manual_seed(0)])
     W, b = p["W"].to(dev).contiguous(), torch.zeros(1, N, device=dev)
     h = cuda.hidden_pass(W, d)
-    gh = cuda.rows_pass(W, b, h, d, cuda.BLOCKS["rows"])[1]
+    gh = cuda.rows_pass(W, b, h, d, cuda.blocks("rows", m))[1]
     out: dict = {"T": T, "m": m, "rows": {}, "cols": {}}
     out["hidden_ms"] = event_ms(partial(cuda.hidden_pass, W, d), reps)
     out["colnz_ms"] = event_ms(partial(cuda.colnz_pass, W, b, h, gh, d), reps)
@@ -193,7 +187,12 @@ def main() -> None:
     if not a.m2:
         cases += [(T, m, "initial") for m in (1, 3) for T in Ts[1:]]
     rows = []
+    from supermem.toy.engines import cuda
+
+    tuned_blocks = dict(cuda.BLOCKS)
     for T, m, state in cases:
+        cuda.BLOCKS.clear()  # the tuned tiles are m = 2's; other m take the default rule
+        cuda.BLOCKS.update(tuned_blocks if m == 2 else {})
         rows.append(case(T, m, state, a.settle, a.reps))
         r = rows[-1]
         print(

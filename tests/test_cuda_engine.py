@@ -24,7 +24,8 @@ from test_engines import CPU, MODEL, STATES, make_data, make_params, terms  # no
 
 from supermem.toy.data import SparseData  # noqa: E402
 from supermem.toy.engines import ENGINES, get_engine  # noqa: E402
-from supermem.toy.engines.cuda import CudaEngine, GpuData  # noqa: E402
+from supermem.toy.engines._cuda_kernels import resources  # noqa: E402
+from supermem.toy.engines.cuda import CudaEngine, GpuData, blocks  # noqa: E402
 from supermem.toy.train import train  # noqa: E402
 
 DEV = torch.device("cuda" if GPU else "cpu")
@@ -145,3 +146,14 @@ def test_training_with_cuda_equals_reference(hidden):
         np.testing.assert_allclose(gpu.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
     assert gpu.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
     assert gpu.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 8])
+def test_dense_passes_compile_for_hopper_without_spills(m):
+    """At the default tiles, the dense passes compiled for sm_90 (ahead of time, no GPU
+    needed) keep their accumulators in registers: no stack (spills), <= 128 registers."""
+    mp = max(2, 1 << (m - 1).bit_length())
+    for kind in ("rows", "cols"):
+        bt, bn, warps = blocks(kind, m)
+        r = resources(kind, {"M": m, "MP": mp, "BT": bt, "BN": bn}, warps)
+        assert r["stack"] == 0 and r["registers"] <= 128, (kind, m, r)

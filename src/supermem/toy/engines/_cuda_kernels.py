@@ -25,6 +25,9 @@ CSC cptr (inst*n + 1,), crow (nnz,) flat row i*T + t, cval (nnz,).
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import tempfile
 from types import SimpleNamespace
 
 
@@ -62,32 +65,32 @@ def kernels() -> SimpleNamespace:
         hm = rmask[:, None] & (c < M)[None, :]
         flat = i * T + rows
         Wi, bi = W + i * M * n, b + i * n
-        gacc = tl.zeros((BT, MP), tl.float32)
-        lacc = tl.zeros((BT,), tl.float32)
+        cm = c < M
+        H = tl.load(h + flat[:, None] * M + c[None, :], mask=hm, other=0.0)  # (BT, MP)
+        # the dense part, accumulated per (point, [dim,] feature) in registers and reduced
+        # once at the end: no reduction or layout change inside the loop
+        L = tl.zeros((BT, BN), tl.float32)
+        G = tl.zeros((BT, MP, BN), tl.float32)
         for f0 in range(0, n, BN):
             f = f0 + tl.arange(0, BN)
             fmask = f < n
-            p = tl.zeros((BT, BN), tl.float32) + tl.load(bi + f, mask=fmask, other=0.0)[None, :]
-            for q in tl.static_range(M):
-                hq = tl.load(h + flat * M + q, mask=rmask, other=0.0)
-                wq = tl.load(Wi + q * n + f, mask=fmask, other=0.0)
-                p += hq[:, None] * wq[None, :]
-            r = tl.where(rmask[:, None] & fmask[None, :] & (p > 0), p, 0.0)
-            lacc += tl.sum(r * r, axis=1)
-            for q in tl.static_range(M):
-                wq = tl.load(Wi + q * n + f, mask=fmask, other=0.0)
-                gq = tl.sum(r * wq[None, :], axis=1)
-                gacc += tl.where(c[None, :] == q, gq[:, None], 0.0)
+            Wb = tl.load(
+                Wi + c[:, None] * n + f[None, :], mask=cm[:, None] & fmask[None, :], other=0.0
+            )  # (MP, BN)
+            bb = tl.load(bi + f, mask=fmask, other=-1.0)  # a padded feature: p = -1, off
+            p = tl.sum(H[:, :, None] * Wb[None, :, :], axis=1) + bb[None, :]  # (BT, BN)
+            r = tl.maximum(p, 0.0)
+            L += r * r
+            G += r[:, None, :] * Wb[None, :, :]
+        lacc = tl.sum(L, axis=1)  # (BT,); a padded row (H = 0) is never stored
+        gacc = tl.sum(G, axis=2)  # (BT, MP)
         for k in range(K):  # the row's nonzeros (padding: value 0, contributes 0)
             j = tl.load(idx + flat * K + k, mask=rmask, other=0)
             v = tl.load(val + flat * K + k, mask=rmask, other=0.0)
-            pj = tl.load(bi + j, mask=rmask, other=0.0)
-            for q in tl.static_range(M):
-                hq = tl.load(h + flat * M + q, mask=rmask, other=0.0)
-                pj += hq * tl.load(Wi + q * n + j, mask=rmask, other=0.0)
+            wj = tl.load(Wi + c[None, :] * n + j[:, None], mask=hm, other=0.0)  # (BT, MP)
+            pj = tl.sum(H * wj, axis=1) + tl.load(bi + j, mask=rmask, other=0.0)  # as p above
             on = pj > 0
             lacc += tl.where(on, -2.0 * pj * v, 0.0) + v * v
-            wj = tl.load(Wi + c[None, :] * n + j[:, None], mask=hm, other=0.0)
             gacc -= tl.where(on, v, 0.0)[:, None] * wj
         tl.store(gh + flat[:, None] * M + c[None, :], c2 * gacc, mask=hm)
         tl.store(loss + flat, lacc, mask=rmask)
@@ -103,25 +106,28 @@ def kernels() -> SimpleNamespace:
         fmask = f < n
         c = tl.arange(0, MP)
         Wi, bi = W + i * M * n, b + i * n
-        bj = tl.load(bi + f, mask=fmask, other=0.0)
-        gbacc = tl.zeros((BN,), tl.float32)
-        gwacc = tl.zeros((MP, BN), tl.float32)
+        cm = c < M
+        Wb = tl.load(
+            Wi + c[:, None] * n + f[None, :], mask=cm[:, None] & fmask[None, :], other=0.0
+        )  # (MP, BN)
+        bb = tl.load(bi + f, mask=fmask, other=0.0)  # a padded feature: W = 0, b = 0, off
+        B = tl.zeros((BT, BN), tl.float32)  # per (point, feature), reduced once at the end
+        G = tl.zeros((BT, MP, BN), tl.float32)
         t_end = tl.minimum(s * seg + seg, T)
         for t0 in range(s * seg, t_end, BT):
             rows = t0 + tl.arange(0, BT)
             rmask = rows < t_end
-            hrow = h + (i * T + rows) * M
-            p = tl.zeros((BT, BN), tl.float32) + bj[None, :]
-            for q in tl.static_range(M):
-                hq = tl.load(hrow + q, mask=rmask, other=0.0)
-                wq = tl.load(Wi + q * n + f, mask=fmask, other=0.0)
-                p += hq[:, None] * wq[None, :]
-            r = tl.where(rmask[:, None] & fmask[None, :] & (p > 0), p, 0.0)
-            gbacc += tl.sum(r, axis=0)
-            for q in tl.static_range(M):
-                hq = tl.load(hrow + q, mask=rmask, other=0.0)
-                gq = tl.sum(hq[:, None] * r, axis=0)
-                gwacc += tl.where(c[:, None] == q, gq[None, :], 0.0)
+            H = tl.load(
+                h + (i * T + rows)[:, None] * M + c[None, :],
+                mask=rmask[:, None] & cm[None, :],
+                other=0.0,
+            )  # (BT, MP)
+            p = tl.sum(H[:, :, None] * Wb[None, :, :], axis=1) + bb[None, :]
+            r = tl.where(rmask[:, None] & (p > 0), p, 0.0)
+            B += r
+            G += H[:, :, None] * r[:, None, :]
+        gbacc = tl.sum(B, axis=0)  # (BN,)
+        gwacc = tl.sum(G, axis=0)  # (MP, BN)
         out = i * nseg + s  # partial (i, s)
         tl.store(pgb + out * n + f, gbacc, mask=fmask)
         tl.store(
@@ -155,10 +161,7 @@ def kernels() -> SimpleNamespace:
             hm = qm[:, None] & cm[None, :]
             H = tl.load(h + t[:, None] * M + c[None, :], mask=hm, other=0.0)  # (BS, MP)
             G = tl.load(gh + t[:, None] * M + c[None, :], mask=hm, other=0.0)
-            p = tl.zeros((BS,), tl.float32) + bj
-            for q in tl.static_range(M):
-                hq = tl.sum(tl.where(c[None, :] == q, H, 0.0), axis=1)
-                p += hq * tl.sum(tl.where(c == q, wj, 0.0), axis=0)
+            p = tl.sum(H * wj[None, :], axis=1) + bj  # (BS,), as in the dense passes
             nv = tl.where(qm & (p > 0), -v, 0.0)
             accb += nv
             accw += nv[:, None] * H
@@ -168,3 +171,42 @@ def kernels() -> SimpleNamespace:
         tl.store(gWs + i * M * n + c * n + j, gw, mask=cm)
 
     return SimpleNamespace(hidden=hidden, rows=rows, cols=cols, colnz=colnz)
+
+
+# Argument types of each kernel, for compiling it ahead of time (``resources``).
+_SIGNATURES = {
+    "hidden": "idx:*i32 val:*fp32 W:*fp32 h:*fp32 T:i32 n:i32 K:i32",
+    "rows": "idx:*i32 val:*fp32 W:*fp32 b:*fp32 h:*fp32 gh:*fp32 loss:*fp32 T:i32 n:i32 K:i32 "
+    "c2:fp32",
+    "cols": "W:*fp32 b:*fp32 h:*fp32 pgW:*fp32 pgb:*fp32 T:i32 n:i32 seg:i32",
+    "colnz": "cptr:*i64 crow:*i64 cval:*fp32 W:*fp32 b:*fp32 h:*fp32 gh:*fp32 gWs:*fp32 "
+    "gbs:*fp32 T:i32 n:i32 c2:fp32",
+}
+
+
+def resources(kernel: str, consts: dict[str, int], warps: int, arch: int = 90) -> dict[str, int]:
+    """Registers per thread and stack bytes (spills) of ``kernel`` compiled ahead of time
+    for sm_``arch`` with constexprs ``consts``: read with the cuobjdump that Triton ships,
+    so no GPU is needed."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sig = dict(a.split(":") for a in _SIGNATURES[kernel].split())
+    sig.update({k: "constexpr" for k in consts})
+    from triton.runtime.jit import JITFunction
+
+    fn = getattr(kernels(), kernel)
+    if not isinstance(fn, JITFunction):  # built for the interpreter: compile its source
+        fn = JITFunction(fn.fn)
+    src = ASTSource(fn=fn, signature=sig, constexprs=consts)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(compiled.asm["cubin"])
+        tool = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump")
+        out = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
+    line = next(ln for ln in out.splitlines() if "REG:" in ln)
+    fields = dict(x.split(":") for x in line.split() if x.startswith(("REG:", "STACK:")))
+    return {"registers": int(fields["REG"]), "stack": int(fields["STACK"])}

@@ -30,12 +30,13 @@ from supermem.toy.data import SparseData
 from supermem.toy.engines.base import Engine
 from supermem.toy.model import TiedReLUOutput
 
-# (points per tile, features per block, warps) of the two dense kernels; both hold a few
-# (tile x block) float32 tensors per program, so the tile must leave registers to spare
-BLOCKS = {"rows": (64, 128, 4), "cols": (64, 128, 4)}
+# (points per tile, features per block, warps) of the two dense kernels, where set (the
+# benchmark sets them); else ``blocks``' rule
+BLOCKS: dict[str, tuple[int, int, int]] = {}
 BT_SPARSE = 64  # points per program of the hidden-vector kernel
 BS = 64  # nonzeros per vector in the column pass
-SEGMENT_PROGRAMS = 1024  # the column kernel splits T until it has about this many programs
+SEGMENT_PROGRAMS = 4096  # the column kernel splits T until it has about this many programs
+# (also keeps each float32 running sum short: ~T / (nseg * tile) additions)
 
 
 def interpreting() -> bool:
@@ -105,11 +106,11 @@ def launch(W: torch.Tensor, b: torch.Tensor, d: GpuData, grads: bool):
     inst, m, n = W.shape
     c2 = 2.0 / d.T
     h = hidden_pass(W, d)
-    loss_t, gh = rows_pass(W, b, h, d, BLOCKS["rows"])
+    loss_t, gh = rows_pass(W, b, h, d, blocks("rows", m))
     loss = (loss_t.view(inst, d.T).double().sum(1) / d.T).float()
     if not grads:
         return loss, None, None
-    pgW, pgb = cols_pass(W, b, h, d.T, BLOCKS["cols"])
+    pgW, pgb = cols_pass(W, b, h, d.T, blocks("cols", m))
     gWs, gbs = colnz_pass(W, b, h, gh, d)
     return loss, c2 * pgW.sum(1) + gWs, c2 * pgb.sum(1) + gbs
 
@@ -168,6 +169,19 @@ def colnz_pass(W, b, h, gh, d: GpuData):
         d.cptr, d.crow, d.cval, W, b, h, gh, gWs, gbs, d.T, n, 2.0 / d.T, M=m, MP=_mp(m), BS=BS
     )
     return gWs, gbs
+
+
+def blocks(kind: str, m: int) -> tuple[int, int, int]:
+    """(points per tile, features per block, warps) of dense pass ``kind`` (rows, cols) at
+    hidden size m: BLOCKS[kind] where set, else 64 features and 4 warps with 16 points
+    (m <= 4), 64 / MP points beyond. Each program keeps (MP + 1) tile x block float32
+    accumulators in registers; compiled for sm_90 this gives <= 124 registers a thread and
+    no spills for m <= 8 (``_cuda_kernels.resources``; docs/ENGINES.md), where the first
+    GPU run's 64 x 128 tiles needed 255 registers and spilled."""
+    if kind in BLOCKS:
+        return BLOCKS[kind]
+    mp = _mp(m)
+    return (16 if mp <= 4 else max(2, 64 // mp), 64, 4)
 
 
 def _k():
