@@ -180,6 +180,7 @@ def main() -> None:
     ap.add_argument("--out", help="write every number here as JSON")
     a = ap.parse_args()
     ceiling = fp32_ceiling()
+    print(f"float32 matrix product (TF32 off): {ceiling / 1e12:.1f} TFLOP/s", flush=True)
     Ts = [10_000, 100_000] if a.quick else [10_000, 100_000, 1_000_000]
     tuned = tune(Ts[-1], 2, 3)
     cases = [(T, 2, "initial") for T in Ts]
@@ -195,6 +196,9 @@ def main() -> None:
         cuda.BLOCKS.update(tuned_blocks if m == 2 else {})
         rows.append(case(T, m, state, a.settle, a.reps))
         r = rows[-1]
+        if a.out:  # after every row: a run stopped at its time limit keeps what it measured
+            with open(a.out, "w") as f:
+                json.dump({"fp32_flops": ceiling, "tune": tuned, "rows": rows}, f, indent=1)
         print(
             f"T={T:>9,} m={m} {state:8} chunked {r['chunked_ms']:9.2f} ms  cuda "
             f"{r['cuda_ms']:7.3f} ms  x{r['ratio']:6.1f}  {r['gflops']:8.0f} GFLOP/s  "

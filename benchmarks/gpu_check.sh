@@ -33,7 +33,7 @@ if os.path.exists(f):
 print("blocks", cuda.BLOCKS, flush=True)
 from supermem.cli import main
 sys.exit(main(["train"] + sys.argv[2:]))'
-for spec in "1000000 2000" "100000 20000"; do
+for spec in "1000000 100" "100000 1000"; do  # short: the whole run's overheads beside the steps
   set -- $spec
   echo "T=$1 steps=$2" | tee -a "$out/runs.log"
   { time timeout 100 python3 -c "$train" "$out" --device cuda --engine cuda --train-size "$1" \

@@ -79,7 +79,7 @@ def kernels() -> SimpleNamespace:
             )  # (MP, BN)
             bb = tl.load(bi + f, mask=fmask, other=-1.0)  # a padded feature: p = -1, off
             p = tl.sum(H[:, :, None] * Wb[None, :, :], axis=1) + bb[None, :]  # (BT, BN)
-            r = tl.maximum(p, 0.0)
+            r = tl.where(p <= 0, 0.0, p)  # relu that keeps a NaN (NaN in W: NaN loss)
             L += r * r
             G += r[:, None, :] * Wb[None, :, :]
         lacc = tl.sum(L, axis=1)  # (BT,); a padded row (H = 0) is never stored

@@ -12,9 +12,9 @@ order, so results are deterministic.
 
 Needs Triton and a CUDA device (``available``); with ``TRITON_INTERPRET=1`` in the
 environment before the first step, Triton's interpreter runs the same kernels on CPU
-tensors, which is how they are tested where there is no GPU. Measured on an H200 it is
-still slower than the chunked engine (docs/ENGINES.md), so ``auto`` does not pick it:
-``--engine cuda`` asks for it.
+tensors, which is how they are tested where there is no GPU. Its first revision,
+measured on an H200, was slower than the chunked engine; the present one has not yet run
+on a GPU (docs/ENGINES.md). So ``auto`` does not pick it: ``--engine cuda`` asks for it.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def cols_pass(W, b, h, T: int, cfg: tuple[int, int, int]):
     inst, m, n = W.shape
     bt, bn, warps = cfg
     nfb = _cdiv(n, bn)
-    nseg = max(1, min(_cdiv(T, bt), SEGMENT_PROGRAMS // (nfb * inst)))
+    nseg = max(1, min(_cdiv(T, bt), SEGMENT_PROGRAMS // nfb))  # never depends on inst
     seg = _cdiv(_cdiv(T, nseg), bt) * bt
     nseg = _cdiv(T, seg)
     pgW = torch.empty(inst, nseg, m, n, dtype=torch.float32, device=W.device)
@@ -176,8 +176,8 @@ def blocks(kind: str, m: int) -> tuple[int, int, int]:
     hidden size m: BLOCKS[kind] where set, else 64 features and 4 warps with 16 points
     (m <= 4), 64 / MP points beyond. Each program keeps (MP + 1) tile x block float32
     accumulators in registers; compiled for sm_90 this gives <= 124 registers a thread and
-    no spills for m <= 8 (``_cuda_kernels.resources``; docs/ENGINES.md), where the first
-    GPU run's 64 x 128 tiles needed 255 registers and spilled."""
+    no spills at m = 1, 2, 3, 4 and 8 (the sizes compiled: ``_cuda_kernels.resources``;
+    docs/ENGINES.md), where 64 x 128 tiles need 255 registers and spill."""
     if kind in BLOCKS:
         return BLOCKS[kind]
     mp = _mp(m)
