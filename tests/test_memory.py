@@ -34,3 +34,19 @@ def test_expected_nnz_matches_sampled_data():
         cfg = make_config(features=200, sparsity=0.99, empty=empty)
         d = sample(20_000, 200, 0.99, 0, empty=empty)
         assert d.nnz == pytest.approx(expected_nnz(cfg, 20_000), rel=0.03)
+
+
+@pytest.mark.parametrize("engine", ["reference", "fast", "cuda"])
+def test_device_estimate_grows_and_the_guard_refuses_with_one_gpu_line(engine):
+    """No GPU needed: the device's free memory is passed in."""
+    from supermem.toy.memory import estimate_device
+
+    small, big = make_config(train_size=1000), make_config(train_size=100_000)
+    s = sum(estimate_device(small, 1, engine).values())
+    b = sum(estimate_device(big, 1, engine).values())
+    assert b > s
+    host = 10 * 2**40  # plenty of host memory: only the device can refuse
+    check_memory(big, 1, engine, available=host, device="cuda", device_available=int(2 * b))
+    with pytest.raises(ConfigError, match="not enough GPU memory") as e:
+        check_memory(big, 1, engine, available=host, device="cuda", device_available=int(b / 2))
+    assert len(str(e.value).splitlines()) == 1

@@ -87,15 +87,59 @@ def _gb(x: float) -> str:
     return f"{x / 2**30:.3g} GB"
 
 
-def check_memory(cfg: TrainConfig, inst: int, engine: str, available: int | None = None) -> None:
-    """Raise ConfigError if the estimated peak exceeds the available memory."""
+def estimate_device(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
+    """Bytes by part on a CUDA device for ``inst`` instances of ``cfg`` trained there with
+    ``engine`` (what lives on the GPU: the prepared training set and the engine's working
+    arrays, parameters, optimiser state, loss history, the exact loss's chunks)."""
+    T, n, m = cfg.train_size, cfg.features, cfg.hidden
+    R = inst * T
+    nnz = expected_nnz(cfg, R)
+    parts = {
+        "parameters and optimiser": 4.0 * inst * (m + 1) * n * 4,
+        "loss history": 4.0 * inst * cfg.steps,
+        "exact loss chunks": 8.0 * 2**22 * 3,  # losses.exact_loss: float64 chunks
+    }
+    if engine == "cuda":
+        k_ell = 2.0 * nnz / R + 8.0  # the busiest row, as in ``estimate``
+        nseg = min(-(-T // 16), max(1, 4096 // max(1, n // 64)))
+        parts["training set"] = 8.0 * R * k_ell + 20.0 * nnz + 8.0 * inst * n
+        parts["engine"] = 12.0 * R * m + 4.0 * R + 4.0 * inst * nseg * (m + 1) * n
+    elif engine == "reference":
+        parts["training set"] = 4.0 * R * n
+        parts["engine"] = 4.0 * R * n * 4
+    else:  # fast / chunked / tree on CUDA all run the chunked code
+        parts["training set"] = 12.0 * nnz
+        parts["engine"] = 4.0 * 2**24 * 5  # about five (inst, C, n) chunk tensors
+    return parts
+
+
+def check_memory(
+    cfg: TrainConfig,
+    inst: int,
+    engine: str,
+    available: int | None = None,
+    device: str = "cpu",
+    device_available: int | None = None,
+) -> None:
+    """Raise ConfigError if the estimated peak exceeds the available memory; on a CUDA
+    ``device``, also if the device part exceeds the device's free memory."""
     avail = available_bytes() if available is None else available
-    parts = estimate(cfg, inst, engine)
+    _refuse(cfg, inst, engine, estimate(cfg, inst, engine), avail, "")
+    if device == "cuda":
+        if device_available is None:
+            import torch
+
+            device_available = int(torch.cuda.mem_get_info()[0])
+        parts = estimate_device(cfg, inst, engine)
+        _refuse(cfg, inst, engine, parts, device_available, "GPU ")
+
+
+def _refuse(cfg, inst: int, engine: str, parts: dict, avail: int | None, where: str) -> None:
     total = sum(parts.values())
     if avail is not None and total > avail:
         big = max((k for k in parts if k != "interpreter"), key=parts.__getitem__)
         raise ConfigError(
-            f"not enough memory: this run needs ~{_gb(total)} (T={cfg.train_size:,}, "
+            f"not enough {where}memory: this run needs ~{_gb(total)} (T={cfg.train_size:,}, "
             f"n={cfg.features:,}, m={cfg.hidden}, {inst} instance(s), engine {engine}; "
             f"largest part: {big} ~{_gb(parts[big])}), and {_gb(avail)} is available"
         )

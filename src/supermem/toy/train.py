@@ -212,7 +212,7 @@ def train_many(
     shape = (len(owners), c.train_size, c.features, c.hidden, nnz_row)
     engine = get_engine(engine_name, model, device, shape=shape, loss=c.loss)
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]
-    check_memory(c, len(owners), engine.name)  # before anything is drawn or allocated
+    check_memory(c, len(owners), engine.name, device=device.type)  # before anything is drawn
 
     X_train, X_test = _datasets(cfgs, owners, data)
     if X_train.weights is not None:  # repeated points: row weights over any engine
