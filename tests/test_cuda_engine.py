@@ -23,7 +23,15 @@ pytest.importorskip("triton")
 from conftest import make_config  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from test_engines import CPU, MODEL, STATES, make_data, make_params, terms  # noqa: E402
+from test_engines import (  # noqa: E402
+    CPU,
+    MODEL,
+    STATES,
+    assert_trained_alike,
+    make_data,
+    make_params,
+    terms,
+)
 
 from supermem.toy.data import SparseData  # noqa: E402
 from supermem.toy.engines import ENGINES, get_engine  # noqa: E402
@@ -165,11 +173,7 @@ def test_training_with_cuda_equals_reference(hidden):
     ref = train(make_config(**base, engine="reference", device="cpu"), progress=False)
     gpu = train(make_config(**base, engine="cuda", device="cuda"), progress=False)
     assert gpu.engine == "cuda"
-    for k in ("W", "b"):
-        scale = np.abs(ref.params[k]).max()
-        np.testing.assert_allclose(gpu.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
-    assert gpu.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
-    assert gpu.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+    assert_trained_alike(ref, gpu)
 
 
 def test_dense_passes_compile_for_hopper_without_spills():

@@ -193,6 +193,16 @@ def test_gradients_bit_identical_across_thread_counts(m, l1):
         assert np.array_equal(a, z)
 
 
+def assert_trained_alike(ref, other) -> None:
+    """Two training results (InstanceResult) agree: weights to 1e-4 of each tensor's
+    scale, train and test losses to 1e-4 relative."""
+    for k in ("W", "b"):
+        scale = np.abs(ref.params[k]).max()
+        np.testing.assert_allclose(other.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
+    assert other.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
+    assert other.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -209,11 +219,7 @@ def test_training_with_fast_equals_reference(overrides):
         for e in ("reference", "fast")
     }
     ref, fast = runs["reference"], runs["fast"]
-    for k in ("W", "b"):
-        scale = np.abs(ref.params[k]).max()
-        np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
-    assert fast.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
-    assert fast.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+    assert_trained_alike(ref, fast)
 
 
 def test_training_batched_fast_equals_single_runs():

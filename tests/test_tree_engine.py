@@ -9,7 +9,15 @@ import torch
 from conftest import make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engines import CPU, MODEL, STATES, assert_matches_reference, make_data, make_params
+from test_engines import (
+    CPU,
+    MODEL,
+    STATES,
+    assert_matches_reference,
+    assert_trained_alike,
+    make_data,
+    make_params,
+)
 
 from supermem.toy.data import SparseData
 from supermem.toy.engines import ENGINES, TreeEngine
@@ -185,11 +193,7 @@ def test_training_with_tree_equals_reference(overrides):
         for e in ("reference", "tree")
     }
     ref, tree = runs["reference"], runs["tree"]
-    for k in ("W", "b"):
-        scale = np.abs(ref.params[k]).max()
-        np.testing.assert_allclose(tree.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
-    assert tree.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
-    assert tree.test_loss == pytest.approx(ref.test_loss, rel=1e-4)
+    assert_trained_alike(ref, tree)
 
 
 def test_non_finite_parameters_give_non_finite_loss():

@@ -14,6 +14,7 @@ import math
 import os
 
 from supermem.config import ConfigError, TrainConfig
+from supermem.toy.engines.cuda import blocks, segments
 from supermem.toy.engines.tree import NPART
 
 BASELINE = 400 * 2**20  # Python, torch, numba and their compiled code (measured ~350 MB)
@@ -52,8 +53,7 @@ def estimate(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
     elif engine == "cuda":
         # host side, before the upload: CSR, its row ELL (K ~ the busiest row, taken as
         # twice the mean + 8) and the CSC copy; the device holds its own memory
-        k_ell = 2.0 * nnz / R + 8.0
-        parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 8.0 * R * k_ell + 16.0 * nnz
+        parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 8.0 * R * _ell_width(nnz, R) + 16.0 * nnz
     else:  # tree: CSR in tree order, tree nodes, per-part point buffers, step arrays
         nodes = 2.0 * R / 8
         parts["engine"] = (
@@ -66,6 +66,12 @@ def estimate(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
         )
     parts["interpreter"] = BASELINE
     return parts
+
+
+def _ell_width(nnz: float, rows: int) -> float:
+    """The cuda engine's row ELL width (the busiest row's nonzeros), taken as twice the
+    mean + 8."""
+    return 2.0 * nnz / rows + 8.0
 
 
 def available_bytes() -> int | None:
@@ -100,9 +106,8 @@ def estimate_device(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float
         "exact loss chunks": 8.0 * 2**22 * 3,  # losses.exact_loss: float64 chunks
     }
     if engine == "cuda":
-        k_ell = 2.0 * nnz / R + 8.0  # the busiest row, as in ``estimate``
-        nseg = min(-(-T // 16), max(1, 4096 // max(1, n // 64)))
-        parts["training set"] = 8.0 * R * k_ell + 20.0 * nnz + 8.0 * inst * n
+        nseg = segments(T, n, blocks("cols", m))[0]
+        parts["training set"] = 8.0 * R * _ell_width(nnz, R) + 20.0 * nnz + 8.0 * inst * n
         parts["engine"] = 12.0 * R * m + 4.0 * R + 4.0 * inst * nseg * (m + 1) * n
     elif engine == "reference":
         parts["training set"] = 4.0 * R * n

@@ -148,15 +148,23 @@ def cols_pass(W, b, h, T: int, cfg: tuple[int, int, int]):
     inst, m, n = W.shape
     bt, bn, warps = cfg
     nfb = _cdiv(n, bn)
-    nseg = max(1, min(_cdiv(T, bt), SEGMENT_PROGRAMS // nfb))  # never depends on inst
-    seg = _cdiv(_cdiv(T, nseg), bt) * bt
-    nseg = _cdiv(T, seg)
+    nseg, seg = segments(T, n, cfg)
     pgW = torch.empty(inst, nseg, m, n, dtype=torch.float32, device=W.device)
     pgb = torch.empty(inst, nseg, n, dtype=torch.float32, device=W.device)
     _k().cols[(nfb, nseg, inst)](
         W, b, h, pgW, pgb, T, n, seg, M=m, MP=_mp(m), BT=bt, BN=bn, num_warps=warps
     )
     return pgW, pgb
+
+
+def segments(T: int, n: int, cfg: tuple[int, int, int]) -> tuple[int, int]:
+    """(number, points per segment) of the column pass's T segments: about
+    SEGMENT_PROGRAMS programs over the feature blocks, whole tiles, never depending on the
+    number of instances."""
+    bt, bn, _ = cfg
+    nseg = max(1, min(_cdiv(T, bt), SEGMENT_PROGRAMS // _cdiv(n, bn)))
+    seg = _cdiv(_cdiv(T, nseg), bt) * bt
+    return _cdiv(T, seg), seg
 
 
 def colnz_pass(W, b, h, gh, d: GpuData):
