@@ -33,14 +33,19 @@ SKIP_MARGIN = 1e-4
 
 @njit(parallel=True, cache=True)
 def hidden(indptr, indices, values, W, T, h):
-    """h = W x per row. indptr (R+1,), indices/values (nnz,), W (inst, m, n) -> h (R, m)."""
+    """h = W x per row. indptr (R+1,), indices/values (nnz,), W (inst, m, n) -> h (R, m).
+
+    Summed in float64 and rounded once: h is then the float32 nearest the exact W x, not
+    a sequential float32 sum whose error grows with the row's nonzeros. The l1 loss needs
+    it: its slope sign(p - x) flips where p meets x, and a point settled there (p within
+    ~1e-5 of x, p made of terms ~100x larger) would otherwise take the other sign."""
     m = W.shape[1]
     for r in prange(h.shape[0]):
         i = r // T
         for k in range(m):
-            acc = np.float32(0.0)
+            acc = 0.0
             for q in range(indptr[r], indptr[r + 1]):
-                acc += W[i, k, indices[q]] * values[q]
+                acc += np.float64(W[i, k, indices[q]]) * values[q]
             h[r, k] = acc
 
 

@@ -28,7 +28,9 @@ def hidden_rows(indptr, indices, values, WB, h):
 
 @njit(cache=True)
 def _hidden_chunk(indptr, indices, values, WB, h, T, r0, r1):
-    """``hidden_rows`` for rows r0 <= r < r1; sums in the order of _numba_kernels.hidden."""
+    """``hidden_rows`` for rows r0 <= r < r1, summed in float32 in the row's order (the
+    tree engine computes mse only; the fast engine's ``hidden`` sums in float64 for
+    l1's sake)."""
     m = h.shape[1]
     for r in range(r0, r1):
         i = r // T
