@@ -182,7 +182,7 @@ def _unique(cfgs: list[TrainConfig]) -> dict[str, TrainConfig]:
 # "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
 # 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
 # T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
-# The fast engine's generic kernel (m != 2) costs in proportion to m + 1, not m (a per-
+# The fast engine's generic kernel (m not 2 or 3) costs in proportion to m + 1, not m (a per-
 # element cost that does not grow with m, about one hidden dimension's worth), each
 # counting GENERIC_M m = 2 units. Fitted on the fig5 quick sweep (1 thread per worker, T >= 990):
 # per step per T*n, m = 1, 3, 4, 6, 8 cost 1.34, 2.54, 3.13, 4.48, 5.68 ns, i.e. (m + 1) *
@@ -208,11 +208,11 @@ OVERHEAD_S = 0.5
 
 def _units(c: TrainConfig) -> float:
     """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
-    fast engine's generic kernel (m != 2) counts (m + 1) * GENERIC_M in place of m. A run
+    fast engine's generic kernel (m not in UNROLLED_M) counts (m + 1) * GENERIC_M for m. A run
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
     model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
     loss runs on the fast engine's kernels (the tree engine computes mse only)."""
-    generic = c.engine in ("fast", "auto", "tree") and c.hidden != 2
+    generic = c.engine in ("fast", "auto", "tree") and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
     if c.engine in ("auto", "tree") and c.loss == "mse":

@@ -367,19 +367,111 @@ def _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, l1=False):
         acc[0], acc[1], acc[2] = la, xa, ya
 
 
+@njit(fastmath=_HOT, cache=True)
+def _m3_points(W0, W1, W2, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, gW2l, l1=False):
+    """``_m2_points`` for m = 3: U (1 or 4) points t.. against one feature block.
+
+    acc (4U,) receives per point u: sum_j relu(p)^2 (l1: relu(p)), then sum_j g W_0j,
+    sum_j g W_1j, sum_j g W_2j with g = relu(p) (l1: 1[p > 0]), unscaled by c2;
+    gbl, gW0l, gW1l, gW2l (L,) += g, g h_t0, g h_t1, g h_t2 summed over the U points.
+    The same body as _m2_points with a third coordinate, written out: the unrolled
+    registers are the point, and a loop over k inside the loop over j would not unroll
+    (m is a run-time value to Numba; closures over it do not cache safely, see
+    docs/ENGINES.md). m = 2's sums keep their order, bit for bit.
+    """
+    z = np.float32(0.0)
+    if U == 4:
+        a0, a1, a2 = hs[i, t, 0], hs[i, t, 1], hs[i, t, 2]
+        b0, b1, b2 = hs[i, t + 1, 0], hs[i, t + 1, 1], hs[i, t + 1, 2]
+        c0, c1, c2 = hs[i, t + 2, 0], hs[i, t + 2, 1], hs[i, t + 2, 2]
+        d0, d1, d2 = hs[i, t + 3, 0], hs[i, t + 3, 1], hs[i, t + 3, 2]
+        la = lb = lc = ld = z
+        xa = xb = xc = xd = z
+        ya = yb = yc = yd = z
+        za = zb = zc = zd = z
+        for j in range(W0.shape[0]):
+            w0, w1, w2, bj = W0[j], W1[j], W2[j], bb[j]
+            ra = bj + w0 * a0 + w1 * a1 + w2 * a2
+            rb = bj + w0 * b0 + w1 * b1 + w2 * b2
+            rc = bj + w0 * c0 + w1 * c1 + w2 * c2
+            rd = bj + w0 * d0 + w1 * d1 + w2 * d2
+            ra = z if ra <= 0 else ra  # relu that keeps NaN
+            rb = z if rb <= 0 else rb
+            rc = z if rc <= 0 else rc
+            rd = z if rd <= 0 else rd
+            if l1:
+                la += ra
+                lb += rb
+                lc += rc
+                ld += rd
+                ra = _step(ra)
+                rb = _step(rb)
+                rc = _step(rc)
+                rd = _step(rd)
+            else:
+                la += ra * ra
+                lb += rb * rb
+                lc += rc * rc
+                ld += rd * rd
+            xa += ra * w0
+            xb += rb * w0
+            xc += rc * w0
+            xd += rd * w0
+            ya += ra * w1
+            yb += rb * w1
+            yc += rc * w1
+            yd += rd * w1
+            za += ra * w2
+            zb += rb * w2
+            zc += rc * w2
+            zd += rd * w2
+            gbl[j] += (ra + rb) + (rc + rd)
+            gW0l[j] += (ra * a0 + rb * b0) + (rc * c0 + rd * d0)
+            gW1l[j] += (ra * a1 + rb * b1) + (rc * c1 + rd * d1)
+            gW2l[j] += (ra * a2 + rb * b2) + (rc * c2 + rd * d2)
+        acc[0], acc[1], acc[2], acc[3] = la, lb, lc, ld
+        acc[4], acc[5], acc[6], acc[7] = xa, xb, xc, xd
+        acc[8], acc[9], acc[10], acc[11] = ya, yb, yc, yd
+        acc[12], acc[13], acc[14], acc[15] = za, zb, zc, zd
+    else:
+        a0, a1, a2 = hs[i, t, 0], hs[i, t, 1], hs[i, t, 2]
+        la = xa = ya = za = z
+        for j in range(W0.shape[0]):
+            w0, w1, w2, bj = W0[j], W1[j], W2[j], bb[j]
+            ra = bj + w0 * a0 + w1 * a1 + w2 * a2
+            ra = z if ra <= 0 else ra
+            if l1:
+                la += ra
+                ra = _step(ra)
+            else:
+                la += ra * ra
+            xa += ra * w0
+            ya += ra * w1
+            za += ra * w2
+            gbl[j] += ra
+            gW0l[j] += ra * a0
+            gW1l[j] += ra * a1
+            gW2l[j] += ra * a2
+        acc[0], acc[1], acc[2], acc[3] = la, xa, ya, za
+
+
+# the hidden sizes with a kernel unrolled over m (and over 4 points): dense_pass_unrolled
+UNROLLED_M = (2, 3)
+
+
 @njit(parallel=True, fastmath=_HOT, cache=True)
-def dense_pass_m2(
+def dense_pass_unrolled(
     Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False
 ):  # fmt: skip
-    """dense_pass specialised to m = 2 (same arguments, same outputs up to rounding)."""
-    T, nb = hs.shape[1], gh_part.shape[1]
+    """dense_pass for m in UNROLLED_M (same arguments, same outputs up to rounding): each
+    block's W rows, b and gradient sums as flat (L,) arrays, 4 points a sweep."""
+    m, T, nb = Ws.shape[1], hs.shape[1], gh_part.shape[1]
     for q in prange(Ws.shape[0] * nb):
         i, B, j0, j1 = _block(q, nb, fb, Ws.shape[2])
-        W0, W1, bb = Ws[i, 0, j0:j1], Ws[i, 1, j0:j1], bs[i, j0:j1]
+        bb = bs[i, j0:j1]
         gbl = np.zeros(j1 - j0, np.float32)
-        gW0l = np.zeros(j1 - j0, np.float32)
-        gW1l = np.zeros(j1 - j0, np.float32)
-        acc = np.empty(12, np.float32)
+        gWl = np.zeros((m, j1 - j0), np.float32)
+        acc = np.empty(4 * (m + 1), np.float32)
         for P in range(centre.shape[1]):
             t0, t1 = P * tp, min(T, P * tp + tp)
             if skip and _block_is_off(Ws, bs, Wnorm, i, j0, j1, centre[i, P], radius[i, P]):
@@ -387,13 +479,22 @@ def dense_pass_m2(
             t = t0
             while t < t1:
                 U = 4 if t + 4 <= t1 else 1
-                _m2_points(W0, W1, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, l1)
+                if m == 2:
+                    _m2_points(
+                        Ws[i, 0, j0:j1], Ws[i, 1, j0:j1], bb, hs, i, t, U, acc, gbl, gWl[0],
+                        gWl[1], l1,
+                    )  # fmt: skip
+                else:
+                    _m3_points(
+                        Ws[i, 0, j0:j1], Ws[i, 1, j0:j1], Ws[i, 2, j0:j1], bb, hs, i, t, U, acc,
+                        gbl, gWl[0], gWl[1], gWl[2], l1,
+                    )  # fmt: skip
                 for u in range(U):
                     loss_part[i, B, t + u] = acc[u]
-                    gh_part[i, B, t + u, 0] = c2 * acc[U + u]
-                    gh_part[i, B, t + u, 1] = c2 * acc[2 * U + u]
+                    for k in range(m):
+                        gh_part[i, B, t + u, k] = c2 * acc[(k + 1) * U + u]
                 t += U
         for j in range(j1 - j0):
             gb[i, j0 + j] = c2 * gbl[j]
-            gW[i, 0, j0 + j] = c2 * gW0l[j]
-            gW[i, 1, j0 + j] = c2 * gW1l[j]
+            for k in range(m):
+                gW[i, k, j0 + j] = c2 * gWl[k, j]

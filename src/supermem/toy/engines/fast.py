@@ -132,8 +132,8 @@ def cpu_loss_and_grads(
     # dynamic scheduling, one block at a time: a busy core then takes fewer blocks
     # instead of the whole pass waiting for it (the assignment never changes results)
     with _threads(inst * T * n * m), numba.parallel_chunksize(1):
-        if m == 2:
-            K.dense_pass_m2(
+        if m in K.UNROLLED_M:
+            K.dense_pass_unrolled(
                 Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part,
                 l1,
             )  # fmt: skip
