@@ -1,6 +1,16 @@
 import pytest
+from hypothesis import settings
 
 from supermem.config import TrainConfig
+
+# Property tests draw the same examples on every run (the default tier, and CI, are
+# reproducible: a failure there is a failure here). To hunt for new counterexamples,
+# draw fresh ones on each run: `pytest --hypothesis-profile=explore tests/test_engines.py`
+# (repeat it; each test keeps its own example count). A counterexample found that way
+# becomes an @example of its test.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("repeatable")
 
 SMALL = dict(
     features=50,
