@@ -10,9 +10,9 @@ docs/ENGINES.md) and fitted as
     both:  + *_SPARSE * inst * T * nnz_per_row * m + STEP     (h = W x, sparse terms)
 
 in seconds. The tree engine's walk is measured at the initial state (b = 0), its worst
-case; trained states cost it less. It is not fitted beyond m = 3 (the tree prunes less as
-m grows: the issue's model of the traversal gave 2x less work than dense at m = 4), so
-``auto`` uses it for m <= 3 only.
+case (trained states cost it less), for m = 1, 2; for m = 3 on a trained state. It is
+not fitted beyond m = 3 (the tree prunes less as m grows: the issue's model of the
+traversal gave 2x less work than dense at m = 4), so ``auto`` uses it for m <= 3 only.
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ FAST_SPARSE = 2.0e-8  # s per nonzero per m (the fast engine's column pass misse
 # tree, initial state: walk = step - sparse - point terms, over n sqrt(T * LEAF); m = 2
 # refitted on the second-round table (commit 38e894a: 178.6 ms at T = 10^6, of which the
 # two passes over the nonzeros ~57 ms and refit + push-down ~24 ms), m = 1 the first;
-# m = 3 on the third round's (the specialised block, commit 12e5ff2): fitted to the
-# measured fast/tree ratio at T = 10^5, 6.2x, against FAST_PAIR[3]
-TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 4.2e-8}  # s per feature per sqrt(T * LEAF)
+# m = 3 on a trained state, not the initial one: beside the unrolled fast kernel the
+# initial state (tree 1.5-3x slower than fast at T = 10^4..10^5) misleads, since after
+# 200 steps at T = 10^5 the tree is 6.5x faster (93-99 vs 609-685 ms) while at T = 10^4
+# after 1,500 steps fast still leads (43-56 vs 73-84 ms); 1.8e-8 is the T = 10^4 trained
+# walk, so `auto` switches to the tree between T = 5 x 10^4 and 10^5 at n = 10^4
+# (docs/ENGINES.md, "The cost model and auto")
+TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 1.8e-8}  # s per feature per sqrt(T * LEAF)
 TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
 TREE_SPARSE = {2: 2.9e-9}  # s per nonzero per m (h = W x, the row pass): m = 2's kernels
 TREE_SPARSE_GENERIC = 5.0e-9  # the same for the generic kernels (m != 2)
