@@ -350,6 +350,11 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     assert work(hidden=4) == pytest.approx(5 * GENERIC_M / 2 * work(hidden=2))
     assert work(hidden=8) - work(hidden=4) == pytest.approx(work(hidden=5) - work(hidden=1))
     assert work(hidden=1) > work(hidden=2)  # as measured: the m = 2 kernel is that fast
+    # m = 3 has its unrolled kernel too: width m, 1.5x m = 2's work
+    assert work(hidden=3) == pytest.approx(1.5 * work(hidden=2))
+    # fast_variants runs the same dense kernels: generic beyond m = 2, 3
+    fv = {"engine": "fast_variants", "model": "untied"}
+    assert work(hidden=4, **fv) / work(hidden=2, **fv) == pytest.approx(5 * GENERIC_M / 2)
     assert work(hidden=4, engine="reference") == pytest.approx(2 * work(engine="reference"))
     # the l1 loss runs the fast engine's kernels (the m = 2 one at m = 2), never the tree
     assert work(loss="l1") == pytest.approx(work(hidden=2))

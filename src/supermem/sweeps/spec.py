@@ -212,7 +212,8 @@ def _units(c: TrainConfig) -> float:
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
     model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
     loss runs on the fast engine's kernels (the tree engine computes mse only)."""
-    generic = c.engine in ("fast", "auto", "tree") and c.hidden not in engine_cost.UNROLLED_M
+    fast_kernels = ("fast", "auto", "tree", "fast_variants")  # the dense pass: fast's kernels
+    generic = c.engine in fast_kernels and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
     if c.engine in ("auto", "tree") and c.loss == "mse":

@@ -466,6 +466,8 @@ def dense_pass_unrolled(
     """dense_pass for m in UNROLLED_M (same arguments, same outputs up to rounding): each
     block's W rows, b and gradient sums as flat (L,) arrays, 4 points a sweep."""
     m, T, nb = Ws.shape[1], hs.shape[1], gh_part.shape[1]
+    if m != 2 and m != 3:
+        raise ValueError("dense_pass_unrolled: m must be 2 or 3 (UNROLLED_M)")
     for q in prange(Ws.shape[0] * nb):
         i, B, j0, j1 = _block(q, nb, fb, Ws.shape[2])
         bb = bs[i, j0:j1]
