@@ -154,6 +154,23 @@ def test_skipping_is_exact(m, state, lo, hi, l1):
         np.testing.assert_allclose(a, z, rtol=1e-5, atol=1e-7 * float(np.abs(z).max()))
 
 
+@pytest.mark.parametrize("m", [1, 4])
+def test_unrolled_dense_pass_refuses_other_hidden_sizes(m):
+    """dense_pass_unrolled has kernels for m in UNROLLED_M only; another m is an error,
+    not a read past the hidden vectors."""
+    from supermem.toy.engines import _numba_kernels as K
+
+    assert m not in K.UNROLLED_M
+    n, T, z = 8, 4, np.zeros
+    with pytest.raises(ValueError, match="m must be 2 or 3"):
+        K.dense_pass_unrolled(
+            z((1, m, n), np.float32), z((1, n), np.float32), z((1, T, m), np.float32),
+            np.float32(0.5), n, T, False, z((1, 1, m)), z((1, 1)), z((1, n), np.float32),
+            z((1, m, n), np.float32), z((1, n), np.float32), z((1, 1, T, m), np.float32),
+            z((1, 1, T), np.float32),
+        )  # fmt: skip
+
+
 def test_empty_data_rows_and_empty_columns():
     X = np.zeros((6, 40), np.float32)
     X[1, 3], X[4, [0, 39]] = 1.0, [0.6, 0.8]  # most rows and columns empty
