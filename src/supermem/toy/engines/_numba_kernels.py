@@ -459,6 +459,12 @@ def _m3_points(W0, W1, W2, bb, hs, i, t, U, acc, gbl, gW0l, gW1l, gW2l, l1=False
 UNROLLED_M = (2, 3)
 
 
+def dense_kernel(m: int):
+    """The dense pass for hidden size m: the unrolled one where there is one, else the
+    generic ``dense_pass`` (both take the same arguments)."""
+    return dense_pass_unrolled if m in UNROLLED_M else dense_pass
+
+
 @njit(parallel=True, fastmath=_HOT, cache=True)
 def dense_pass_unrolled(
     Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False

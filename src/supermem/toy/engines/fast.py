@@ -132,16 +132,9 @@ def cpu_loss_and_grads(
     # dynamic scheduling, one block at a time: a busy core then takes fewer blocks
     # instead of the whole pass waiting for it (the assignment never changes results)
     with _threads(inst * T * n * m), numba.parallel_chunksize(1):
-        if m in K.UNROLLED_M:
-            K.dense_pass_unrolled(
-                Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part,
-                l1,
-            )  # fmt: skip
-        else:
-            K.dense_pass(
-                Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part,
-                l1,
-            )  # fmt: skip
+        K.dense_kernel(m)(
+            Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gWs, gbs, gh_part, loss_part, l1
+        )  # fmt: skip
     if skip:  # back to the caller's feature order
         gW, gb = np.empty_like(gWs), np.empty_like(gbs)
         np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)

@@ -61,7 +61,7 @@ def variant_loss_and_grads(
     gh_part = np.zeros((inst, nb, T, m), np.float32)
     loss_part = np.zeros((inst, nb, T), np.float32)
     centre, radius = np.zeros((inst, ntiles, m)), np.zeros((inst, ntiles))  # no skipping
-    dense = K.dense_pass_unrolled if m in K.UNROLLED_M else K.dense_pass
+    dense = K.dense_kernel(m)
     hs = np.ascontiguousarray(h.reshape(inst, T, m))
     with _threads(inst * T * n * m), numba.parallel_chunksize(1):
         Wnorm = np.zeros((inst, n), np.float32)  # read only when skipping
