@@ -47,36 +47,42 @@ def make_data(inst: int, T: int, n: int, S: float, seed: int, empty: str) -> Spa
     return SparseData.stack([sample(T, n, S, seed + i, empty=empty) for i in range(inst)])
 
 
-def terms(p, data: SparseData, loss: str = "mse") -> float:
+def terms(p, data: SparseData, loss: str = "mse", model=MODEL) -> float:
     """The largest over instances of (1/T) sum over pairs of relu(p)^2 + x^2 (l1:
     relu(p) + |x|): the size of the terms the engines' loss sums."""
     X = torch.zeros(data.inst * data.T, data.n)
     rows = np.repeat(np.arange(data.inst * data.T), np.diff(data.indptr))
     X[rows, data.indices] = torch.as_tensor(data.values, dtype=torch.float32)
     X = X.reshape(data.inst, data.T, data.n)
-    pre = torch.relu(torch.einsum("imn,itn->itm", p["W"], X) @ p["W"] + p["b"][:, None, :])
+    pre = model.forward(p, X)  # relu(p)
     t = pre + X.abs() if loss == "l1" else pre**2 + X**2
     return float(t.sum((1, 2)).max()) / data.T
 
 
-def assert_matches_reference(name: str, p, data: SparseData, loss: str = "mse") -> None:
+def assert_matches_reference(
+    name: str, p, data: SparseData, loss: str = "mse", model=MODEL
+) -> None:
     """Loss and gradients of engine ``name`` equal the reference's to float32 tolerance,
     measured relative to the scale of each tensor (a gradient near zero is compared
-    against the largest entry, not itself). ``loss``: TrainConfig.loss."""
+    against the largest entry, not itself). ``loss``: TrainConfig.loss; ``model``: a
+    model variant (``toy.model``), whose every parameter's gradient is compared."""
     ref = ENGINES["reference"](objective=loss)
     eng = ENGINES[name]() if loss == "mse" else ENGINES[name](objective=loss)
-    lr, gr = ref.loss_and_grads(MODEL, p, ref.prepare(data, CPU))
-    le, ge = eng.loss_and_grads(MODEL, p, eng.prepare(data, CPU))
+    lr, gr = ref.loss_and_grads(model, p, ref.prepare(data, CPU))
+    le, ge = eng.loss_and_grads(model, p, eng.prepare(data, CPU))
     # the engines sum relu(p)^2 - 2 relu(p) x + x^2 (l1: its terms) over the pairs: their
     # float32 rounding is relative to the terms' size, which a fitted point's tiny loss
     # (the terms cancelling) does not show, so atol is taken on the terms
-    np.testing.assert_allclose(le.numpy(), lr.numpy(), rtol=2e-5, atol=1e-6 * terms(p, data, loss))
-    for k in ("W", "b"):
+    np.testing.assert_allclose(
+        le.numpy(), lr.numpy(), rtol=2e-5, atol=1e-6 * terms(p, data, loss, model)
+    )
+    assert set(ge) == set(gr) == set(model.params)
+    for k in gr:
         scale = float(gr[k].abs().max()) + 1e-12
         assert ge[k].shape == gr[k].shape and ge[k].dtype == torch.float32
         err = float((ge[k] - gr[k]).abs().max()) / scale
         assert err < 1e-4, f"{name}: grad {k} differs from reference by {err:.2e} of its scale"
-    assert np.allclose(eng.loss(MODEL, p, eng.prepare(data, CPU)).numpy(), le.numpy(), rtol=1e-6)
+    assert np.allclose(eng.loss(model, p, eng.prepare(data, CPU)).numpy(), le.numpy(), rtol=1e-6)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -218,7 +224,8 @@ def test_gradients_bit_identical_across_thread_counts(m, l1):
 def assert_trained_alike(ref, other) -> None:
     """Two training results (InstanceResult) agree: weights to 1e-4 of each tensor's
     scale, train and test losses to 1e-4 relative."""
-    for k in ("W", "b"):
+    assert set(other.params) == set(ref.params)
+    for k in ref.params:
         scale = np.abs(ref.params[k]).max()
         np.testing.assert_allclose(other.params[k], ref.params[k], rtol=0, atol=1e-4 * scale)
     assert other.train_loss == pytest.approx(ref.train_loss, rel=1e-4)

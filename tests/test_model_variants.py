@@ -107,11 +107,12 @@ def test_fast_variants_engine__equals_the_reference(name, m):
 
 # -- engines and losses -------------------------------------------------------------------
 @pytest.mark.parametrize("name", NEW_MODELS)
-def test_auto__picks_the_reference_engine_for_the_variants(name):
+def test_auto__picks_a_fast_engine_for_the_variants_on_cpu_and_the_reference_on_cuda(name):
     model = get_model(name)
     assert not ENGINES["fast"]().supports(model, CPU)
-    assert not ENGINES["tree"]().supports(model, CPU)
-    assert get_engine("auto", model, CPU, shape=(1, 100, 1000, 2, 10.0)).name == "reference"
+    assert get_engine("auto", model, CPU, shape=(1, 100, 1000, 2, 10.0)).name == "fast_variants"
+    for engine in ("fast_variants", "tree"):  # CPU kernels only
+        assert not ENGINES[engine]().supports(model, torch.device("cuda"))
     with pytest.raises(ConfigError, match="does not support model"):
         get_engine("fast", model, CPU)
 
@@ -210,7 +211,7 @@ SMALL = ["train", "--features", "20", "--sparsity", "0.9", "--train-size", "4", 
         (["--model", "nope"], "model must be one of"),
         (["--loss", "nope"], "--loss"),
         (["--engine", "fast", "--model", "untied"], "engine fast does not support model untied"),
-        (["--engine", "tree", "--model", "relu_hidden"], "does not support model relu_hidden"),
+        (["--engine", "chunked", "--model", "relu_hidden"], "does not support model relu_hidden"),
         (["--engine", "tree", "--loss", "l1"], "loss l1 needs engine reference or fast"),
     ],
 )

@@ -48,8 +48,10 @@ def get_engine(
     """The engine called ``name``. ``auto``: on CPU, of fast and tree the one the measured
     cost model (``cost.pick``) finds cheaper for ``shape`` = (inst, T, n, m, nonzeros per
     point), fast when no shape is given; on CUDA the fast engine (its chunked code,
-    measured faster than the cuda engine so far: docs/ENGINES.md); the
-    reference engine for a model no fast engine supports. A ``loss`` other than mse
+    measured faster than the cuda engine so far: docs/ENGINES.md). The untied and
+    relu_hidden models get the tree where the cost model picks it, else
+    ``fast_variants``; the reference engine is for a model (or device) no faster engine
+    supports. A ``loss`` other than mse
     (TrainConfig.loss) is computed by the reference engine and, for the tied model on
     CPU, by the fast one (``FastEngine.OBJECTIVES``), which ``auto`` then takes."""
     if loss != "mse":
@@ -66,7 +68,7 @@ def get_engine(
     if name == "reference":
         return ReferenceEngine(objective=loss)
     if name == "auto":
-        cands = ["fast", "reference"]
+        cands = ["fast", "fast_variants", "reference"]
         if shape is not None and torch.device(device).type == "cpu":
             cands.insert(0, cost.pick(*shape))
         for cand in cands:

@@ -59,13 +59,21 @@ def sparse_rows(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss):
     """
     NC = gWBc.shape[1]
     for q in prange(WB.shape[0] * NC):
-        _sparse_chunk(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss, q // NC, q % NC)
+        i, c = q // NC, q % NC
+        _sparse_chunk(
+            indptr, indices, values, WB, h, T, c2, False, gh_dense, gWBc, gWBc, False, loss, i, c
+        )
 
 
 @njit(fastmath=_HOT, cache=True)
-def _sparse_chunk(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss, i, c):
+def _sparse_chunk(
+    indptr, indices, values, WB, h, T, c2, relu, gh_dense, gWBc, gE, split, loss, i, c
+):
     """``sparse_rows`` for row chunk c of instance i (a plain loop called from the
-    parallel one: inline, Numba's parallel lowering made such loops several times slower)."""
+    parallel one: inline, Numba's parallel lowering made such loops several times slower).
+    ``split`` (``sparse_rows_split``): WB is the decoder's, the encoder's terms go to gE
+    (inst, NC, n, m) apart from the decoder's in gWBc, and ``relu`` masks dL/dh by h > 0;
+    otherwise (tied) both go to gWBc, summed per nonzero, and gE is not read."""
     m, NC = h.shape[1], gWBc.shape[1]
     gk = np.empty(m, np.float32)
     on = np.empty(WB.shape[1], np.float32)  # per nonzero of the row: 1[p > 0]
@@ -88,12 +96,20 @@ def _sparse_chunk(indptr, indices, values, WB, h, T, c2, gh_dense, gWBc, loss, i
             for k in range(m):
                 gk[k] -= (c2 * x * WB[i, j, k]) * u
         loss[r] = lt
+        if relu:  # h = ReLU(W x) > 0 exactly where W x > 0
+            for k in range(m):
+                if not h[r, k] > 0:
+                    gk[k] = 0.0
         for e in range(e0, indptr[r + 1]):
             j, x = indices[e], values[e]
             cx = c2 * x * on[e - e0]
             gWBc[i, c, j, m] -= cx
             for k in range(m):
-                gWBc[i, c, j, k] += x * gk[k] - cx * h[r, k]
+                if split:
+                    gWBc[i, c, j, k] -= cx * h[r, k]
+                    gE[i, c, j, k] += x * gk[k]
+                else:
+                    gWBc[i, c, j, k] += x * gk[k] - cx * h[r, k]
 
 
 # m = 2, the paper's case: the two passes over the nonzeros with flat arrays, unsigned
@@ -187,3 +203,29 @@ def _sparse_chunk_m2(indptr, indices, values, WB4, h, i, T, c2, gh, G, loss, r0,
             G[j] += x * g0 - cx * h0
             G[j + one] += x * g1 - cx * h1
             G[j + three] -= cx
+
+
+# The untied and relu_hidden models (``tree.tree_variant_loss_and_grads``): the same row
+# pass, with the decoder D in place of W for p and the decoder's terms, the encoder's
+# gradient apart, and dL/dh masked where a ReLU between the layers is off. Generic m.
+
+
+@njit(parallel=True, cache=True)
+def sparse_rows_split(indptr, indices, values, DB, h, T, c2, relu, gh_dense, gDc, gEc, loss):
+    """``sparse_rows`` for a decoder apart from the encoder.
+
+    DB (inst, n, m+1) float32: the decoder's D_j and b_j side by side; h (R, m) the hidden
+    vectors (after the ReLU when ``relu``); gh_dense (inst, T, m). Per row t,
+    dL/dh_t = gh_dense_t - c2 sum_{j in nz(x_t), p_tj > 0} x_tj D_j, with p_tj = D_j . h_t
+    + b_j; then dL/d(W x)_t = dL/dh_t, times 1[h_t > 0] per coordinate when ``relu``
+    (h = ReLU(W x) > 0 exactly where W x > 0). Each nonzero adds -c2 x_tj 1[p_tj > 0] h_t
+    to the decoder's gDc (inst, NC, n, m+1) (last column: b's), x_tj dL/d(W x)_t to the
+    encoder's gEc (inst, NC, n, m); both zero on entry, summed by the caller in order.
+    Writes loss (R,) float64 as ``sparse_rows``.
+    """
+    NC = gDc.shape[1]
+    for q in prange(DB.shape[0] * NC):
+        i, c = q // NC, q % NC
+        _sparse_chunk(
+            indptr, indices, values, DB, h, T, c2, relu, gh_dense, gDc, gEc, True, loss, i, c
+        )

@@ -37,6 +37,7 @@ from supermem.toy.engines import _tree_walk as TW
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
 from supermem.toy.engines.fast import CpuData, _threads, angle_order, numpy_step
+from supermem.toy.engines.variants import variant_step
 from supermem.toy.model import TiedReLUOutput
 
 NPART = 4  # fixed feature parts (results never depend on the thread count)
@@ -181,29 +182,44 @@ def line_coordinates(W: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(flip, angle + np.pi, angle), np.where(flip, -d, d)
 
 
-def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
-    """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n)."""
-    d = data.cpu
+def _wb(W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """W (inst, m, n), b (inst, n) float32 -> the row kernels' layout: for m = 2 (inst, n,
+    4) with W_0j, W_1j, 0, b_j (one aligned 16-byte slot per feature), else (inst, n, m+1)."""
     inst, m, n = W.shape
+    if m == 2:
+        WB = np.zeros((inst, n, 4), np.float32)
+        WB[:, :, :2], WB[:, :, 3] = W.transpose(0, 2, 1), b
+        return WB
+    return np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)
+
+
+def _hidden(WB: np.ndarray, d: CpuData, m: int) -> np.ndarray:
+    """h = W x (inst * T, m) float32 over the prepared rows; WB from ``_wb``."""
+    h = np.empty((d.inst * d.T, m), np.float32)
+    with _threads(len(d.indices) * m + d.inst * (d.T + d.n)):
+        if m == 2:  # column indices are >= 0: as uint32 the same bits
+            TR.hidden_rows_m2(
+                d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), d.T, h.ravel()
+            )
+        else:
+            TR.hidden_rows(d.indptr, d.indices, d.values, WB, h)
+    return h
+
+
+def _dense_part(h: np.ndarray, D: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
+    """The dense part of the loss over the tree: h (inst * T, m) float32 the hidden
+    vectors in the prepared rows' order, D (inst, m, n) the decoder, b (inst, n) ->
+    h (inst * T, m) in tree order (after a rebuild, a permuted copy, and data.cpu's rows
+    permuted alike), lossf (inst, n) float64 per feature, gD (inst, m, n) and gb (inst, n)
+    of the dense part, gh_tree (inst, 1, T, m) its dL/dh per point in tree order."""
+    d = data.cpu
+    inst, m, n = D.shape
     T = d.T
     c2 = np.float32(2.0 / T)
     if data.state is None or data.state.lo.shape[2] != m:
         data.state = TreeState.empty(inst, T, m, data.leaf)
     st = data.state
-    sparse_work = len(d.indices) * m + inst * (T + n)
     tree_work = inst * T * m * m
-    if m == 2:  # W_0j, W_1j, 0, b_j: one aligned 16-byte slot per feature
-        WB = np.zeros((inst, n, 4), np.float32)
-        WB[:, :, :2], WB[:, :, 3] = W.transpose(0, 2, 1), b
-    else:
-        WB = np.concatenate([W.transpose(0, 2, 1), b[:, :, None]], axis=2)  # (inst, n, m+1)
-    h = np.empty((inst * T, m), np.float32)
-    with _threads(sparse_work):
-        if m == 2:  # column indices are >= 0: as uint32 the same bits
-            cols = d.indices.view(np.uint32)
-            TR.hidden_rows_m2(d.indptr, cols, d.values, WB.ravel(), T, h.ravel())
-        else:
-            TR.hidden_rows(d.indptr, d.indices, d.values, WB, h)
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
         # ski rental: rebuild once the work the tree has cost beyond its fresh level
@@ -217,7 +233,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             prev = data.order
             data.order = st.perm.copy() if prev is None else np.take_along_axis(prev, st.perm, 1)
             ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
-            d = data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
+            data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
             hs = h.reshape(inst, T, m)
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
             st.built, st.work0, st.excess = True, None, 0
@@ -225,25 +241,25 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             data.log.append((st.steps, "build"))
     st.steps += 1
     radius = np.sqrt(np.trace(st.S2[:, 0], axis1=1, axis2=2) / T)  # (inst,): root's moments
-    fperm = feature_order(W, b, radius, TW.FB, data.forder)  # (inst, n): a block's lines alike
+    fperm = feature_order(D, b, radius, TW.FB, data.forder)  # (inst, n): a block's lines alike
     data.forder = fperm if m == 2 else None
-    Ws = np.ascontiguousarray(np.take_along_axis(W, fperm[:, None, :], axis=2))
+    Ds = np.ascontiguousarray(np.take_along_axis(D, fperm[:, None, :], axis=2))
     bs = np.ascontiguousarray(np.take_along_axis(b, fperm, axis=1))
-    gWs = np.empty((inst, m, n), np.float32)
+    gDs = np.empty((inst, m, n), np.float32)
     gbs = np.empty((inst, n), np.float32)
     lossf = np.empty((inst, n))
     work = np.zeros((inst, NPART), np.int64)
     with _threads(inst * n * int(np.sqrt(T * data.leaf))):  # ~ lanes tested and pairs
         TW.traverse(
-            Ws, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TW.FB,
-            gWs, gbs, lossf, st.nodeA, st.nodea, st.onm, st.ghp, st.cut, work,
+            Ds, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TW.FB,
+            gDs, gbs, lossf, st.nodeA, st.nodea, st.onm, st.ghp, st.cut, work,
         )  # fmt: skip
     units = int(work.sum())
     if st.work0 is None:
         st.work0 = units  # the fresh tree's cost
     st.excess += max(units - st.work0, 0)
-    gW = np.empty_like(gWs)  # back to the caller's feature order
-    np.put_along_axis(gW, fperm[:, None, :], gWs, axis=2)
+    gD = np.empty_like(gDs)  # back to the caller's feature order
+    np.put_along_axis(gD, fperm[:, None, :], gDs, axis=2)
     gb = np.empty_like(gbs)
     np.put_along_axis(gb, fperm, gbs, axis=1)
     gh_tree = np.empty((inst, 1, T, m), np.float32)
@@ -252,9 +268,20 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
             st.nodeA, st.nodea, st.onm, st.ghp, st.cut, hs, st.start, st.end, st.right, st.leaves,
             c2, gh_tree,
         )  # fmt: skip
+    return h, lossf, gD, gb, gh_tree
+
+
+def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
+    """W (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gb (inst, n)."""
+    inst, m, n = W.shape
+    T = data.cpu.T
+    c2 = np.float32(2.0 / T)
+    WB = _wb(W, b)
+    h, lossf, gW, gb, gh_tree = _dense_part(_hidden(WB, data.cpu, m), W, b, data, rebuild_units)
+    d = data.cpu
     gWBc = np.zeros((inst, NCHUNK, n, WB.shape[2]), np.float32)
     loss_t = np.empty(inst * T)
-    with _threads(sparse_work):
+    with _threads(len(d.indices) * m + inst * (T + n)):
         if m == 2:
             TR.sparse_rows_m2(
                 d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), h.ravel(), T, c2,
@@ -268,9 +295,51 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T, gW, gb
 
 
+def tree_variant_loss_and_grads(
+    W: np.ndarray,
+    D: np.ndarray | None,
+    b: np.ndarray,
+    relu: bool,
+    data: TreeData,
+    rebuild_units: float,
+):
+    """The untied and relu_hidden models (``toy.model``): h = W x, or ReLU(W x) when
+    ``relu``; x' = ReLU(D^T h + b) with D the decoder, or W when None (tied).
+    W, D (inst, m, n), b (inst, n) float32 -> loss (inst,) f64, gW (inst, m, n), gD
+    (inst, m, n) or None (tied: both in gW), gb (inst, n). The tree holds h (after the
+    ReLU), the walk reads the decoder; the encoder's gradient comes from the row pass."""
+    inst, m, n = W.shape
+    T = data.cpu.T
+    c2 = np.float32(2.0 / T)
+    dec = W if D is None else D
+    h = _hidden(_wb(W, b), data.cpu, m)
+    if relu:
+        np.maximum(h, np.float32(0.0), out=h)
+    h, lossf, gD, gb, gh_tree = _dense_part(h, dec, b, data, rebuild_units)
+    d = data.cpu
+    DB = np.ascontiguousarray(np.concatenate([dec.transpose(0, 2, 1), b[:, :, None]], axis=2))
+    gDc = np.zeros((inst, NCHUNK, n, m + 1), np.float32)
+    gEc = np.zeros((inst, NCHUNK, n, m), np.float32)
+    loss_t = np.empty(inst * T)
+    with _threads(len(d.indices) * m + inst * (T + n)):
+        TR.sparse_rows_split(
+            d.indptr, d.indices, d.values, DB, h, T, c2, relu, gh_tree[:, 0], gDc, gEc, loss_t
+        )
+    gW = np.zeros((inst, m, n), np.float32)
+    for c in range(NCHUNK):  # fixed order: independent of the thread count
+        gD += gDc[:, c, :, :m].transpose(0, 2, 1)
+        gb += gDc[:, c, :, m]
+        gW += gEc[:, c].transpose(0, 2, 1)
+    loss = (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T
+    if D is None:
+        return loss, gW + gD, None, gb
+    return loss, gW, gD, gb
+
+
 class TreeEngine(Engine):
-    """Exact engine whose dense part walks a kd-tree of the hidden vectors. CPU only
-    (on CUDA it runs the ``chunked`` engine's code, as ``fast`` does)."""
+    """Exact engine whose dense part walks a kd-tree of the hidden vectors. The tied
+    model on CPU (on CUDA it runs the ``chunked`` engine's code, as ``fast`` does), and
+    the untied and relu_hidden models on CPU (``tree_variant_loss_and_grads``)."""
 
     name = "tree"
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
@@ -279,7 +348,10 @@ class TreeEngine(Engine):
     REBUILD_UNITS = 20.0
 
     def supports(self, model, device) -> bool:
-        return isinstance(model, TiedReLUOutput) and torch.device(device).type in ("cpu", "cuda")
+        kind = torch.device(device).type
+        if isinstance(model, TiedReLUOutput):
+            return kind in ("cpu", "cuda")
+        return set(model.params) <= {"W", "W_dec", "b"} and kind == "cpu"
 
     def prepare(self, data: SparseData, device):
         if torch.device(device).type == "cuda":
@@ -289,7 +361,14 @@ class TreeEngine(Engine):
     def loss_and_grads(self, model, p, data):
         if not isinstance(data, TreeData):
             return ChunkedEngine().loss_and_grads(model, p, data)
-        return numpy_step(p, lambda W, b: tree_loss_and_grads(W, b, data, self.REBUILD_UNITS))
+        if isinstance(model, TiedReLUOutput):
+            return numpy_step(p, lambda W, b: tree_loss_and_grads(W, b, data, self.REBUILD_UNITS))
+        return variant_step(
+            p,
+            lambda W, D, b: tree_variant_loss_and_grads(
+                W, D, b, model.relu_hidden, data, self.REBUILD_UNITS
+            ),
+        )
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]

@@ -12,9 +12,10 @@ with h = act(W x):
 - the encoder's gradient X^T (dL/dh, masked by W x > 0 for relu_hidden), sparse;
 - tied decoders add the two gradients of W.
 
-Loss mse only (TrainConfig.loss). Not chosen by ``auto`` (which takes the reference
-engine for these models): ask for it with ``--engine fast_variants``; it is tested
-against the reference engine (tests/test_model_variants.py).
+Loss mse only (TrainConfig.loss). ``auto`` takes it for the untied and relu_hidden
+models on CPU where the cost model does not pick the tree engine (which computes the
+same from a kd-tree of h: ``tree.tree_variant_loss_and_grads``); both are tested
+against the reference engine (tests/test_model_variants.py, tests/test_tree_variants.py).
 """
 
 from __future__ import annotations
@@ -120,21 +121,29 @@ class FastVariantsEngine(Engine):
         return VariantData(CpuData.from_sparse(data), X)
 
     def loss_and_grads(self, model, p, data):
-        dev = p["W"].device
-
-        def arr(k: str) -> np.ndarray:
-            return np.ascontiguousarray(p[k].detach().cpu().numpy(), dtype=np.float32)
-
         fb = max(FastEngine.MIN_BLOCK, -(-data.cpu.n // FastEngine.MAX_BLOCKS))
-        D = arr("W_dec") if "W_dec" in p else None
-        loss, gW, gD, gb = variant_loss_and_grads(
-            arr("W"), D, arr("b"), model.relu_hidden, data, fb
-        )
-        grads = {"W": gW, "b": gb} | ({"W_dec": gD} if gD is not None else {})
-        return (
-            torch.as_tensor(loss, dtype=torch.float32, device=dev),
-            {k: torch.as_tensor(grads[k], device=dev) for k in p},
+        return variant_step(
+            p, lambda W, D, b: variant_loss_and_grads(W, D, b, model.relu_hidden, data, fb)
         )
 
     def loss(self, model, p, data):
         return self.loss_and_grads(model, p, data)[0]
+
+
+def variant_step(p, step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run a NumPy kernel ``step(W, D, b) -> (loss, gW, gD, gb)`` on torch parameters p
+    (W, b, and W_dec for the untied model, else D = None): float32 arrays in, loss
+    (inst,) and the gradients back as torch tensors on p's device (``numpy_step`` for
+    the variants)."""
+    dev = p["W"].device
+
+    def arr(k: str) -> np.ndarray:
+        return np.ascontiguousarray(p[k].detach().cpu().numpy(), dtype=np.float32)
+
+    D = arr("W_dec") if "W_dec" in p else None
+    loss, gW, gD, gb = step(arr("W"), D, arr("b"))
+    grads = {"W": gW, "b": gb} | ({"W_dec": gD} if gD is not None else {})
+    return (
+        torch.as_tensor(loss, dtype=torch.float32, device=dev),
+        {k: torch.as_tensor(grads[k], device=dev) for k in p},
+    )
