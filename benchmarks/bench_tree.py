@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_tree.py --quick      # smaller T, for a check
     .venv/bin/python benchmarks/bench_tree.py --full-run   # + a 50k-step model at T = 10^6
     .venv/bin/python benchmarks/bench_tree.py --cases m2   # only the m = 2 rows (m13: the others)
+    .venv/bin/python benchmarks/bench_tree.py --model untied   # a variant: tree vs fast_variants
 
 Per case (T, m, state): ms per loss+gradient step of ``fast`` and ``tree`` from the same
 parameters, (wall of K steps - wall of 1) / (K - 1), each in its own spawned process (its
@@ -34,15 +35,16 @@ def _cfg(T: int, m: int, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _settle(T: int, m: int, steps: int, out) -> None:
-    """Child: W (1, m, n), b (1, n) after ``steps`` of tree training at size T."""
+def _settle(T: int, m: int, steps: int, model: str, out) -> None:
+    """Child: the parameters (1, ...) after ``steps`` of tree training at size T."""
     from supermem.toy.train import train
 
-    r = train(_cfg(T, m, steps=steps, warmup=steps // 10, lr=1e-2, engine="tree"), progress=False)
+    kw = dict(steps=steps, warmup=steps // 10, lr=1e-2, engine="tree", model=model)
+    r = train(_cfg(T, m, **kw), progress=False)
     out.put({k: v[None] for k, v in r.params.items()})
 
 
-def _measure(engine: str, T: int, m: int, params, K: int, out) -> None:
+def _measure(engine: str, T: int, m: int, params, K: int, name: str, out) -> None:
     """Child: (ms/step, build ms or None, peak RSS KiB) of ``engine`` at (T, m)."""
     import torch
 
@@ -51,7 +53,7 @@ def _measure(engine: str, T: int, m: int, params, K: int, out) -> None:
     from supermem.toy.model import get_model
 
     torch.set_num_threads(2)
-    model = get_model("tied")
+    model = get_model(name)
     if params is None:
         p = model.init(m, N, "xavier_normal", [torch.Generator().manual_seed(0)])
     else:
@@ -108,11 +110,19 @@ def main() -> None:
     ap.add_argument(
         "--settle-m3", type=int, default=200, help="settle steps at m = 3 (~3 s a step at 10^5)"
     )
+    ap.add_argument(
+        "--model",
+        choices=("tied", "untied", "relu_hidden"),
+        default="tied",
+        help="the model variant; the variants' dense engine is fast_variants",
+    )
     args = ap.parse_args()
 
     load = open("/proc/loadavg").read().split()[:3]
     print(f"{mp.cpu_count()} cores; load average at start {' '.join(load)}")
     print(f"n={N} S={S}; ms/step = (wall of K={args.steps} steps - wall of 1) / (K-1)")
+    dense = "fast" if args.model == "tied" else "fast_variants"
+    print(f"model {args.model}; the fast column is engine {dense}")
     cases = [(10_000, 2), (100_000, 2), (1_000_000, 2), (100_000, 1), (100_000, 3)]
     if args.quick:
         cases = [(10_000, 2), (100_000, 2), (10_000, 1), (10_000, 3)]
@@ -127,11 +137,11 @@ def main() -> None:
             settle = min(settle, args.settle_m3)
         if args.quick:
             settle = min(settle, 300)
-        trained = in_child(_settle, T, m, settle)
+        trained = in_child(_settle, T, m, settle, args.model)
         for state, params in (("initial", None), (f"trained ({settle} steps)", trained)):
             K = 3 if T >= 1_000_000 else args.steps
-            f_ms, _, f_rss = in_child(_measure, "fast", T, m, params, K)
-            t_ms, build, t_rss = in_child(_measure, "tree", T, m, params, args.steps)
+            f_ms, _, f_rss = in_child(_measure, dense, T, m, params, K, args.model)
+            t_ms, build, t_rss = in_child(_measure, "tree", T, m, params, args.steps, args.model)
             target = TARGETS.get(T, "-") if m == 2 else "-"
             print(
                 f"| {T:,} | {m} | {state} | {f_ms:.1f} | {t_ms:.1f} | {f_ms / t_ms:.1f}x "
