@@ -28,9 +28,12 @@ def small_leaves(monkeypatch):
 
 
 def make_params(name: str, state: str, inst: int, m: int, n: int, seed: int) -> dict:
-    """The tied model's parameters in ``state`` (test_engines.STATES); the untied model's
-    decoder is another draw in the same state."""
-    p = tied_params(state, inst, m, n, seed)
+    """The tied model's parameters in ``state`` (test_engines.STATES, or ``origin``: W <= 0,
+    so relu_hidden's h is 0 for every point); the untied model's decoder is another draw
+    in the same state."""
+    p = tied_params("init" if state == "origin" else state, inst, m, n, seed)
+    if state == "origin":
+        p["W"] = -p["W"].abs()
     if name == "untied":
         p["W_dec"] = tied_params(state, inst, m, n, seed + 1000)["W"]
     return p
@@ -40,15 +43,16 @@ def make_params(name: str, state: str, inst: int, m: int, n: int, seed: int) -> 
 @given(
     name=st.sampled_from(VARIANTS),
     n=st.integers(1, 400),
-    m=st.integers(1, 3),
+    m=st.integers(1, 4),
     T=st.integers(1, 90),
     S=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
     inst=st.integers(1, 3),
-    state=st.sampled_from(STATES),
+    state=st.sampled_from((*STATES, "origin")),
+    empty=st.sampled_from(["resample", "zero"]),
     seed=st.integers(0, 10_000),
 )
-def test_tree_variants_match_reference(name, n, m, T, S, inst, state, seed):
-    data = make_data(inst, T, n, S, seed, "resample")
+def test_tree_variants_match_reference(name, n, m, T, S, inst, state, empty, seed):
+    data = make_data(inst, T, n, S, seed, empty)
     p = make_params(name, state, inst, m, n, seed)
     for engine in ("tree", "tree_small"):
         assert_matches_reference(engine, p, data, model=get_model(name))
@@ -104,6 +108,7 @@ def test_many_steps_on_one_prepared_set_refit_and_rebuild(name):
     assert 2 <= prepared.state.builds < 8 and prepared.state.steps == 8
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads to compare")
 @pytest.mark.parametrize("name", VARIANTS)
 def test_tree_variants_bit_identical_across_thread_counts(name):
     data = make_data(2, 300, 2000, 0.995, 1, "resample")
@@ -170,3 +175,42 @@ def test_auto_picks_tree_or_fast_variants_for_the_variants(name):
         "fast_variants"
     )
     assert get_engine("auto", model, CPU).name == "fast_variants"
+    cuda = torch.device("cuda")  # neither CPU engine serves it there (no GPU needed)
+    assert get_engine("auto", model, cuda, shape=(1, 100_000, 10_000, 2, 10.0)).name == (
+        "reference"
+    )
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_non_finite_parameters_give_non_finite_loss(name):
+    data = make_data(1, 40, 30, 0.8, 0, "resample")
+    for key in ("W", "W_dec", "b"):
+        p = make_params(name, "init", 1, 2, 30, 0)
+        if key not in p:
+            continue
+        p[key].view(-1)[3] = float("nan")
+        eng = SmallLeaves()
+        assert not torch.isfinite(eng.loss(get_model(name), p, eng.prepare(data, CPU))).all()
+
+
+def test_sweeps_cost_model_prices_what_auto_takes_for_the_variants():
+    from supermem.sweeps.spec import SECONDS_PER_UNIT, _tree_picked, _units, run_seconds
+
+    small = make_config(model="untied", engine="auto", features=1000, sparsity=0.99)
+    small = small.replace(train_size=30)
+    assert not _tree_picked(small)  # auto: fast_variants, priced as such
+    rate = (run_seconds(small) - run_seconds(small, 0.0)) / _units(small)
+    assert rate == pytest.approx(SECONDS_PER_UNIT["fast_variants"])
+    large = small.replace(features=10_000, sparsity=0.999, train_size=100_000)
+    assert _tree_picked(large)  # auto: the tree, priced as the tied model's tree
+    assert _units(large) < 0.5 * _units(large.replace(engine="fast_variants"))
+    tied = large.replace(model="tied")
+    assert run_seconds(large) == run_seconds(tied)
+
+
+def test_memory_estimate_counts_fast_variants_copies():
+    from supermem.toy.memory import estimate
+
+    c = make_config(model="untied", features=1000, train_size=10_000)
+    fv, fast = estimate(c, 1, "fast_variants")["engine"], estimate(c, 1, "fast")["engine"]
+    assert fv > fast

@@ -216,16 +216,26 @@ def _units(c: TrainConfig) -> float:
     generic = c.engine in fast_kernels and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
-    if c.engine in ("auto", "tree") and c.loss == "mse":
+    if c.engine == "tree" or _tree_picked(c):
         shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
-        if c.engine == "tree" or engine_cost.pick(*shape) == "tree":
-            units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
+        units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
     return units
+
+
+def _tree_picked(c: TrainConfig) -> bool:
+    """Whether ``auto`` trains this run on the tree engine (by the engines' cost model)."""
+    if c.engine != "auto" or c.loss != "mse":
+        return False
+    shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
+    return engine_cost.pick(*shape) == "tree"
 
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
-    c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8) if c is None else c
+    if c is None:
+        c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8)
+        if cfg.engine == "auto" and cfg.model != "tied" and not _tree_picked(cfg):
+            c = SECONDS_PER_UNIT["fast_variants"]  # what auto takes for these models
     return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
 
 

@@ -46,10 +46,12 @@ def estimate(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float]:
         parts["engine"] = 4.0 * R * n * 4  # dense x, x', their difference, its gradient
     elif engine == "chunked":
         parts["engine"] = 4.0 * 2**22 * 4 + csr * nnz
-    elif engine == "fast":
+    elif engine in ("fast", "fast_variants"):
         # CSR (int64 row pointers) + CSC copies; per-block partials (64 blocks at most)
         blocks = min(64, max(1, n // 256))
         parts["engine"] = 2 * (csr * nnz + 8.0 * R) + 4.0 * R * blocks * (m + 1) + 24.0 * R * m
+        if engine == "fast_variants":  # + each instance's points as a scipy CSR matrix
+            parts["engine"] += csr * nnz + 4.0 * R
     elif engine == "cuda":
         # host side, before the upload: CSR, its row ELL (K ~ the busiest row, taken as
         # twice the mean + 8) and the CSC copy; the device holds its own memory

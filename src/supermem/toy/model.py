@@ -136,8 +136,9 @@ class ReLUHidden:
         return decode(p["W"], self.hidden(p, x), p["b"])
 
 
-# Only ``tied`` has fast engines (they test isinstance(model, TiedReLUOutput), so the
-# other variants, which are not subclasses of it, get the reference engine under auto).
+# ``fast`` and ``chunked`` serve ``tied`` only (they test isinstance(model,
+# TiedReLUOutput)); ``tree`` and ``fast_variants`` serve all three on CPU, and ``auto``
+# takes one of them for the others there (engines/__init__.py: get_engine).
 MODELS: dict[str, ModelVariant] = {
     v.name: v for v in (TiedReLUOutput(), UntiedReLUOutput(), ReLUHidden())
 }
