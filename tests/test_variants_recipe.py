@@ -30,8 +30,8 @@ def test_recipe__grids_give_each_variant_its_model_loss_and_engine():
     cfgs = {s.name: s.configs() for s in specs}
     assert {"m2-T-small-T", "m2-T-large-T"} <= set(cfgs)  # tied: the demo's own sweep
     for name, model, loss, engine in [
-        ("untied", "untied", "mse", "fast_variants"),
-        ("relu_hidden", "relu_hidden", "mse", "fast_variants"),
+        ("untied", "untied", "mse", "auto"),
+        ("relu_hidden", "relu_hidden", "mse", "auto"),
         ("l1", "tied", "l1", "fast"),
     ]:
         cs = cfgs[f"variant-{name}-small-T"] + cfgs.get(f"variant-{name}-large-T", [])
