@@ -59,9 +59,9 @@ def test_check__lined_up_jumps_hold_and_moved_ones_do_not():
 
     runs = sweep(0.9, 10) + sweep(0.99, 10) + sweep(0.99, 10, wd=0.1)
     claims = sc.check(runs)
-    assert [c.holds for c in claims] == [True, True, True]  # jump, peak, decay
+    assert [c.holds for c in claims] == [True, True, True, True]  # jump, peak, settle, decay
     moved = sweep(0.9, 10) + sweep(0.99, 40) + sweep(0.99, 5, wd=0.1)
-    assert [c.holds for c in sc.check(moved)] == [False, True, False]
+    assert [c.holds for c in sc.check(moved)] == [False, True, True, False]
 
 
 def test_check__test_loss_peak_lines_up_in_T1mS_or_not():
@@ -105,3 +105,21 @@ def test_reproduce__figures_claims_and_jumps_from_saved_arrays(tiny_sc):
             ]
             assert v == pytest.approx(float(np.mean(fd)))
     json.loads(text)
+
+
+def test_check__test_loss_settles_at_the_same_T1mS_or_not():
+    def sweep(S, settle_x, level=0.98):
+        # above the level (a bump, then 3% over) before settle_x, within 1% from it on
+        loss = {2: 3.0, 5: 40.0, 10: level * 1.03, 20: level * 1.005, 40: level}
+        return [
+            Fake(round(x / (1 - S)), S, 0.4, loss=loss[x] if x < settle_x else level * 1.004)
+            for x in (2, 5, 10, 20, 40)
+        ]
+
+    def settle_claim(runs):
+        return [c for c in sc.check(runs) if "generalising level" in c.claim][0]
+
+    c = settle_claim(sweep(0.9, 10) + sweep(0.99, 20))
+    assert c.holds and "0.9: 10, 0.99: 20" in c.measured
+    assert sc.curve(sweep(0.9, 10))["settle"] == pytest.approx(10)
+    assert not settle_claim(sweep(0.9, 5) + sweep(0.99, 40)).holds  # x8 apart

@@ -9,7 +9,10 @@ less clean for larger m.
 The *jump* of one curve (max_i D_i against x): the smallest x from which on max D_i >=
 JUMP_DIM (a generalising feature: a pentagon's sit at 2/5, memorising solutions' far
 below), reported with the grid point before it; ``at`` is their geometric middle.
-Everything is recomputed from the saved feature_dims arrays.
+Where a curve *settles* (this project's check, for larger m where the largest feature
+says little): the smallest x from which on the seed-mean test loss stays within
+SETTLE_TOL of its value at the largest x, the generalising level. Everything is
+recomputed from the saved feature_dims arrays and metrics.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ JUMP_DIM = 0.2
 JERMYN_X = 10.0
 X_TOL = 2.5  # a jump "near 10": within this factor
 SPREAD_TOL = 2.5  # jumps "line up": max / min within this factor (about one grid step)
+SETTLE_TOL = 0.01  # the test loss "at its generalising level": within 1% of the last x's
 
 
 def T_of(x: float, S: float) -> int:
@@ -77,6 +81,7 @@ def curve(runs: list) -> dict[str, Any]:
     if jump is not None and xs.index(jump) > 0:
         before = xs[xs.index(jump) - 1]
     at = math.sqrt(jump * before) if jump is not None and before is not None else jump
+    settle = first_from_which(xs, [v <= loss[-1] * (1 + SETTLE_TOL) for v in loss])
     return {
         "T": Ts,
         "x": xs,
@@ -86,6 +91,7 @@ def curve(runs: list) -> dict[str, Any]:
         "before": before,
         "at": at,
         "peak": xs[int(np.argmax(loss))],  # the x of the largest test loss
+        "settle": settle,  # the x from which the test loss is at its generalising level
     }
 
 
@@ -160,6 +166,22 @@ def check(runs: list) -> list[Claim]:
                     f"{SPREAD_TOL:g}",
                 )
             )
+            settles = {S: c["settle"] for S, c in t["S"].items()}
+            sspread = max(settles.values()) / min(settles.values())
+            out.append(
+                Claim(
+                    f"m = {m}: the test loss reaches its generalising level at the same "
+                    "T(1-S) for every sparsity",
+                    "the same scale in the test loss (this project's check, not Jermyn's)",
+                    "settles at T(1-S) per S: "
+                    + ", ".join(f"{S:g}: {x:.3g}" for S, x in settles.items())
+                    + f"; spread x{sspread:.3g}",
+                    sspread <= SPREAD_TOL,
+                    f"settles: the first grid T(1-S) from which the seed-mean test loss stays "
+                    f"within {SETTLE_TOL:.0%} of its value at the largest T(1-S); holds if "
+                    f"max/min <= {SPREAD_TOL:g}",
+                )
+            )
         if len(t["wd"]) >= 2:
             found = [c["at"] for c in t["wd"].values() if c["at"] is not None]
             spread = max(found) / min(found) if found else math.inf
@@ -192,6 +214,7 @@ def rows(runs: list) -> list[dict]:
                         "sweep": what,
                         "value": k,
                         "jump at T(1-S)": c["at"],
+                        "test loss settles at T(1-S)": c["settle"],
                         "max D_i per T(1-S)": ", ".join(
                             f"{x:g}: {v:.2f}" for x, v in zip(c["x"], c["max_dim"])
                         ),
