@@ -174,11 +174,20 @@ def test_run__records_repeated_points_and_weights(tmp_path):
         check_run(out)
 
 
-@pytest.mark.parametrize("model,loss", [("untied", "mse"), ("relu_hidden", "mse"), ("tied", "l1")])
-def test_training__variants_and_losses_with_repeats_equal_duplicated_rows(model, loss):
+@pytest.mark.parametrize(
+    "model,loss,engine",
+    [
+        ("untied", "mse", "auto"),
+        ("relu_hidden", "mse", "auto"),
+        ("tied", "l1", "auto"),
+        ("untied", "mse", "tree"),
+        ("relu_hidden", "mse", "tree"),
+    ],
+)
+def test_training__variants_and_losses_with_repeats_equal_duplicated_rows(model, loss, engine):
     K, R, T = 1, 4, 20
     cfg = make_config(train_size=T, steps=60, repeat_points=K, repeat_count=R, model=model)
-    cfg = cfg.replace(loss=loss)
+    cfg = cfg.replace(loss=loss, engine=engine)
     X, test = data_mod.train_test(cfg)
     dup = duplicated(X.with_weights(None), K, R)
     cfg_dup = cfg.replace(train_size=T + K * (R - 1), repeat_points=0, repeat_count=1)
