@@ -59,9 +59,10 @@ def test_check__lined_up_jumps_hold_and_moved_ones_do_not():
 
     runs = sweep(0.9, 10) + sweep(0.99, 10) + sweep(0.99, 10, wd=0.1)
     claims = sc.check(runs)
-    assert [c.holds for c in claims] == [True, True, True, True]  # jump, peak, settle, decay
+    # jump, peak and settle over S; jump and settle over weight decay
+    assert [c.holds for c in claims] == [True, True, True, True, True]
     moved = sweep(0.9, 10) + sweep(0.99, 40) + sweep(0.99, 5, wd=0.1)
-    assert [c.holds for c in sc.check(moved)] == [False, True, True, False]
+    assert [c.holds for c in sc.check(moved)] == [False, True, True, False, True]
 
 
 def test_check__test_loss_peak_lines_up_in_T1mS_or_not():
@@ -123,3 +124,18 @@ def test_check__test_loss_settles_at_the_same_T1mS_or_not():
     assert c.holds and "0.9: 10, 0.99: 20" in c.measured
     assert sc.curve(sweep(0.9, 10))["settle"] == pytest.approx(10)
     assert not settle_claim(sweep(0.9, 5) + sweep(0.99, 40)).holds  # x8 apart
+
+
+def test_check__weight_decay_moving_where_the_test_loss_settles_fails_the_claim():
+    def sweep(wd, settle_x):
+        return [
+            Fake(round(x / 0.01), 0.99, 0.4, wd, loss=1.0 if x >= settle_x else 50.0)
+            for x in (2, 5, 10, 20, 40)
+        ]
+
+    def claim(runs):
+        return [c for c in sc.check(runs) if "settles" in c.claim and "decay" in c.claim][0]
+
+    assert claim(sweep(0.01, 10) + sweep(0.1, 20)).holds
+    bad = claim(sweep(0.01, 5) + sweep(0.1, 40))
+    assert not bad.holds and "0.01: 5, 0.1: 40" in bad.measured

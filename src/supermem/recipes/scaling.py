@@ -194,6 +194,20 @@ def check(runs: list) -> list[Claim]:
                     f"holds if every weight decay has a jump and max/min <= {SPREAD_TOL:g}",
                 )
             )
+            settles = [c["settle"] for c in t["wd"].values() if c["settle"] is not None]
+            sspread = max(settles) / min(settles) if settles else math.inf
+            out.append(
+                Claim(
+                    f"m = {m}: weight decay does not move where the test loss settles "
+                    f"(S = {t['wd_S']:g})",
+                    "no shift over weight decay (this project's check, on the test loss)",
+                    "settles at T(1-S) per weight decay: "
+                    + ", ".join(f"{k:g}: {c['settle']:.3g}" for k, c in t["wd"].items())
+                    + f"; spread x{sspread:.3g}",
+                    len(settles) == len(t["wd"]) and sspread <= SPREAD_TOL,
+                    f"settles as above; holds if max/min <= {SPREAD_TOL:g}",
+                )
+            )
     return out
 
 
