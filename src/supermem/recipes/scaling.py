@@ -194,8 +194,8 @@ def check(runs: list) -> list[Claim]:
                     f"holds if every weight decay has a jump and max/min <= {SPREAD_TOL:g}",
                 )
             )
-            settles = [c["settle"] for c in t["wd"].values() if c["settle"] is not None]
-            sspread = max(settles) / min(settles) if settles else math.inf
+            wsettles = [c["settle"] for c in t["wd"].values() if c["settle"] is not None]
+            sspread = max(wsettles) / min(wsettles) if wsettles else math.inf
             out.append(
                 Claim(
                     f"m = {m}: weight decay does not move where the test loss settles "
@@ -204,7 +204,7 @@ def check(runs: list) -> list[Claim]:
                     "settles at T(1-S) per weight decay: "
                     + ", ".join(f"{k:g}: {c['settle']:.3g}" for k, c in t["wd"].items())
                     + f"; spread x{sspread:.3g}",
-                    len(settles) == len(t["wd"]) and sspread <= SPREAD_TOL,
+                    len(wsettles) == len(t["wd"]) and sspread <= SPREAD_TOL,
                     f"settles as above; holds if max/min <= {SPREAD_TOL:g}",
                 )
             )
