@@ -158,22 +158,28 @@ def test_refit_equals_fresh_moments_and_boxes():
     assert (right >= 0).sum() == (1 << D) - 1
 
 
-@pytest.mark.parametrize("m", [1, 2, 3])
-def test_tree_bit_identical_across_thread_counts(m):
-    data = make_data(2, 300, 2000, 0.995, 1, "resample")
+def at_one_and_two_threads(step, data: SparseData) -> list:
+    """``step(prepared)`` on a fresh TreeData of ``data`` (leaves of 4) at 1 thread, then at
+    2 (or as many as Numba has): the two outputs."""
     from supermem.toy.engines.fast import CpuData
 
-    p = make_params("init", 2, m, 2000, 1)
-    W, b = p["W"].numpy(), p["b"].numpy()
     old = numba.get_num_threads()
     try:
         outs = []
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
-            prepared = TreeData(CpuData.from_sparse(data), leaf=4)
-            outs.append(tree_loss_and_grads(W, b, prepared, 20.0))
+            outs.append(step(TreeData(CpuData.from_sparse(data), leaf=4)))
     finally:
         numba.set_num_threads(old)
+    return outs
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_tree_bit_identical_across_thread_counts(m):
+    data = make_data(2, 300, 2000, 0.995, 1, "resample")
+    p = make_params("init", 2, m, 2000, 1)
+    W, b = p["W"].numpy(), p["b"].numpy()
+    outs = at_one_and_two_threads(lambda prepared: tree_loss_and_grads(W, b, prepared, 20.0), data)
     for a, z in zip(*outs):
         assert np.array_equal(a, z)
 

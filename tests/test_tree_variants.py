@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_engines import CPU, STATES, assert_matches_reference, assert_trained_alike, make_data
 from test_engines import make_params as tied_params
-from test_tree_engine import SmallLeaves, grid_data
+from test_tree_engine import SmallLeaves, at_one_and_two_threads, grid_data
 
 from supermem.toy.engines import ENGINES, get_engine
 from supermem.toy.engines.fast import CpuData
@@ -116,15 +116,11 @@ def test_tree_variants_bit_identical_across_thread_counts(name):
     W, b = p["W"].numpy(), p["b"].numpy()
     D = p["W_dec"].numpy() if "W_dec" in p else None
     relu = get_model(name).relu_hidden
-    old = numba.get_num_threads()
-    try:
-        outs = []
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            prepared = TreeData(CpuData.from_sparse(data), leaf=4)
-            outs.append(tree_variant_loss_and_grads(W, D, b, relu, prepared, 20.0))
-    finally:
-        numba.set_num_threads(old)
+
+    def step(prepared):
+        return tree_variant_loss_and_grads(W, D, b, relu, prepared, 20.0)
+
+    outs = at_one_and_two_threads(step, data)
     for a, z in zip(*outs):
         assert (a is None and z is None) or np.array_equal(a, z)
 

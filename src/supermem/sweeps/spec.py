@@ -217,17 +217,19 @@ def _units(c: TrainConfig) -> float:
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
     if c.engine == "tree" or _tree_picked(c):
-        shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
+        shape = _shape(c)
         units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
     return units
 
 
+def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
+    """(instances, T, n, m, nonzeros per point): what the engines' cost model reads."""
+    return (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
+
+
 def _tree_picked(c: TrainConfig) -> bool:
     """Whether ``auto`` trains this run on the tree engine (by the engines' cost model)."""
-    if c.engine != "auto" or c.loss != "mse":
-        return False
-    shape = (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
-    return engine_cost.pick(*shape) == "tree"
+    return c.engine == "auto" and c.loss == "mse" and engine_cost.pick(*_shape(c)) == "tree"
 
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:

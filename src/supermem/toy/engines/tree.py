@@ -182,11 +182,12 @@ def line_coordinates(W: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(flip, angle + np.pi, angle), np.where(flip, -d, d)
 
 
-def _wb(W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """W (inst, m, n), b (inst, n) float32 -> the row kernels' layout: for m = 2 (inst, n,
-    4) with W_0j, W_1j, 0, b_j (one aligned 16-byte slot per feature), else (inst, n, m+1)."""
+def _wb(W: np.ndarray, b: np.ndarray, aligned: bool = True) -> np.ndarray:
+    """W (inst, m, n), b (inst, n) float32 -> the row kernels' layout: for m = 2 and
+    ``aligned`` (the m = 2 kernels) (inst, n, 4) with W_0j, W_1j, 0, b_j (one aligned
+    16-byte slot per feature), else (inst, n, m+1) (the generic kernels)."""
     inst, m, n = W.shape
-    if m == 2:
+    if m == 2 and aligned:
         WB = np.zeros((inst, n, 4), np.float32)
         WB[:, :, :2], WB[:, :, 3] = W.transpose(0, 2, 1), b
         return WB
@@ -196,7 +197,7 @@ def _wb(W: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _hidden(WB: np.ndarray, d: CpuData, m: int) -> np.ndarray:
     """h = W x (inst * T, m) float32 over the prepared rows; WB from ``_wb``."""
     h = np.empty((d.inst * d.T, m), np.float32)
-    with _threads(len(d.indices) * m + d.inst * (d.T + d.n)):
+    with _threads(_sparse_work(d, m)):
         if m == 2:  # column indices are >= 0: as uint32 the same bits
             TR.hidden_rows_m2(
                 d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), d.T, h.ravel()
@@ -204,6 +205,11 @@ def _hidden(WB: np.ndarray, d: CpuData, m: int) -> np.ndarray:
         else:
             TR.hidden_rows(d.indptr, d.indices, d.values, WB, h)
     return h
+
+
+def _sparse_work(d: CpuData, m: int) -> int:
+    """Work of a pass over the nonzeros (``_threads``' measure)."""
+    return len(d.indices) * m + d.inst * (d.T + d.n)
 
 
 def _dense_part(h: np.ndarray, D: np.ndarray, b: np.ndarray, data: TreeData, rebuild_units: float):
@@ -281,7 +287,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     d = data.cpu
     gWBc = np.zeros((inst, NCHUNK, n, WB.shape[2]), np.float32)
     loss_t = np.empty(inst * T)
-    with _threads(len(d.indices) * m + inst * (T + n)):
+    with _threads(_sparse_work(d, m)):
         if m == 2:
             TR.sparse_rows_m2(
                 d.indptr, d.indices.view(np.uint32), d.values, WB.ravel(), h.ravel(), T, c2,
@@ -317,11 +323,11 @@ def tree_variant_loss_and_grads(
         np.maximum(h, np.float32(0.0), out=h)
     h, lossf, gD, gb, gh_tree = _dense_part(h, dec, b, data, rebuild_units)
     d = data.cpu
-    DB = np.ascontiguousarray(np.concatenate([dec.transpose(0, 2, 1), b[:, :, None]], axis=2))
+    DB = _wb(dec, b, aligned=False)
     gDc = np.zeros((inst, NCHUNK, n, m + 1), np.float32)
     gEc = np.zeros((inst, NCHUNK, n, m), np.float32)
     loss_t = np.empty(inst * T)
-    with _threads(len(d.indices) * m + inst * (T + n)):
+    with _threads(_sparse_work(d, m)):
         TR.sparse_rows_split(
             d.indptr, d.indices, d.values, DB, h, T, c2, relu, gh_tree[:, 0], gDc, gEc, loss_t
         )
