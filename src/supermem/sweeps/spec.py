@@ -193,7 +193,9 @@ SECONDS_PER_UNIT = {
     "auto": 2.5e-10,
     "tree": 2.5e-10,
     "chunked": 1e-8,
-    "cuda": 2.5e-11,  # one H200, m = 2, T = 10^4..10^6 (benchmarks/bench_cuda.py, first run)
+    # one H200, m = 2, 3, T = 10^5..10^6 (benchmarks/bench_cuda.py, 2026-12-04): 6.0-7.2e-13;
+    # 2e-12 at T = 10^4, where the launches' fixed cost shows
+    "cuda": 7e-13,
     "reference": 1e-8,
     # untied / relu_hidden: 1.13-1.19x tied "fast" in seconds, measured side by side
     # (n = 1,000, S = 0.99, m = 2, 1 thread each: 2,000 steps at T = 2,600, 500 at 10,000);

@@ -14,7 +14,7 @@ import math
 import os
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.toy.engines.cuda import blocks, segments
+from supermem.toy.engines.cuda import blocks, hidden_lanes, segments
 from supermem.toy.engines.tree import NPART
 
 BASELINE = 400 * 2**20  # Python, torch, numba and their compiled code (measured ~350 MB)
@@ -110,7 +110,8 @@ def estimate_device(cfg: TrainConfig, inst: int, engine: str) -> dict[str, float
     if engine == "cuda":
         nseg = segments(T, n, blocks("cols", m))[0]
         parts["training set"] = 8.0 * R * _ell_width(nnz, R) + 20.0 * nnz + 8.0 * inst * n
-        parts["engine"] = 12.0 * R * m + 4.0 * R + 4.0 * inst * nseg * (m + 1) * n
+        mp = hidden_lanes(m)  # W, h, gh and the column partials are padded to MP hidden lanes
+        parts["engine"] = 12.0 * R * mp + 4.0 * R + 4.0 * inst * nseg * (mp + 1) * n
     elif engine == "reference":
         parts["training set"] = 4.0 * R * n
         parts["engine"] = 4.0 * R * n * 4

@@ -12,9 +12,10 @@ order, so results are deterministic.
 
 Needs Triton and a CUDA device (``available``); with ``TRITON_INTERPRET=1`` in the
 environment before the first step, Triton's interpreter runs the same kernels on CPU
-tensors, which is how they are tested where there is no GPU. Its first revision,
-measured on an H200, was slower than the chunked engine; the present one has not yet run
-on a GPU (docs/ENGINES.md). So ``auto`` does not pick it: ``--engine cuda`` asks for it.
+tensors, which is how they are tested where there is no GPU. Measured on an H200, a
+step takes 9-30x less time than the chunked engine's (n = 10,000, T = 10^4-10^6,
+m = 1-3; docs/ENGINES.md), so ``auto`` takes it on a CUDA device where Triton is
+installed.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ class GpuData:
 def launch(W: torch.Tensor, b: torch.Tensor, d: GpuData, grads: bool):
     """W (inst, m, n), b (inst, n) float32 on the data's device -> loss (inst,) float32 and,
     if ``grads``, gW (inst, m, n), gb (inst, n); else None, None."""
-    W, b = W.contiguous(), b.contiguous()
     inst, m, n = W.shape
+    if m < hidden_lanes(m):  # every lane real: zero rows of W fill m up to hidden_lanes(m)
+        W = torch.cat([W, W.new_zeros(inst, hidden_lanes(m) - m, n)], 1)
+    W, b = W.contiguous(), b.contiguous()
     c2 = 2.0 / d.T
     h = hidden_pass(W, d)
     loss_t, gh = rows_pass(W, b, h, d, blocks("rows", m))
@@ -112,7 +115,7 @@ def launch(W: torch.Tensor, b: torch.Tensor, d: GpuData, grads: bool):
         return loss, None, None
     pgW, pgb = cols_pass(W, b, h, d.T, blocks("cols", m))
     gWs, gbs = colnz_pass(W, b, h, gh, d)
-    return loss, c2 * pgW.sum(1) + gWs, c2 * pgb.sum(1) + gbs
+    return loss, (c2 * pgW.sum(1) + gWs)[:, :m], c2 * pgb.sum(1) + gbs
 
 
 # The four passes of a step (each one kernel launch; shapes as in ``launch``, with
@@ -124,7 +127,7 @@ def hidden_pass(W: torch.Tensor, d: GpuData) -> torch.Tensor:
     inst, m, n = W.shape
     h = torch.empty(inst * d.T, m, dtype=torch.float32, device=W.device)
     _k().hidden[(_cdiv(d.T, BT_SPARSE), inst)](
-        d.idx, d.val, W, h, d.T, n, d.K, M=m, MP=_mp(m), BT=BT_SPARSE
+        d.idx, d.val, W, h, d.T, n, d.K, M=m, MP=hidden_lanes(m), BT=BT_SPARSE
     )
     return h
 
@@ -136,8 +139,8 @@ def rows_pass(W, b, h, d: GpuData, cfg: tuple[int, int, int]):
     gh = torch.empty_like(h)
     loss_t = torch.empty(inst * d.T, dtype=torch.float32, device=W.device)
     _k().rows[(_cdiv(d.T, bt), inst)](
-        d.idx, d.val, W, b, h, gh, loss_t, d.T, n, d.K, 2.0 / d.T, M=m, MP=_mp(m), BT=bt,
-        BN=bn, num_warps=warps,
+        d.idx, d.val, W, b, h, gh, loss_t, d.T, n, d.K, 2.0 / d.T,
+        M=m, MP=hidden_lanes(m), BT=bt, BN=bn, num_warps=warps,
     )  # fmt: skip
     return loss_t, gh
 
@@ -152,7 +155,7 @@ def cols_pass(W, b, h, T: int, cfg: tuple[int, int, int]):
     pgW = torch.empty(inst, nseg, m, n, dtype=torch.float32, device=W.device)
     pgb = torch.empty(inst, nseg, n, dtype=torch.float32, device=W.device)
     _k().cols[(nfb, nseg, inst)](
-        W, b, h, pgW, pgb, T, n, seg, M=m, MP=_mp(m), BT=bt, BN=bn, num_warps=warps
+        W, b, h, pgW, pgb, T, n, seg, M=m, MP=hidden_lanes(m), BT=bt, BN=bn, num_warps=warps
     )
     return pgW, pgb
 
@@ -174,22 +177,25 @@ def colnz_pass(W, b, h, gh, d: GpuData):
     gWs = torch.empty(inst, m, n, dtype=torch.float32, device=W.device)
     gbs = torch.empty(inst, n, dtype=torch.float32, device=W.device)
     _k().colnz[(n, inst)](
-        d.cptr, d.crow, d.cval, W, b, h, gh, gWs, gbs, d.T, n, 2.0 / d.T, M=m, MP=_mp(m), BS=BS
-    )
+        d.cptr, d.crow, d.cval, W, b, h, gh, gWs, gbs, d.T, n, 2.0 / d.T,
+        M=m, MP=hidden_lanes(m), BS=BS,
+    )  # fmt: skip
     return gWs, gbs
 
 
 def blocks(kind: str, m: int) -> tuple[int, int, int]:
     """(points per tile, features per block, warps) of dense pass ``kind`` (rows, cols) at
-    hidden size m: BLOCKS[kind] where set, else 64 features and 4 warps with 16 points
-    (m <= 4), 64 / MP points beyond. Each program keeps (MP + 1) tile x block float32
-    accumulators in registers; compiled for sm_90 this gives <= 124 registers a thread and
-    no spills at m = 1, 2, 3, 4 and 8 (the sizes compiled: ``_cuda_kernels.resources``;
-    docs/ENGINES.md), where 64 x 128 tiles need 255 registers and spill."""
+    hidden size m: BLOCKS[kind] where set, else 8 points x 128 features at 4 warps
+    (m <= 4; the fastest of nine choices at m = 2 on an H200, and checked there against
+    the reference engine: ``benchmarks/bench_cuda.py``), 64 / MP points x 64 features
+    beyond. Each program keeps (MP + 1) tile x block float32 accumulators in registers,
+    with no spills when compiled for sm_90 (``_cuda_kernels.resources``; docs/ENGINES.md).
+    On that H200 some tile choices compiled to wrong results (16 x 64 at 4 warps among
+    them), so the benchmark checks every choice before it times one."""
     if kind in BLOCKS:
         return BLOCKS[kind]
-    mp = _mp(m)
-    return (16 if mp <= 4 else max(2, 64 // mp), 64, 4)
+    mp = hidden_lanes(m)
+    return (8, 128, 4) if mp <= 4 else (max(2, 64 // mp), 64, 4)
 
 
 def _k():
@@ -198,8 +204,12 @@ def _k():
     return kernels()
 
 
-def _mp(m: int) -> int:
-    """Tile width over hidden dims: the next power of 2, at least 2."""
+def hidden_lanes(m: int) -> int:
+    """Tile width over hidden dims: the next power of 2, at least 2. ``launch`` pads W
+    with zero rows to this width, so the kernels run with M == MP: that is the code
+    measured against the reference on an H200 at m = 1-4 (docs/ENGINES.md). The padded
+    lanes were computed anyway (the tiles are MP wide), so padding adds no arithmetic;
+    masked lanes (M < MP) gave the same numbers there in a diagnostic, to 1e-7."""
     return max(2, 1 << (m - 1).bit_length())
 
 
