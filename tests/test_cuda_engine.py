@@ -205,3 +205,27 @@ def test_auto_picks_cuda_on_a_gpu():
     from supermem.toy.model import get_model
 
     assert not isinstance(get_engine("auto", get_model("untied"), DEV), CudaEngine)
+
+
+def test_self_check_passes_and_a_wrong_kernel_is_refused(monkeypatch):
+    """The self-check finds the engine right (here: under the interpreter, or on the GPU),
+    and a kernel that computes wrong numbers makes ``--engine cuda`` refuse with one line
+    (a ConfigError) before anything is trained."""
+    from supermem.config import ConfigError
+    from supermem.toy.engines import cuda
+
+    assert cuda.self_check(DEV, 2) < cuda.SELF_CHECK_TOL
+    rows = cuda.rows_pass
+
+    def wrong_rows(*a, **k):
+        loss_t, gh = rows(*a, **k)
+        return 2 * loss_t, gh
+
+    monkeypatch.setattr(cuda, "rows_pass", wrong_rows)
+    cuda._self_check.cache_clear()
+    try:
+        assert cuda.self_check(DEV, 2) > 0.5
+        with pytest.raises(ConfigError, match="failed its self-check"):
+            get_engine("cuda", MODEL, DEV, shape=(1, 100, 50, 2, 1.0))
+    finally:
+        cuda._self_check.cache_clear()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from supermem.config import ConfigError, register
 from supermem.toy.engines import cost
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.chunked import ChunkedEngine
-from supermem.toy.engines.cuda import CudaEngine
+from supermem.toy.engines.cuda import SELF_CHECK_TOL, CudaEngine, self_check
 from supermem.toy.engines.cuda import available as cuda_available
 from supermem.toy.engines.fast import FastEngine
 from supermem.toy.engines.reference import ReferenceEngine
@@ -76,6 +78,13 @@ def get_engine(
             cands.insert(0, "cuda")  # where Triton is installed (CudaEngine.supports)
         for cand in cands:
             if cand in ENGINES and ENGINES[cand]().supports(model, device):
+                if cand == "cuda" and shape is not None and (err := _cuda_fails(device, shape[3])):
+                    warnings.warn(  # its compiled kernels are wrong here: the next candidate
+                        f"the cuda engine failed its self-check on {device} (error {err:.1e}); "
+                        "training on the chunked code",
+                        stacklevel=2,
+                    )
+                    continue
                 return ENGINES[cand]()
     engine = ENGINES[name]()
     if name == "cuda" and not cuda_available(device):
@@ -84,4 +93,16 @@ def get_engine(
         )
     if not engine.supports(model, device):
         raise ConfigError(f"engine {name} does not support model {model.name} on {device}")
+    if name == "cuda" and shape is not None and (err := _cuda_fails(device, shape[3])):
+        raise ConfigError(
+            f"engine cuda failed its self-check on {device} at m={shape[3]}: loss or gradients "
+            f"{err:.1e} of their scale off the reference engine (docs/ENGINES.md); "
+            "use --engine fast"
+        )
     return engine
+
+
+def _cuda_fails(device, m: int) -> float:
+    """The cuda engine's self-check error where it exceeds the tolerance, else 0.0."""
+    err = self_check(device, m)
+    return err if err > SELF_CHECK_TOL else 0.0

@@ -20,6 +20,7 @@ installed.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -223,6 +224,43 @@ def flops_per_step(inst: int, T: int, n: int, m: int) -> float:
     (2m) in the row pass, p (2m), relu, gb and the decoder gradient (2m + 2) in the column
     pass. The sparse passes add O(nnz m), negligible at the sparsities studied."""
     return float(inst) * T * n * (8 * m + 6)
+
+
+SELF_CHECK_TOL = 1e-4  # largest error (of the scale) the self-check lets pass
+
+
+def self_check(device, m: int) -> float:
+    """The engine's largest loss or gradient error against the reference engine in
+    float64, relative to the scale, on a small drawn problem (T = 200, n = 150, S = 0.9,
+    one instance, a random state with b of both signs) at hidden size m, on ``device``,
+    with the tiles now in use. Cached per (device, m, tiles): a few milliseconds once.
+
+    Why: on an H200 under Triton 3.6 some tile choices compiled to wrong numbers that
+    Triton's interpreter computes right (docs/ENGINES.md); another GPU or Triton version
+    could do the same with the defaults, and ``get_engine`` then refuses this engine."""
+    return _self_check(str(torch.device(device)), m, blocks("rows", m), blocks("cols", m))
+
+
+@functools.cache
+def _self_check(device: str, m: int, rows_cfg, cols_cfg) -> float:
+    from supermem.toy.data import sample
+    from supermem.toy.engines.reference import ReferenceEngine
+
+    data = sample(200, 150, 0.9, 7)
+    g = torch.Generator().manual_seed(m)
+    p = {"W": torch.randn(1, m, 150, generator=g) * 0.4, "b": torch.randn(1, 150, generator=g)}
+    p["b"] = 0.2 * p["b"]
+    ref = ReferenceEngine()
+    lr, gr = ref.loss_and_grads(
+        TiedReLUOutput(), {k: v.double() for k, v in p.items()}, ref.prepare(data, "cpu").double()
+    )
+    dev = torch.device(device)
+    le, ge = CudaEngine().loss_and_grads(
+        TiedReLUOutput(), {k: v.to(dev) for k, v in p.items()}, GpuData.from_sparse(data, dev)
+    )
+    errs = [float((le.cpu().double() - lr).abs().max() / lr.abs().max())]
+    errs += [float((ge[k].cpu().double() - gr[k]).abs().max() / gr[k].abs().max()) for k in gr]
+    return max(errs)
 
 
 class CudaEngine(Engine):
