@@ -252,7 +252,9 @@ def _self_check(device: str, m: int, rows_cfg, cols_cfg) -> float:
     p["b"] = 0.2 * p["b"]
     ref = ReferenceEngine()
     lr, gr = ref.loss_and_grads(
-        TiedReLUOutput(), {k: v.double() for k, v in p.items()}, ref.prepare(data, "cpu").double()
+        TiedReLUOutput(),
+        {k: v.double() for k, v in p.items()},
+        ref.prepare(data, torch.device("cpu")).double(),
     )
     dev = torch.device(device)
     le, ge = CudaEngine().loss_and_grads(
