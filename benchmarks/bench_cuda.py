@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 
@@ -92,7 +93,7 @@ def tile_errors(m: int, T: int = 3_000, n: int = 500) -> dict[str, float]:
         le, ge = ENGINES["cuda"]().loss_and_grads(model, {k: v.to(dev) for k, v in p.items()}, d)
         errs = [float((le.double() - lr).abs().max() / lr.abs().max())]
         errs += [float((ge[k].double() - gr[k]).abs().max() / gr[k].abs().max()) for k in gr]
-        out[str(cfg)] = max(errs)
+        out[str(cfg)] = max(errs) if all(math.isfinite(e) for e in errs) else math.inf
     cuda.BLOCKS.clear()
     cuda.BLOCKS.update(saved)
     print(f"tiles at m={m}: " + ", ".join(f"{c} {e:.1e}" for c, e in out.items()), flush=True)
@@ -118,6 +119,8 @@ def tune(T: int, m: int, reps: int, ok: dict[str, float]) -> dict:
     out["hidden_ms"] = event_ms(partial(cuda.hidden_pass, W, d), reps)
     out["colnz_ms"] = event_ms(partial(cuda.colnz_pass, W, b, h, gh, d), reps)
     good = [c for c in CONFIGS if ok[str(c)] < TILE_TOL]  # only choices that compute right
+    if not good:
+        raise SystemExit(f"no tile choice computes right at m = {m} on this GPU: {ok}")
     for cfg in good:
         out["rows"][str(cfg)] = event_ms(partial(cuda.rows_pass, W, b, h, d, cfg), reps)
         out["cols"][str(cfg)] = event_ms(partial(cuda.cols_pass, W, b, h, T, cfg), reps)
@@ -235,7 +238,11 @@ def main() -> None:
         r = rows[-1]
         if a.out:  # after every row: a run stopped at its time limit keeps what it measured
             with open(a.out, "w") as f:
-                json.dump({"fp32_flops": ceiling, "tune": tuned, "rows": rows}, f, indent=1)
+                json.dump(
+                    {"fp32_flops": ceiling, "args": vars(a), "tune": tuned, "rows": rows},
+                    f,
+                    indent=1,
+                )
         print(
             f"T={T:>9,} m={m} {state:8} chunked {r['chunked_ms']:9.2f} ms  cuda "
             f"{r['cuda_ms']:7.3f} ms  x{r['ratio']:6.1f}  {r['gflops']:8.0f} GFLOP/s  "
@@ -266,7 +273,15 @@ def main() -> None:
     if a.out:
         with open(a.out, "w") as f:
             json.dump(
-                {"device": name, "fp32_flops": ceiling, "tune": tuned, "rows": rows}, f, indent=1
+                {
+                    "device": name,
+                    "fp32_flops": ceiling,
+                    "args": vars(a),
+                    "tune": tuned,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
             )
 
 

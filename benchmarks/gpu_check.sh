@@ -13,7 +13,7 @@ python3 -c "import torch, triton, numpy, numba; print('torch', torch.__version__
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$out/env.log"
 if [[ $stages == *" tests "* ]]; then
   echo "== tests"
-  timeout 150 python3 -m pytest tests/test_cuda_engine.py -q -p no:cacheprovider -x --durations=5 \
+  timeout 150 python3 -m pytest tests/test_cuda_engine.py -q -p no:cacheprovider --durations=5 \
     2>&1 | tee "$out/tests.log" | tail -25
 fi
 if [[ $stages == *" bench "* ]]; then
@@ -43,7 +43,7 @@ if [[ $stages == *" runs "* ]]; then
   done
 fi
 if [[ $stages == *" long "* ]]; then
-  echo "== one longer run on engine auto (what a user gets): T = 10^6, 5,000 steps"
+  echo "== one longer run on engine auto (the tuned tiles where bench.json has them): T = 10^6, 5,000 steps"
   { time timeout 200 python3 -c "$train" "$out" --device cuda --engine auto --train-size 1000000 \
       --steps 5000 --test-size 10000 --snapshots 0 --no-progress --out /tmp/run-long \
       2>&1 | tail -5 ; } 2>&1 | tee -a "$out/runs.log"

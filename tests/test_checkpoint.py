@@ -83,6 +83,27 @@ def test_resumed_training_equals_training_in_one_go(
     assert_same(want, got)
 
 
+def test_auto_resumes_on_the_engine_that_began_the_run(
+    tmp_path, stop_after_checkpoint, monkeypatch
+):
+    """Under engine auto a checkpoint resumes on the engine that wrote it, even where auto
+    would now pick another (a changed cost model; the cuda engine on a GPU), with the same
+    numbers as never stopping."""
+    from supermem.toy.engines import cost
+
+    cfg = make_config(engine="auto", steps=300, warmup=30, train_size=40)
+    want = train(cfg, progress=False)
+    ck = tmp_path / "ck"
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    other = "tree" if want.engine == "fast" else "fast"
+    monkeypatch.setattr(cost, "pick", lambda *shape: other)
+    got = train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0]
+    assert got.resumed == [100] and got.engine == want.engine
+    assert_same(want, got)
+
+
 def test_a_checkpoint_of_other_configs_is_refused(tmp_path, stop_after_checkpoint):
     cfg = make_config(steps=300)
     stop_after_checkpoint(100)

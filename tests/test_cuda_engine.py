@@ -161,6 +161,21 @@ def test_auto_takes_cuda_only_on_a_cuda_device():
     assert get_engine("auto", MODEL, CPU, shape=(1, 1000, 100, 2, 1.0)).name != "cuda"
 
 
+@pytest.mark.parametrize("hidden", [1, 3])
+def test_a_few_training_steps_with_cuda_equal_the_reference(hidden):
+    """m = 1 and 3 run on W padded to 2 and 4 lanes: 20 steps still equal the
+    reference's (under the interpreter where there is no GPU; the 300-step test below
+    needs one)."""
+    base = dict(
+        features=40, sparsity=0.9, train_size=12, test_size=20, steps=20, warmup=2, lr=1e-2,
+        hidden=hidden, weight_decay=1e-2, snapshots=0,
+    )  # fmt: skip
+    ref = train(make_config(**base, engine="reference", device="cpu"), progress=False)
+    got = train(make_config(**base, engine="cuda", device=DEV.type), progress=False)
+    assert got.engine == "cuda"
+    assert_trained_alike(ref, got)
+
+
 @pytest.mark.skipif(not GPU, reason="300 training steps take minutes under the interpreter")
 @pytest.mark.parametrize("hidden", [1, 2, 3])
 def test_training_with_cuda_equals_reference(hidden):
@@ -221,11 +236,35 @@ def test_self_check_passes_and_a_wrong_kernel_is_refused(monkeypatch):
         loss_t, gh = rows(*a, **k)
         return 2 * loss_t, gh
 
-    monkeypatch.setattr(cuda, "rows_pass", wrong_rows)
+    def nan_rows(*a, **k):
+        loss_t, gh = rows(*a, **k)
+        return loss_t * float("nan"), gh
+
+    shape = (1, 100, 50, 2, 1.0)
     cuda._self_check.cache_clear()
     try:
-        assert cuda.self_check(DEV, 2) > 0.5
-        with pytest.raises(ConfigError, match="failed its self-check"):
-            get_engine("cuda", MODEL, DEV, shape=(1, 100, 50, 2, 1.0))
+        for bad, err, why in (
+            (wrong_rows, 0.5, "of their scale off"),
+            (nan_rows, 1e300, "not finite"),
+        ):
+            monkeypatch.setattr(cuda, "rows_pass", bad)
+            cuda._self_check.cache_clear()
+            assert cuda.self_check(DEV, 2) > err
+            with pytest.raises(ConfigError, match=f"failed its self-check.*{why}"):
+                get_engine("cuda", MODEL, DEV, shape=shape)
     finally:
         cuda._self_check.cache_clear()
+
+
+def test_kernels_that_do_not_run_are_refused(monkeypatch):
+    """A self-check that cannot run (Triton failing to compile, say) refuses the engine
+    with one line naming the error."""
+    from supermem.config import ConfigError
+    from supermem.toy import engines
+
+    def broken(device, m):
+        raise RuntimeError("PassManager::run failed\nmore lines")
+
+    monkeypatch.setattr(engines, "self_check", broken)
+    with pytest.raises(ConfigError, match="did not run: RuntimeError: PassManager::run failed;"):
+        get_engine("cuda", MODEL, DEV, shape=(1, 100, 50, 2, 1.0))

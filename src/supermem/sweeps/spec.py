@@ -56,6 +56,7 @@ from supermem.sweeps.index import (
     write_spec,
 )
 from supermem.toy.engines import cost as engine_cost
+from supermem.toy.engines.cuda import hidden_lanes
 from supermem.toy.memory import expected_nnz
 from supermem.toy.train import INSTANCE_FIELDS
 
@@ -217,6 +218,8 @@ def _units(c: TrainConfig) -> float:
     fast_kernels = ("fast", "auto", "tree", "fast_variants")  # the dense pass: fast's kernels
     generic = c.engine in fast_kernels and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
+    if c.engine == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
+        width = hidden_lanes(c.hidden)
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
     if c.engine == "tree" or _tree_picked(c):
         shape = _shape(c)

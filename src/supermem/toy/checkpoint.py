@@ -106,6 +106,7 @@ class Info:
 
     step: int
     commits: list[str | None]
+    engine: str
 
 
 def _complete(d: Path) -> bool:
@@ -144,7 +145,7 @@ def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
     """The step and segment commits of the checkpoint in ``path``, reading only its JSON;
     None if there is none, ConfigError as ``load``."""
     meta = _meta(Path(path), cfgs)
-    return None if meta is None else Info(int(meta["step"]), _commits(meta))
+    return None if meta is None else Info(int(meta["step"]), _commits(meta), meta["engine"])
 
 
 def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
