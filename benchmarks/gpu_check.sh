@@ -16,6 +16,14 @@ if [[ $stages == *" tests "* ]]; then
   timeout 150 python3 -m pytest tests/test_cuda_engine.py -q -p no:cacheprovider --durations=5 \
     2>&1 | tee "$out/tests.log" | tail -25
 fi
+if [[ $stages == *" tests "* ]]; then
+  echo "== the self-check's cost, first call (compiles) and cached"
+  python3 -c "import time, torch
+from supermem.toy.engines import cuda
+for m in (1, 2, 3, 2):
+    t = time.perf_counter(); e = cuda.self_check('cuda', m); torch.cuda.synchronize()
+    print(f'self_check m={m}: error {e:.1e}, {time.perf_counter() - t:.3f} s', flush=True)" 2>&1 | tee "$out/selfcheck.log"
+fi
 if [[ $stages == *" bench "* ]]; then
   echo "== benchmark"
   timeout 240 python3 benchmarks/bench_cuda.py --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
