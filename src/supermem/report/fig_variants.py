@@ -12,6 +12,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from supermem.report.plots import save
 
@@ -47,6 +48,9 @@ def fig_variants(tab: dict[str, list[dict[str, Any]]], large: float, out: Path) 
                 ha="center",
                 fontsize=8,
             )
+        for ax in (top, bot):  # a short T range (a partial sweep) gets no labelled minor ticks
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        bot.yaxis.set_minor_formatter(NullFormatter())
         if c == 0:
             bot.set_ylabel("largest dimensionality")
             bot.legend(fontsize=7, loc="lower left")
