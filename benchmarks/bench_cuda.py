@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 
@@ -83,17 +82,15 @@ def tile_errors(m: int, T: int = 3_000, n: int = 500) -> dict[str, float]:
     g = torch.Generator().manual_seed(m)
     p = {"W": torch.randn(1, m, n, generator=g) * 0.3, "b": torch.randn(1, n, generator=g) * 0.1}
     ref = ENGINES["reference"]()
-    lr, gr = ref.loss_and_grads(
+    want = ref.loss_and_grads(
         model, {k: v.double().to(dev) for k, v in p.items()}, ref.prepare(data, dev).double()
     )
     d = cuda.GpuData.from_sparse(data, dev)
     saved, out = dict(cuda.BLOCKS), {}
     for cfg in CONFIGS:
         cuda.BLOCKS.update(rows=cfg, cols=cfg)
-        le, ge = ENGINES["cuda"]().loss_and_grads(model, {k: v.to(dev) for k, v in p.items()}, d)
-        errs = [float((le.double() - lr).abs().max() / lr.abs().max())]
-        errs += [float((ge[k].double() - gr[k]).abs().max() / gr[k].abs().max()) for k in gr]
-        out[str(cfg)] = max(errs) if all(math.isfinite(e) for e in errs) else math.inf
+        got = ENGINES["cuda"]().loss_and_grads(model, {k: v.to(dev) for k, v in p.items()}, d)
+        out[str(cfg)] = cuda.relative_error(got, want)
     cuda.BLOCKS.clear()
     cuda.BLOCKS.update(saved)
     print(f"tiles at m={m}: " + ", ".join(f"{c} {e:.1e}" for c, e in out.items()), flush=True)
@@ -209,6 +206,12 @@ def case(T: int, m: int, state: str, settle: int, reps: int) -> dict:
     return row
 
 
+def dump(path: str, **fields) -> None:
+    """Every number so far, as JSON."""
+    with open(path, "w") as f:
+        json.dump(fields, f, indent=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="T up to 10^5")
@@ -237,12 +240,7 @@ def main() -> None:
         rows.append(case(T, m, state, a.settle, a.reps))
         r = rows[-1]
         if a.out:  # after every row: a run stopped at its time limit keeps what it measured
-            with open(a.out, "w") as f:
-                json.dump(
-                    {"fp32_flops": ceiling, "args": vars(a), "tune": tuned, "rows": rows},
-                    f,
-                    indent=1,
-                )
+            dump(a.out, fp32_flops=ceiling, args=vars(a), tune=tuned, rows=rows)
         print(
             f"T={T:>9,} m={m} {state:8} chunked {r['chunked_ms']:9.2f} ms  cuda "
             f"{r['cuda_ms']:7.3f} ms  x{r['ratio']:6.1f}  {r['gflops']:8.0f} GFLOP/s  "
@@ -271,18 +269,7 @@ def main() -> None:
             f"{r['gflops'] * 1e9 / ceiling:.0%} |"
         )
     if a.out:
-        with open(a.out, "w") as f:
-            json.dump(
-                {
-                    "device": name,
-                    "fp32_flops": ceiling,
-                    "args": vars(a),
-                    "tune": tuned,
-                    "rows": rows,
-                },
-                f,
-                indent=1,
-            )
+        dump(a.out, device=name, fp32_flops=ceiling, args=vars(a), tune=tuned, rows=rows)
 
 
 if __name__ == "__main__":

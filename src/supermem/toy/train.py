@@ -209,8 +209,11 @@ def train_many(
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     nnz_row = expected_nnz(c, 1)
     engine_name = "reference" if c.dtype == "float64" else c.engine  # fast engines: float32
-    if engine_name == "auto" and checkpoint is not None:  # resume on the engine that began it
-        engine_name = getattr(ckpt.info(checkpoint, cfgs), "engine", "auto")
+    found = (
+        ckpt.info(checkpoint, cfgs) if engine_name == "auto" and checkpoint is not None else None
+    )
+    if found is not None:  # under auto, resume on the engine that began the run
+        engine_name = found.engine
     shape = (len(owners), c.train_size, c.features, c.hidden, nnz_row)
     engine = get_engine(engine_name, model, device, shape=shape, loss=c.loss)
     seeds = [init_seed(cfg.seed, k) for cfg in cfgs for k in range(c.restarts)]

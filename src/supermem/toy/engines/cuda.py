@@ -254,17 +254,23 @@ def _self_check(device: str, m: int, rows_cfg, cols_cfg) -> float:
     T, n = 203, 150
     data = sample(T, n, 0.9, 7)
     g = torch.Generator().manual_seed(m)
-    p = {"W": torch.randn(1, m, n, generator=g) * 0.4, "b": torch.randn(1, n, generator=g)}
-    p["b"] = 0.2 * p["b"]
+    p = {"W": torch.randn(1, m, n, generator=g) * 0.4, "b": torch.randn(1, n, generator=g) * 0.2}
     ref = ReferenceEngine()
     x = ref.prepare(data, torch.device("cpu")).double()
-    lr, gr = ref.loss_and_grads(TiedReLUOutput(), {k: v.double() for k, v in p.items()}, x)
+    want = ref.loss_and_grads(TiedReLUOutput(), {k: v.double() for k, v in p.items()}, x)
     dev = torch.device(device)
-    le, ge = CudaEngine().loss_and_grads(
+    got = CudaEngine().loss_and_grads(
         TiedReLUOutput(), {k: v.to(dev) for k, v in p.items()}, GpuData.from_sparse(data, dev)
     )
-    errs = [float((le.cpu().double() - lr).abs().max() / lr.abs().max())]
-    errs += [float((ge[k].cpu().double() - gr[k]).abs().max() / gr[k].abs().max()) for k in gr]
+    return relative_error(got, want)
+
+
+def relative_error(got, want) -> float:
+    """Largest difference of (loss, {"W", "b": gradient}) ``got`` from ``want`` (the
+    reference's), each relative to the largest magnitude in ``want``'s tensor; inf if
+    anything is not finite."""
+    pairs = [(got[0], want[0])] + [(got[1][k], want[1][k]) for k in want[1]]
+    errs = [float((a.cpu().double() - w.cpu()).abs().max() / w.abs().max()) for a, w in pairs]
     return max(errs) if all(np.isfinite(errs)) else float("inf")
 
 
