@@ -27,14 +27,15 @@ PANELS = (  # (measure key, its T key or None, axis label, reference key or None
 REF_STYLE = {"paper": ("tab:green", "--"), "replication": ("tab:red", ":")}
 
 
-def _log_ticks(ax, y: bool = False) -> None:
-    """Log x (and y) axis labelled at 1, 2, 5 x 10^k (wide: 10^k) as plain numbers."""
+def _log_ticks(ax, y: bool = False, narrow: bool = False) -> None:
+    """Log x (and y) axis labelled at 1, 2, 5 x 10^k (wide: 10^k) as plain numbers;
+    ``narrow`` (the measure panels, a few centimetres wide): 10^k past one decade."""
     ax.set_xscale("log")
     if y:
         ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis) if y else (ax.xaxis,):
         lo, hi = axis.get_view_interval()
-        subs = (1.0,) if hi > 300 * lo else (1.0, 2.0, 5.0)  # decades only over wide ranges
+        subs = (1.0,) if hi > (10 if narrow else 300) * lo else (1.0, 2.0, 5.0)
         axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
         axis.set_major_formatter(FormatStrFormatter("%g"))
         axis.set_minor_formatter(NullFormatter())
@@ -98,7 +99,8 @@ def fig_discrepancy(
                 a.axvline(vals[ref], color=c, ls=ls, lw=1, label=who)
         if key.startswith("T_"):
             a.axvline(grid_max, color="0.6", lw=0.6)
-        _log_ticks(a)
+        _log_ticks(a, narrow=True)
+        a.tick_params(axis="x", labelsize=7)
         a.set_yticks(y, names if j == 0 else [""] * len(names), fontsize=7)
         a.set_ylim(-0.5, len(names) - 0.5)  # rows line up across panels
         a.set_title(label, fontsize=8)
