@@ -190,22 +190,52 @@ def _combine_box(lo, hi, i, v, c):
             hi[i, v, k] = max(hi[i, v, k], b)
 
 
+SPLIT = 6  # refit and push_down run the subtrees below this depth in parallel
+
+
+@njit(cache=True)
+def _levels(right, K):
+    """The pre-order indices of the nodes of depth < K, then of those of depth K, level by
+    level (parents before children): (2^(K+1) - 1,) int64. Node v's subtree is the
+    pre-order range v <= u < v + 2^(D - depth + 1) - 1."""
+    out = np.zeros((1 << (K + 1)) - 1, np.int64)
+    for q in range((1 << K) - 1):  # breadth-first: q's children are 2q+1, 2q+2
+        out[2 * q + 1], out[2 * q + 2] = out[q] + 1, right[out[q]]
+    return out
+
+
 @njit(parallel=True, cache=True)
 def refit(hs, start, end, right, leaves, lo, hi, S1, S2):
     """Boxes lo, hi (inst, nn, m) and moments S1 (inst, nn, m), S2 (inst, nn, m, m) of
     every node (pre-order arrays, see ``preorder``) from the points hs (inst, T, m) in
-    tree order: leaves from their points, then every parent from its two children (in
-    reverse pre-order, children first). Exact for any order of the points."""
+    tree order: leaves from their points, every parent from its two children (children
+    first). The subtrees below depth ``SPLIT`` in parallel, each in reverse pre-order
+    (its memory in one stretch), then the nodes above them. Exact for any order of the
+    points; each node's sums are the same whatever the schedule."""
     inst, nleaves = hs.shape[0], len(leaves)
-    for q in prange(inst * nleaves):
-        if hs.shape[2] == 2:
-            _fit_leaf_m2(hs, start, end, lo, hi, S1, S2, q // nleaves, leaves[q % nleaves])
-        else:
-            _fit_leaf(hs, start, end, lo, hi, S1, S2, q // nleaves, leaves[q % nleaves])
+    D = np.int64(np.log2(nleaves) + 0.5)
+    K = min(D, SPLIT)
+    lev = _levels(right, K)
+    top, nroots, size = (1 << K) - 1, 1 << K, (1 << (D - K + 1)) - 1
+    for q in prange(inst * nroots):
+        i, r = q // nroots, lev[top + q % nroots]
+        _fit_range(hs, start, end, right, lo, hi, S1, S2, i, r, r + size)
     for i in prange(inst):
-        for v in range(len(right) - 1, -1, -1):
-            if right[v] >= 0:
-                _fit_parent(lo, hi, S1, S2, i, v, v + 1, right[v])
+        for q in range(top - 1, -1, -1):
+            v = lev[q]
+            _fit_parent(lo, hi, S1, S2, i, v, v + 1, right[v])
+
+
+@njit(cache=True)
+def _fit_range(hs, start, end, right, lo, hi, S1, S2, i, a, z):
+    """``refit`` for the nodes a <= v < z (a subtree in pre-order), in reverse order."""
+    for v in range(z - 1, a - 1, -1):
+        if right[v] >= 0:
+            _fit_parent(lo, hi, S1, S2, i, v, v + 1, right[v])
+        elif hs.shape[2] == 2:
+            _fit_leaf_m2(hs, start, end, lo, hi, S1, S2, i, v)
+        else:
+            _fit_leaf(hs, start, end, lo, hi, S1, S2, i, v)
 
 
 @njit(cache=True)
@@ -292,16 +322,29 @@ def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh
                     for l in range(m):
                         nodeA[i, 0, v, k, l] += nodeA[i, P, v, k, l]
                         nodeA[i, P, v, k, l] = 0.0
-    for i in prange(inst):
-        for v in range(nn):  # onm[i, 0, v]: v or an ancestor was on for some feature
-            if right[v] >= 0 and onm[i, 0, v]:
-                _push_node(nodeA, nodea, i, v, v + 1)
-                _push_node(nodeA, nodea, i, v, right[v])
-                onm[i, 0, v], onm[i, 0, v + 1], onm[i, 0, right[v]] = False, True, True
-    nleaves = len(leaves)
-    for q in prange(inst * nleaves):
-        i, v = q // nleaves, leaves[q % nleaves]
-        _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v)
+    D = np.int64(np.log2(len(leaves)) + 0.5)
+    K = min(D, SPLIT)
+    lev = _levels(right, K)
+    top, nroots, size = (1 << K) - 1, 1 << K, (1 << (D - K + 1)) - 1
+    for i in prange(inst):  # the nodes above the subtrees, parents first
+        for q in range(top):
+            _push_from(nodeA, nodea, onm, right, i, lev[q])
+    for q in prange(inst * nroots):  # each subtree in pre-order: its memory in one stretch
+        i, r = q // nroots, lev[top + q % nroots]
+        for v in range(r, r + size):
+            if right[v] >= 0:
+                _push_from(nodeA, nodea, onm, right, i, v)
+            else:
+                _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v)
+
+
+@njit(cache=True)
+def _push_from(nodeA, nodea, onm, right, i, v):
+    """Push inner node v's A, a (part 0) to its children, if anything is on v or above."""
+    if onm[i, 0, v]:
+        _push_node(nodeA, nodea, i, v, v + 1)
+        _push_node(nodeA, nodea, i, v, right[v])
+        onm[i, 0, v], onm[i, 0, v + 1], onm[i, 0, right[v]] = False, True, True
 
 
 @njit(cache=True)
