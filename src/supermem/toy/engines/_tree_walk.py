@@ -29,13 +29,14 @@ def traverse(
     ``refit``; c2 = 2/T. Writes, per feature j (same order as Ws),
       gW (inst, m, n) float32 = c2 sum_{t on} p_tj h_t, gb (inst, n) = c2 sum_{t on} p_tj,
       lossf (inst, n) float64 = sum_{t on} p_tj^2,
-    and per part P (block B in part B % NPART; NPART = nodeA.shape[1]), zero on entry
-    (``push_down`` leaves them zero):
+    and per part P (block B in part B % NPART; NPART = nodeA.shape[1]), where an entry
+    not yet marked (onm, cut) counts as zero whatever it holds (``push_down`` clears
+    the marks, not the buffers):
       nodeA (inst, NPART, nn, m, m) += W_j W_j^T, nodea (..., m) += b_j W_j on each on
       node and onm (inst, NPART, nn) bool marks it, ghp (inst, NPART, T, m) float64
       += c2 p_tj W_j for each on point of a cut
       leaf, and cut (inst, NPART, nn) bool marks the leaves whose ghp was written
-      (``push_down`` reads and clears exactly those, so ghp stays zero between steps);
+      (``push_down`` reads exactly those and clears the marks);
       work (inst, NPART) int64 = lanes tested at nodes + lane-point pairs at leaves, the
       deterministic cost measure of the rebuild rule.
     """
@@ -153,19 +154,20 @@ def _traverse_block(
                 loss[f] += x if isOn[f] else 0.0
                 y = s1w[f] + b64[f] * cnt
                 gbl[f] += y if isOn[f] else 0.0
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
             onm[i, part, v] = True
             for k in range(m):
                 acc = 0.0
                 for f in range(F):
                     x = b64[f] * w64[k, f]
                     acc += x if isOn[f] else 0.0
-                nodea[i, part, v, k] += acc
+                nodea[i, part, v, k] = (nodea[i, part, v, k] if was else 0.0) + acc
                 for l in range(m):
                     acc = 0.0
                     for f in range(F):
                         x = w64[k, f] * w64[l, f]
                         acc += x if isOn[f] else 0.0
-                    nodeA[i, part, v, k, l] += acc
+                    nodeA[i, part, v, k, l] = (nodeA[i, part, v, k, l] if was else 0.0) + acc
         if not anykeep:
             continue
         if right[v] >= 0:
@@ -174,6 +176,7 @@ def _traverse_block(
             sp += 2
             continue
         # a cut leaf: point by point for the cut lanes, p rounded as _pre (b, + W_k h_k)
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
         cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
@@ -202,7 +205,7 @@ def _traverse_block(
                 for f in range(F):
                     cgw[k, f] += cp[f] * hk
                     acc32 += cp[f] * w[k, f]
-                ghp[i, part, s, k] += c2 * np.float64(acc32)
+                ghp[i, part, s, k] = (ghp[i, part, s, k] if was else 0.0) + c2 * np.float64(acc32)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
@@ -299,12 +302,13 @@ def _traverse_block_m2(
                 a0 += x if on else 0.0
                 x = b64[f] * v1[f]
                 a1 += x if on else 0.0
-            nodeA[i, part, v, 0, 0] += A00
-            nodeA[i, part, v, 0, 1] += A01
-            nodeA[i, part, v, 1, 0] += A01
-            nodeA[i, part, v, 1, 1] += A11
-            nodea[i, part, v, 0] += a0
-            nodea[i, part, v, 1] += a1
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
+            nodeA[i, part, v, 0, 0] = (nodeA[i, part, v, 0, 0] if was else 0.0) + A00
+            nodeA[i, part, v, 0, 1] = (nodeA[i, part, v, 0, 1] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 0] = (nodeA[i, part, v, 1, 0] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 1] = (nodeA[i, part, v, 1, 1] if was else 0.0) + A11
+            nodea[i, part, v, 0] = (nodea[i, part, v, 0] if was else 0.0) + a0
+            nodea[i, part, v, 1] = (nodea[i, part, v, 1] if was else 0.0) + a1
             onm[i, part, v] = True
         if not anykeep:
             continue
@@ -313,6 +317,7 @@ def _traverse_block_m2(
             node[sp + 1], depth[sp + 1] = v + 1, d + 1
             sp += 2
             continue
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
         cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
@@ -332,8 +337,8 @@ def _traverse_block_m2(
                 c1[f] += r * h1
                 x0 += r * w0[f]
                 x1 += r * w1[f]
-            ghp[i, part, s, 0] += c2 * np.float64(x0)
-            ghp[i, part, s, 1] += c2 * np.float64(x1)
+            ghp[i, part, s, 0] = (ghp[i, part, s, 0] if was else 0.0) + c2 * np.float64(x0)
+            ghp[i, part, s, 1] = (ghp[i, part, s, 1] if was else 0.0) + c2 * np.float64(x1)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
@@ -450,18 +455,19 @@ def _traverse_block_m3(
                 a1 += x if on else 0.0
                 x = b64[f] * v2[f]
                 a2 += x if on else 0.0
-            nodeA[i, part, v, 0, 0] += A00
-            nodeA[i, part, v, 0, 1] += A01
-            nodeA[i, part, v, 0, 2] += A02
-            nodeA[i, part, v, 1, 0] += A01
-            nodeA[i, part, v, 1, 1] += A11
-            nodeA[i, part, v, 1, 2] += A12
-            nodeA[i, part, v, 2, 0] += A02
-            nodeA[i, part, v, 2, 1] += A12
-            nodeA[i, part, v, 2, 2] += A22
-            nodea[i, part, v, 0] += a0
-            nodea[i, part, v, 1] += a1
-            nodea[i, part, v, 2] += a2
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
+            nodeA[i, part, v, 0, 0] = (nodeA[i, part, v, 0, 0] if was else 0.0) + A00
+            nodeA[i, part, v, 0, 1] = (nodeA[i, part, v, 0, 1] if was else 0.0) + A01
+            nodeA[i, part, v, 0, 2] = (nodeA[i, part, v, 0, 2] if was else 0.0) + A02
+            nodeA[i, part, v, 1, 0] = (nodeA[i, part, v, 1, 0] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 1] = (nodeA[i, part, v, 1, 1] if was else 0.0) + A11
+            nodeA[i, part, v, 1, 2] = (nodeA[i, part, v, 1, 2] if was else 0.0) + A12
+            nodeA[i, part, v, 2, 0] = (nodeA[i, part, v, 2, 0] if was else 0.0) + A02
+            nodeA[i, part, v, 2, 1] = (nodeA[i, part, v, 2, 1] if was else 0.0) + A12
+            nodeA[i, part, v, 2, 2] = (nodeA[i, part, v, 2, 2] if was else 0.0) + A22
+            nodea[i, part, v, 0] = (nodea[i, part, v, 0] if was else 0.0) + a0
+            nodea[i, part, v, 1] = (nodea[i, part, v, 1] if was else 0.0) + a1
+            nodea[i, part, v, 2] = (nodea[i, part, v, 2] if was else 0.0) + a2
             onm[i, part, v] = True
         if not anykeep:
             continue
@@ -470,6 +476,7 @@ def _traverse_block_m3(
             node[sp + 1], depth[sp + 1] = v + 1, d + 1
             sp += 2
             continue
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
         cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
@@ -492,9 +499,9 @@ def _traverse_block_m3(
                 x0 += r * w0[f]
                 x1 += r * w1[f]
                 x2 += r * w2[f]
-            ghp[i, part, s, 0] += c2 * np.float64(x0)
-            ghp[i, part, s, 1] += c2 * np.float64(x1)
-            ghp[i, part, s, 2] += c2 * np.float64(x2)
+            ghp[i, part, s, 0] = (ghp[i, part, s, 0] if was else 0.0) + c2 * np.float64(x0)
+            ghp[i, part, s, 1] = (ghp[i, part, s, 1] if was else 0.0) + c2 * np.float64(x1)
+            ghp[i, part, s, 2] = (ghp[i, part, s, 2] if was else 0.0) + c2 * np.float64(x2)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]

@@ -56,7 +56,8 @@ class TreeState:
     lo, hi (inst, nn, m), S1 (inst, nn, m), S2 (inst, nn, m, m) float64: boxes, moments.
     ghp (inst, NPART, T, m) float64 and cut (inst, NPART, nn) bool: per-part point
     buffers, and nodeA (inst, NPART, nn, m, m), nodea (inst, NPART, nn, m) float64,
-    onm (inst, NPART, nn) bool: per-part node buffers, all zero between steps.
+    onm (inst, NPART, nn) bool: per-part node buffers; between steps every mark (onm,
+    cut) is clear, and an unmarked entry counts as zero whatever it holds.
     work0, excess: the rebuild rule's bookkeeping.
     """
 
