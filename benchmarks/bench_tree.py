@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_tree.py --full-run   # + a 50k-step model at T = 10^6
     .venv/bin/python benchmarks/bench_tree.py --cases m2   # only the m = 2 rows (m13: the others)
     .venv/bin/python benchmarks/bench_tree.py --model untied   # a variant: tree vs fast_variants
+    .venv/bin/python benchmarks/bench_tree.py --cases none --breakdown 1e6   # where a step goes
 
 Per case (T, m, state): ms per loss+gradient step of ``fast`` and ``tree`` from the same
 parameters, (wall of K steps - wall of 1) / (K - 1), each in its own spawned process (its
@@ -81,6 +82,65 @@ def _measure(engine: str, T: int, m: int, params, K: int, name: str, out) -> Non
     out.put((ms, build, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
+KERNELS = {  # module attribute -> column of the breakdown
+    "TR.hidden_rows_m2": "h = W x",
+    "TR.hidden_rows": "h = W x",
+    "TK.refit": "refit",
+    "feature_order": "feature order",
+    "TW.traverse": "walk",
+    "TK.push_down": "push-down",
+    "TR.sparse_rows_m2": "sparse pass",
+    "TR.sparse_rows": "sparse pass",
+}
+
+
+def _breakdown(T: int, m: int, params, K: int, out) -> None:
+    """Child: median ms per step of each tree kernel over K steps from the same
+    parameters (a timer around each call; no rebuild: the parameters do not move)."""
+    import numpy as np
+    import torch
+
+    from supermem.toy.data import sample
+    from supermem.toy.engines import ENGINES
+    from supermem.toy.engines import tree as TRE
+    from supermem.toy.model import get_model
+
+    torch.set_num_threads(2)
+    model = get_model("tied")
+    if params is None:
+        p = model.init(m, N, "xavier_normal", [torch.Generator().manual_seed(0)])
+    else:
+        p = {k: torch.as_tensor(v) for k, v in params.items()}
+    eng = ENGINES["tree"]()
+    data = eng.prepare(sample(T, N, S, 0), torch.device("cpu"))
+    spent: dict[str, float] = {}
+
+    def timed(fn, col):
+        def call(*a, **kw):
+            t = time.perf_counter()
+            r = fn(*a, **kw)
+            spent[col] = spent.get(col, 0.0) + time.perf_counter() - t
+            return r
+
+        return call
+
+    for attr, col in KERNELS.items():
+        owner = TRE
+        if "." in attr:
+            mod, attr = attr.split(".")
+            owner = getattr(TRE, mod)
+        setattr(owner, attr, timed(getattr(owner, attr), col))
+    eng.loss_and_grads(model, p, data)  # compilation, the first build
+    rows = []
+    for _ in range(K):
+        spent.clear()
+        t = time.perf_counter()
+        eng.loss_and_grads(model, p, data)
+        rows.append({**spent, "total": time.perf_counter() - t})
+    cols = list(dict.fromkeys(KERNELS.values())) + ["total"]
+    out.put({c: 1e3 * float(np.median([r.get(c, 0.0) for r in rows])) for c in cols})
+
+
 def _full_run(T: int, steps: int, out) -> None:
     """Child: a whole run at size T (train, exact losses, metrics, save): wall, RSS, log."""
     import tempfile
@@ -109,6 +169,13 @@ def main() -> None:
     )
     ap.add_argument(
         "--settle-m3", type=int, default=200, help="settle steps at m = 3 (~3 s a step at 10^5)"
+    )
+    ap.add_argument(
+        "--breakdown",
+        type=float,
+        default=None,
+        metavar="T",
+        help="also time each tree kernel at this T (m = 2), initial and trained states",
     )
     ap.add_argument(
         "--model",
@@ -148,6 +215,19 @@ def main() -> None:
                 f"| {target} | {build:.0f} | {f_rss / 1024:.0f} / {t_rss / 1024:.0f} |",
                 flush=True,
             )
+    if args.breakdown:
+        T = int(args.breakdown)
+        settle = args.settle_1e6 if T >= 1_000_000 else args.settle
+        trained = in_child(_settle, T, 2, settle, "tied")
+        cols = list(dict.fromkeys(KERNELS.values())) + ["total"]
+        print(f"\nper kernel, T = {T:,}, m = 2, median ms of {args.steps} steps")
+        print("| state | " + " | ".join(cols) + " | other |")
+        print("|" + "---|" * (len(cols) + 2))
+        for state, params in (("initial", None), (f"trained ({settle} steps)", trained)):
+            ms = in_child(_breakdown, T, 2, params, args.steps)
+            other = ms["total"] - sum(ms[c] for c in cols[:-1])
+            cells = " | ".join(f"{ms[c]:.1f}" for c in cols)
+            print(f"| {state} | {cells} | {other:.1f} |", flush=True)
     if args.full_run:
         wall, t_train, rss = in_child(_full_run, 1_000_000, args.full_steps)
         print(
