@@ -213,7 +213,7 @@ def refit(hs, start, end, right, leaves, lo, hi, S1, S2):
     (its memory in one stretch), then the nodes above them. Exact for any order of the
     points; each node's sums are the same whatever the schedule."""
     inst, nleaves = hs.shape[0], len(leaves)
-    D = np.int64(np.log2(nleaves) + 0.5)
+    D = int(np.log2(nleaves) + 0.5)
     K = min(D, SPLIT)
     lev = _levels(right, K)
     top, nroots, size = (1 << K) - 1, 1 << K, (1 << (D - K + 1)) - 1
@@ -323,7 +323,7 @@ def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh
                     for l in range(m):
                         x = nodeA[i, 0, v, k, l] if was else 0.0
                         nodeA[i, 0, v, k, l] = x + nodeA[i, P, v, k, l]
-    D = np.int64(np.log2(len(leaves)) + 0.5)
+    D = int(np.log2(len(leaves)) + 0.5)
     K = min(D, SPLIT)
     lev = _levels(right, K)
     top, nroots, size = (1 << K) - 1, 1 << K, (1 << (D - K + 1)) - 1

@@ -125,6 +125,13 @@ class TreeData:
     # tree position (all builds composed; None before the first), what a checkpoint keeps
     forder: np.ndarray | None = None  # (inst, n): the last feature order (m = 2), where the
     # next one's re-sort starts (it is the same from anywhere: a checkpoint needs none)
+    xx: np.ndarray | None = None  # (inst,) float64: the loss's x^2 terms, from the rows as
+    # given (before any tree order), so a resumed run adds the same bits
+
+    def __post_init__(self) -> None:
+        if self.xx is None:
+            d = self.cpu
+            self.xx = TR.row_squares(d.indptr, d.values, d.inst, d.T)
 
 
 def feature_order(
@@ -299,7 +306,7 @@ def tree_loss_and_grads(W: np.ndarray, b: np.ndarray, data: TreeData, rebuild_un
     for c in range(NCHUNK):  # fixed order: independent of the thread count
         gW += gWBc[:, c, :, :m].transpose(0, 2, 1)
         gb += gWBc[:, c, :, -1]
-    return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T, gW, gb
+    return (lossf.sum(1) + loss_t.reshape(inst, T).sum(1) + data.xx) / T, gW, gb
 
 
 def tree_variant_loss_and_grads(
@@ -337,7 +344,7 @@ def tree_variant_loss_and_grads(
         gD += gDc[:, c, :, :m].transpose(0, 2, 1)
         gb += gDc[:, c, :, m]
         gW += gEc[:, c].transpose(0, 2, 1)
-    loss = (lossf.sum(1) + loss_t.reshape(inst, T).sum(1)) / T
+    loss = (lossf.sum(1) + loss_t.reshape(inst, T).sum(1) + data.xx) / T
     if D is None:
         return loss, gW + gD, None, gb
     return loss, gW, gD, gb
