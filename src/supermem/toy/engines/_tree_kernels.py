@@ -298,29 +298,6 @@ def _fit_parent(lo, hi, S1, S2, i, v, c0, c1):
     _combine_box(lo, hi, i, v, c1)
 
 
-@njit(cache=True)
-def claim_node(nodeA, nodea, onm, i, P, v):
-    """Mark node v in part P's buffers; at its first mark since the marks were cleared,
-    zero its entries first (they hold a stale value from an earlier step). The buffers
-    are zeroed only where they are used, never whole."""
-    if not onm[i, P, v]:
-        onm[i, P, v] = True
-        for k in range(nodea.shape[3]):
-            nodea[i, P, v, k] = 0.0
-            for l in range(nodea.shape[3]):
-                nodeA[i, P, v, k, l] = 0.0
-
-
-@njit(cache=True)
-def claim_leaf(ghp, cut, i, P, v, a, z):
-    """``claim_node`` for the point buffer ghp of leaf v (points a <= s < z) and its mark cut."""
-    if not cut[i, P, v]:
-        cut[i, P, v] = True
-        for s in range(a, z):
-            for k in range(ghp.shape[3]):
-                ghp[i, P, s, k] = 0.0
-
-
 @njit(parallel=True, cache=True)
 def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh_tree):
     """dL/dh of the dense part per point, in tree order: gh_tree (inst, 1, T, m) float32.
@@ -330,22 +307,22 @@ def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh
     gh = c2 (A h + a) + sum over parts of ghp. Only nodes marked in onm (inst, NPART,
     nn), and below them, hold anything: the others are skipped (adding zeros would
     change no value), which is most of the tree once training has settled. The
-    buffers hold values only where marked: a node or leaf is zeroed when first marked
-    (``claim_node``, ``claim_leaf``, here and in the walk), so nothing is zeroed whole
-    between steps (at T = 10^6, up to ~80 MB of writes a step); the marks are cleared,
-    ready for the next step.
+    buffers hold values only where marked: an entry written while unmarked starts from
+    0 (here and in the walk), so nothing is zeroed between steps (at T = 10^6, ~80 MB of
+    writes a step saved); the marks are cleared, ready for the next step.
     """
     inst, nparts, nn, m = nodea.shape
     for q in prange(inst * nn):
         i, v = q // nn, q % nn
         for P in range(1, nparts):
             if onm[i, P, v]:
-                claim_node(nodeA, nodea, onm, i, 0, v)
-                onm[i, P, v] = False
+                was = onm[i, 0, v]
+                onm[i, 0, v], onm[i, P, v] = True, False
                 for k in range(m):
-                    nodea[i, 0, v, k] += nodea[i, P, v, k]
+                    nodea[i, 0, v, k] = (nodea[i, 0, v, k] if was else 0.0) + nodea[i, P, v, k]
                     for l in range(m):
-                        nodeA[i, 0, v, k, l] += nodeA[i, P, v, k, l]
+                        x = nodeA[i, 0, v, k, l] if was else 0.0
+                        nodeA[i, 0, v, k, l] = x + nodeA[i, P, v, k, l]
     D = int(np.log2(len(leaves)) + 0.5)
     K = min(D, SPLIT)
     lev = _levels(right, K)
@@ -375,11 +352,13 @@ def _push_from(nodeA, nodea, onm, right, i, v):
 def _push_node(nodeA, nodea, onm, i, u, v):
     """Add node u's A, a (part 0) to its child v's (v's own, or 0 where v is unmarked)."""
     m = nodea.shape[3]
-    claim_node(nodeA, nodea, onm, i, 0, v)
+    was = onm[i, 0, v]
+    onm[i, 0, v] = True
     for k in range(m):
-        nodea[i, 0, v, k] += nodea[i, 0, u, k]
+        nodea[i, 0, v, k] = (nodea[i, 0, v, k] if was else 0.0) + nodea[i, 0, u, k]
         for l in range(m):
-            nodeA[i, 0, v, k, l] += nodeA[i, 0, u, k, l]
+            x = nodeA[i, 0, v, k, l] if was else 0.0
+            nodeA[i, 0, v, k, l] = x + nodeA[i, 0, u, k, l]
 
 
 @njit(cache=True)

@@ -11,7 +11,6 @@ import numpy as np
 from numba import njit, prange
 
 from supermem.toy.engines._numba_kernels import _HOT
-from supermem.toy.engines._tree_kernels import claim_leaf, claim_node
 
 MARGIN = 1e-5  # >> float32 rounding of p relative to scale, << any useful p
 FB = 32  # features per block; the m = 2 and 3 kernels' lane loops have this compile-time length
@@ -155,19 +154,20 @@ def _traverse_block(
                 loss[f] += x if isOn[f] else 0.0
                 y = s1w[f] + b64[f] * cnt
                 gbl[f] += y if isOn[f] else 0.0
-            claim_node(nodeA, nodea, onm, i, part, v)
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
+            onm[i, part, v] = True
             for k in range(m):
                 acc = 0.0
                 for f in range(F):
                     x = b64[f] * w64[k, f]
                     acc += x if isOn[f] else 0.0
-                nodea[i, part, v, k] += acc
+                nodea[i, part, v, k] = (nodea[i, part, v, k] if was else 0.0) + acc
                 for l in range(m):
                     acc = 0.0
                     for f in range(F):
                         x = w64[k, f] * w64[l, f]
                         acc += x if isOn[f] else 0.0
-                    nodeA[i, part, v, k, l] += acc
+                    nodeA[i, part, v, k, l] = (nodeA[i, part, v, k, l] if was else 0.0) + acc
         if not anykeep:
             continue
         if right[v] >= 0:
@@ -176,7 +176,8 @@ def _traverse_block(
             sp += 2
             continue
         # a cut leaf: point by point for the cut lanes, p rounded as _pre (b, + W_k h_k)
-        claim_leaf(ghp, cut, i, part, v, start[v], end[v])
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
+        cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
         for f in range(F):
@@ -204,7 +205,7 @@ def _traverse_block(
                 for f in range(F):
                     cgw[k, f] += cp[f] * hk
                     acc32 += cp[f] * w[k, f]
-                ghp[i, part, s, k] += c2 * np.float64(acc32)
+                ghp[i, part, s, k] = (ghp[i, part, s, k] if was else 0.0) + c2 * np.float64(acc32)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
@@ -301,13 +302,14 @@ def _traverse_block_m2(
                 a0 += x if on else 0.0
                 x = b64[f] * v1[f]
                 a1 += x if on else 0.0
-            claim_node(nodeA, nodea, onm, i, part, v)
-            nodeA[i, part, v, 0, 0] += A00
-            nodeA[i, part, v, 0, 1] += A01
-            nodeA[i, part, v, 1, 0] += A01
-            nodeA[i, part, v, 1, 1] += A11
-            nodea[i, part, v, 0] += a0
-            nodea[i, part, v, 1] += a1
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
+            nodeA[i, part, v, 0, 0] = (nodeA[i, part, v, 0, 0] if was else 0.0) + A00
+            nodeA[i, part, v, 0, 1] = (nodeA[i, part, v, 0, 1] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 0] = (nodeA[i, part, v, 1, 0] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 1] = (nodeA[i, part, v, 1, 1] if was else 0.0) + A11
+            nodea[i, part, v, 0] = (nodea[i, part, v, 0] if was else 0.0) + a0
+            nodea[i, part, v, 1] = (nodea[i, part, v, 1] if was else 0.0) + a1
+            onm[i, part, v] = True
         if not anykeep:
             continue
         if right[v] >= 0:
@@ -315,7 +317,8 @@ def _traverse_block_m2(
             node[sp + 1], depth[sp + 1] = v + 1, d + 1
             sp += 2
             continue
-        claim_leaf(ghp, cut, i, part, v, start[v], end[v])
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
+        cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
         for f in range(F):
@@ -334,8 +337,8 @@ def _traverse_block_m2(
                 c1[f] += r * h1
                 x0 += r * w0[f]
                 x1 += r * w1[f]
-            ghp[i, part, s, 0] += c2 * np.float64(x0)
-            ghp[i, part, s, 1] += c2 * np.float64(x1)
+            ghp[i, part, s, 0] = (ghp[i, part, s, 0] if was else 0.0) + c2 * np.float64(x0)
+            ghp[i, part, s, 1] = (ghp[i, part, s, 1] if was else 0.0) + c2 * np.float64(x1)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
@@ -452,19 +455,20 @@ def _traverse_block_m3(
                 a1 += x if on else 0.0
                 x = b64[f] * v2[f]
                 a2 += x if on else 0.0
-            claim_node(nodeA, nodea, onm, i, part, v)
-            nodeA[i, part, v, 0, 0] += A00
-            nodeA[i, part, v, 0, 1] += A01
-            nodeA[i, part, v, 0, 2] += A02
-            nodeA[i, part, v, 1, 0] += A01
-            nodeA[i, part, v, 1, 1] += A11
-            nodeA[i, part, v, 1, 2] += A12
-            nodeA[i, part, v, 2, 0] += A02
-            nodeA[i, part, v, 2, 1] += A12
-            nodeA[i, part, v, 2, 2] += A22
-            nodea[i, part, v, 0] += a0
-            nodea[i, part, v, 1] += a1
-            nodea[i, part, v, 2] += a2
+            was = onm[i, part, v]  # else the buffers hold stale values: start from 0
+            nodeA[i, part, v, 0, 0] = (nodeA[i, part, v, 0, 0] if was else 0.0) + A00
+            nodeA[i, part, v, 0, 1] = (nodeA[i, part, v, 0, 1] if was else 0.0) + A01
+            nodeA[i, part, v, 0, 2] = (nodeA[i, part, v, 0, 2] if was else 0.0) + A02
+            nodeA[i, part, v, 1, 0] = (nodeA[i, part, v, 1, 0] if was else 0.0) + A01
+            nodeA[i, part, v, 1, 1] = (nodeA[i, part, v, 1, 1] if was else 0.0) + A11
+            nodeA[i, part, v, 1, 2] = (nodeA[i, part, v, 1, 2] if was else 0.0) + A12
+            nodeA[i, part, v, 2, 0] = (nodeA[i, part, v, 2, 0] if was else 0.0) + A02
+            nodeA[i, part, v, 2, 1] = (nodeA[i, part, v, 2, 1] if was else 0.0) + A12
+            nodeA[i, part, v, 2, 2] = (nodeA[i, part, v, 2, 2] if was else 0.0) + A22
+            nodea[i, part, v, 0] = (nodea[i, part, v, 0] if was else 0.0) + a0
+            nodea[i, part, v, 1] = (nodea[i, part, v, 1] if was else 0.0) + a1
+            nodea[i, part, v, 2] = (nodea[i, part, v, 2] if was else 0.0) + a2
+            onm[i, part, v] = True
         if not anykeep:
             continue
         if right[v] >= 0:
@@ -472,7 +476,8 @@ def _traverse_block_m3(
             node[sp + 1], depth[sp + 1] = v + 1, d + 1
             sp += 2
             continue
-        claim_leaf(ghp, cut, i, part, v, start[v], end[v])
+        was = cut[i, part, v]  # else ghp holds stale values here: start from 0
+        cut[i, part, v] = True
         kl = live[d + 1]
         work += F * (end[v] - start[v])
         for f in range(F):
@@ -494,9 +499,9 @@ def _traverse_block_m3(
                 x0 += r * w0[f]
                 x1 += r * w1[f]
                 x2 += r * w2[f]
-            ghp[i, part, s, 0] += c2 * np.float64(x0)
-            ghp[i, part, s, 1] += c2 * np.float64(x1)
-            ghp[i, part, s, 2] += c2 * np.float64(x2)
+            ghp[i, part, s, 0] = (ghp[i, part, s, 0] if was else 0.0) + c2 * np.float64(x0)
+            ghp[i, part, s, 1] = (ghp[i, part, s, 1] if was else 0.0) + c2 * np.float64(x1)
+            ghp[i, part, s, 2] = (ghp[i, part, s, 2] if was else 0.0) + c2 * np.float64(x2)
         for f in range(F):
             loss[f] += cl[f]
             gbl[f] += cg[f]
