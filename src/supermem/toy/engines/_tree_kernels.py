@@ -337,6 +337,8 @@ def push_down(nodeA, nodea, onm, ghp, cut, hs, start, end, right, leaves, c2, gh
         for v in range(r, r + size):
             if right[v] >= 0:
                 _push_from(nodeA, nodea, onm, right, i, v)
+            elif m == 2 and nparts == 4:
+                _push_leaf_m2(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v)
             else:
                 _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v)
 
@@ -382,6 +384,42 @@ def _push_leaf(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v):
             gh_tree[i, 0, s, k] = acc
     for P in range(nparts):
         cut[i, P, v] = False
+    onm[i, 0, v] = False
+
+
+@njit(cache=True)
+def _push_leaf_m2(nodeA, nodea, onm, ghp, cut, hs, start, end, c2, gh_tree, i, v):
+    """``_push_leaf`` for m = 2 and 4 parts: the leaf's A, a and marks read once, not per
+    point (the writes to gh_tree could alias them for the compiler); the same sums in the
+    same order."""
+    on = onm[i, 0, v]
+    A00, A01, A10, A11, a0, a1 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    if on:
+        A00, A01 = nodeA[i, 0, v, 0, 0], nodeA[i, 0, v, 0, 1]
+        A10, A11 = nodeA[i, 0, v, 1, 0], nodeA[i, 0, v, 1, 1]
+        a0, a1 = nodea[i, 0, v, 0], nodea[i, 0, v, 1]
+    k0, k1, k2, k3 = cut[i, 0, v], cut[i, 1, v], cut[i, 2, v], cut[i, 3, v]
+    for s in range(start[v], end[v]):
+        h0, h1 = np.float64(hs[i, s, 0]), np.float64(hs[i, s, 1])
+        x0, x1 = 0.0, 0.0
+        if on:
+            x0 = c2 * (a0 + A00 * h0 + A01 * h1)
+            x1 = c2 * (a1 + A10 * h0 + A11 * h1)
+        if k0:
+            x0 += ghp[i, 0, s, 0]
+            x1 += ghp[i, 0, s, 1]
+        if k1:
+            x0 += ghp[i, 1, s, 0]
+            x1 += ghp[i, 1, s, 1]
+        if k2:
+            x0 += ghp[i, 2, s, 0]
+            x1 += ghp[i, 2, s, 1]
+        if k3:
+            x0 += ghp[i, 3, s, 0]
+            x1 += ghp[i, 3, s, 1]
+        gh_tree[i, 0, s, 0] = x0
+        gh_tree[i, 0, s, 1] = x1
+    cut[i, 0, v], cut[i, 1, v], cut[i, 2, v], cut[i, 3, v] = False, False, False, False
     onm[i, 0, v] = False
 
 
