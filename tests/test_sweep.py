@@ -421,7 +421,10 @@ def test_cli_reproduce_specs_and_only__plan_the_part_or_exit_2(tmp_path, capsys)
         (["--specs", "nope"], "unknown sweep(s) nope"),
         (["--only", "stepz=1"], "unknown TrainConfig field 'stepz'"),
         (["--only", "train_size"], "expected FIELD=V1,V2"),
-        (["--only", "train_size=7"], "leave no run to train"),
+        (["--only", "train_size=7"], "no run of the selected sweeps has train_size 7"),
+        (["--only", "train_size=1800,4201"], "has train_size 4201 (they have 30, 68,"),
+        (["--only", "hidden=2,train_size=30"], "one field per --only"),
+        (["--specs", "disc-baseline-large-T", "--only", "train_size=30"], "has train_size 30"),
     ]:
         assert main([*argv[:-1], *bad]) == 2
         err = capsys.readouterr().err

@@ -42,7 +42,8 @@ def register(sub) -> None:
         default=[],
         metavar="FIELD=V1,V2",
         help="run only the configs whose TrainConfig FIELD is one of the values, e.g. "
-        "--only train_size=1800,4200 (repeatable; a later call without it trains the rest)",
+        "--only train_size=1800,4200 (repeatable, one field each; a value no run has is "
+        "refused; a later call without it trains the rest)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument(
@@ -104,16 +105,37 @@ def select(specs: list, names: str | None, only: list[str]) -> list:
         specs = [s for s in specs if s.name in want]
     for f in only:
         field, eq, values = f.partition("=")
+        field = field.strip()
         vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not eq or not field.strip() or not vals:
+        if not eq or not field or not vals:
             raise CLIError(f"--only {f!r}: expected FIELD=V1,V2,... (e.g. train_size=1800)")
+        if any("=" in v for v in vals):
+            raise CLIError(
+                f"--only {f!r}: one field per --only (e.g. --only hidden=2 --only train_size=30)"
+            )
         try:
-            specs = [r for s in specs if (r := s.restrict(field.strip(), vals)) is not None]
+            # a value that matches no run is a typo, not a filter: say so rather than drop it
+            missing = [v for v in vals if all(s.restrict(field, [v]) is None for s in specs)]
+            if missing:
+                have = _sorted({getattr(c, field) for s in specs for c in s.configs()})
+                raise CLIError(
+                    f"--only {f!r}: no run of the selected sweeps has {field} "
+                    f"{', '.join(missing)} (they have {', '.join(map(str, have))})"
+                )
+            specs = [r for s in specs if (r := s.restrict(field, vals)) is not None]
         except ConfigError as e:
             raise CLIError(f"--only {f!r}: {e}") from None
     if not specs:
         raise CLIError("--specs / --only leave no run to train")
     return specs
+
+
+def _sorted(values: set) -> list:
+    """Numbers in numeric order, anything else (strings, None) by its text."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
 
 
 def run_real(args) -> int:
