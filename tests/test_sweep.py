@@ -324,6 +324,24 @@ def test_plan__counts_and_calibrated_estimate(serial_sweep, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_plan__a_sweep_without_runs_calibrates_on_its_siblings_of_the_same_engine(
+    serial_sweep, tmp_path
+):
+    s = spec(seed=[5, 6], train_size=[4, 8])
+    own = plan(s, serial_sweep)  # its own runs first, siblings or not
+    assert plan(s, serial_sweep, siblings=(tmp_path / "x",)).seconds_per_unit == (
+        own.seconds_per_unit
+    )
+    new = plan(s, tmp_path / "new", siblings=(tmp_path / "new", serial_sweep))
+    assert new.from_siblings and new.calibrated_from == 12
+    assert new.seconds_per_unit == own.seconds_per_unit
+    assert "calibrated on 12 runs of the other sweeps, same engine" in str(new)
+    other = spec(seed=[5], engine=["fast"])  # no sibling ran this engine: the default
+    ref = plan(other, tmp_path / "new", siblings=(serial_sweep,))
+    assert not ref.from_siblings and ref.calibrated_from == 0 and ref.seconds_per_unit is None
+    assert not (tmp_path / "new").exists()
+
+
 def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypatch):
     from supermem.sweeps.spec import SweepPlan
 

@@ -199,8 +199,9 @@ def run(args) -> int:
 
     sweeps = args.out / "sweeps"
     if args.dry_run:
+        others = tuple(sweeps / w.name for w in whole)  # calibrate a sweep with no runs yet
         for s in specs:
-            print(f"{s.name}: {plan(s, sweeps / s.name, workers=workers(args))}")
+            print(f"{s.name}: {plan(s, sweeps / s.name, workers=workers(args), siblings=others)}")
         return 0
     if (old := read_manifest_recipe(args.out)) in REAL_RECIPES:
         raise CLIError(f"{args.out} holds the outputs of recipe {old!r}; choose another --out")

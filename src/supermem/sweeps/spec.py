@@ -246,17 +246,29 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
 
 
-def _calibrate(out: Path, skip: set[Path]) -> tuple[float | None, int]:
-    """(seconds per unit, runs used) from this dir's ok runs but ``skip`` (damaged ones);
-    (None, 0) for the default."""
-    rows = [r for r in scan(out, skip) if r["status"] == "ok"] if out.is_dir() else []
+def _kind(c: TrainConfig) -> tuple[str, str, str, str]:
+    """What decides a run's seconds per unit beyond its units: engine, dtype, model, loss."""
+    return (c.engine, c.dtype, c.model, c.loss)
+
+
+def _calibrate(
+    dirs: list[Path], skip: set[Path], kinds: set[tuple] | None = None
+) -> tuple[float | None, int]:
+    """(seconds per unit, runs used) from the ok runs in ``dirs`` but ``skip`` (damaged
+    ones), only those of ``kinds`` (see ``_kind``) if given; (None, 0) for the default."""
+    keys = set(TrainConfig.__dataclass_fields__)
+    rows, cfgs = [], []
+    for d in dirs:
+        for r in scan(d, skip) if d.is_dir() else []:
+            c = TrainConfig(**{k: v for k, v in r["config"].items() if k in keys})
+            if r["status"] == "ok" and (kinds is None or _kind(c) in kinds):
+                rows.append(r)
+                cfgs.append(c)
     if not rows:
         return None, 0
     # runs trained in one train_many call share one wall time: split it between them
     secs = [r["metrics"].get("seconds", 0.0) for r in rows]
     share = {s: secs.count(s) for s in secs}
-    keys = set(TrainConfig.__dataclass_fields__)
-    cfgs = [TrainConfig(**{k: v for k, v in r["config"].items() if k in keys}) for r in rows]
     # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate,
     # and a call's per-step overhead is paid once for all the runs it trains
     spent = sum((s - c.steps * STEP_S) / share[s] for s, c in zip(secs, cfgs))
@@ -277,6 +289,7 @@ class SweepPlan:
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
     damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
+    from_siblings: bool = False  # calibrated on the other sweeps' runs (none of its own)
 
     @property
     def wall_seconds(self) -> float:
@@ -294,6 +307,8 @@ class SweepPlan:
     def __str__(self) -> str:
         est = self.wall_seconds
         how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
+        if self.from_siblings:
+            how += " of the other sweeps, same engine"
         bad = f", {self.damaged} damaged" if self.damaged else ""
         return (
             f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried{bad}); "
@@ -301,18 +316,32 @@ class SweepPlan:
         )
 
 
-def plan(spec: SweepSpec, out: str | os.PathLike, workers: int = 1) -> SweepPlan:
-    """Count done / to-do runs and estimate time. Reads only; creates nothing."""
+def plan(
+    spec: SweepSpec, out: str | os.PathLike, workers: int = 1, siblings: tuple[Path, ...] = ()
+) -> SweepPlan:
+    """Count done / to-do runs and estimate time. Reads only; creates nothing.
+
+    The cost model is calibrated on ``out``'s finished runs; a sweep with none yet is
+    calibrated on the runs in ``siblings`` (other sweep dirs, e.g. a recipe's) of the
+    same engine, dtype, model and loss as its own, if there are any."""
     out = Path(out)
     todo_cfgs = _unique(spec.configs())
     bad = set(damaged(out)) if out.is_dir() else set()
     done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
-    c, n_cal = _calibrate(out, bad)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
+    c, n_cal = _calibrate([out], bad)
+    others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
+    from_siblings = not n_cal and bool(others)
+    if from_siblings:
+        hurt = {p for d in others for p in damaged(d)}
+        c, n_cal = _calibrate(others, hurt, {_kind(cfg) for cfg in todo_cfgs.values()})
+        from_siblings = bool(n_cal)
     secs = sum(run_seconds(cfg, c) for cfg in todo)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
-    return SweepPlan(len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad)
+    return SweepPlan(
+        len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad, from_siblings
+    )
 
 
 def _hms(s: float) -> str:
