@@ -1,7 +1,8 @@
 """The discrepancy recipe's figure: implementation variants side by side (issue 10).
 
-Left: seed-averaged test loss vs T per variant (baseline in black) and, below, the median
-data dimensionality over m/T with the line under which a T counts as left memorisation.
+Left: seed-averaged test loss vs T per variant (baseline in black; each run's as a faint
+tick where a T has several) and, below, the median data dimensionality over m/T with the
+line under which a T counts as left memorisation.
 Right: one panel per measure, one row per variant, with the paper's and the
 replication's values (their Ts rescaled by T(1-S)) as vertical lines.
 """
@@ -59,6 +60,10 @@ def fig_discrepancy(
         base = name == "baseline"
         style: dict[str, Any] = dict(ms=3, lw=2.5 if base else 1, color="k" if base else col)
         ax.plot(m["T"], m["test_loss"], "-o", label=name, zorder=3 if base else 2, **style)
+        seeds = [(T, v) for T, vs in zip(m["T"], m.get("test_loss_per_seed", [])) for v in vs]
+        if len(seeds) > len(m["T"]):  # several runs per T: each run's loss, faint, behind
+            ts, vs = zip(*seeds)
+            ax.plot(ts, vs, "_", ms=7, mew=1, alpha=0.55, color=style["color"], zorder=1)
         ax_dt.plot(m["T"], m["median_Dt_over_m_T"], "-o", zorder=3 if base else 2, **style)
     ax.set(xscale="log", yscale="log", ylabel="mean test loss")
     _log_ticks(ax, y=True)
