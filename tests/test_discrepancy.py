@@ -160,6 +160,13 @@ def test_reproduce__measures_recomputed_from_the_saved_runs(tiny_disc):
     assert saved["baseline"]["peak_loss_T"] == peak_T
     assert saved["baseline"]["peak_loss"] == pytest.approx(means[peak_T])
     assert saved["baseline"]["T"] == list(TINY.T_grid)
+    with pytest.MonkeyPatch.context() as mp:  # the runs' scale, as when they were trained
+        mp.setitem(SCALES, "tiny", TINY)
+        rows = [x for x in d.rows(base) if x["variant"] == "baseline"]
+    assert [(x["test_loss_min"], x["test_loss_max"]) for x in rows] == [
+        (min(by_T[T]), max(by_T[T])) for T in sorted(by_T)
+    ]
+    assert all(x["test_loss_min"] <= x["test_loss"] <= x["test_loss_max"] for x in rows)
 
 
 def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):

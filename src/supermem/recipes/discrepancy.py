@@ -349,6 +349,8 @@ def rows(runs: list) -> list[dict]:
                     "T": T,
                     "runs": len(m["test_loss_per_seed"][j]),
                     "test_loss": m["test_loss"][j],
+                    "test_loss_min": min(m["test_loss_per_seed"][j]),  # the seeds' spread
+                    "test_loss_max": max(m["test_loss_per_seed"][j]),
                     "b_norm": m["b_norm"][j],
                     "W_norm": m["W_norm"][j],
                     "median_D_t / (m/T)": m["median_Dt_over_m_T"][j],
