@@ -222,3 +222,13 @@ def test_reproduce__a_variant_without_its_baseline_reports_its_measures(tmp_path
         assert (
             mine[0]["holds"] in (True, False) and "vs baseline on the same T" in mine[0]["measured"]
         )
+
+
+def test_measures__per_seed_losses_in_data_seed_order_whatever_the_runs_order():
+    runs = [
+        _fake_from({"train_size": 8, "data_seed": s, "hidden": 2}, test_loss=10.0 + s)
+        for s in (2, 0, 3, 1)
+    ]
+    m = d.measures(runs)
+    assert m["test_loss_per_seed"] == [[10.0, 11.0, 12.0, 13.0]]
+    assert m["test_loss"] == [11.5]

@@ -36,6 +36,7 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
     grid = list(groups)
     ratio, five, loss, b, W = [], [], [], [], []
     for T, rs in groups.items():
+        rs = sorted(rs, key=lambda r: (r.config.get("data_seed", 0), r.config.get("seed", 0)))
         dd = np.concatenate([np.asarray(r.arrays["data_dims"], float) for r in rs])
         ratio.append(float(np.median(dd)) / (2 / T))
         top = np.stack([top_feature_dims(r, 6) for r in rs])  # (runs, 6)
@@ -50,7 +51,7 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         "median_Dt_over_m_T": ratio,
         "five_sixth_ratio": five,
         "test_loss": mean_loss,
-        "test_loss_per_seed": loss,
+        "test_loss_per_seed": loss,  # per T, in data-seed order
         "b_norm": b,
         "W_norm": W,
         "T_leave": first_from_which(grid, [q < 1 / DT_FACTOR for q in ratio]),
