@@ -260,8 +260,10 @@ def _calibrate(
     rows, cfgs = [], []
     for d in dirs:
         for r in scan(d, skip) if d.is_dir() else []:
+            if r["status"] != "ok":
+                continue
             c = TrainConfig(**{k: v for k, v in r["config"].items() if k in keys})
-            if r["status"] == "ok" and (kinds is None or _kind(c) in kinds):
+            if kinds is None or _kind(c) in kinds:
                 rows.append(r)
                 cfgs.append(c)
     if not rows:
