@@ -187,6 +187,10 @@ def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):
         manifest = json.loads((out / "reproduce.json").read_text())
         assert len(manifest["specs"]) == len(d.grids("tiny"))  # the whole recipe
         capsys.readouterr()
+        assert main([*argv, "--dry-run"]) == 0  # small-T sweeps: no runs, priced on the part's
+        plans = dict(x.split(": ", 1) for x in capsys.readouterr().out.strip().splitlines())
+        assert "calibrated on 2 runs)" in plans["disc-baseline-large-T"]
+        assert "calibrated on 4 runs of the other sweeps" in plans["disc-baseline-small-T"]
         assert main(argv) == 0
         printed = capsys.readouterr().out
         assert "2 already done" in printed  # the part's runs are kept
