@@ -333,11 +333,12 @@ def plan(
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
     c, n_cal = _calibrate([out], bad)
     others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
-    from_siblings = not n_cal and bool(others)
-    if from_siblings:
+    if not n_cal and others:
         hurt = {p for d in others for p in damaged(d)}
         c, n_cal = _calibrate(others, hurt, {_kind(cfg) for cfg in todo_cfgs.values()})
-        from_siblings = bool(n_cal)
+        from_siblings = n_cal > 0
+    else:
+        from_siblings = False
     secs = sum(run_seconds(cfg, c) for cfg in todo)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
