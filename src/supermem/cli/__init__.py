@@ -11,10 +11,10 @@ import signal
 import sys
 
 from supermem import __version__
-from supermem.cli import dims, explore, plot, report, reproduce, results, sweep, train
+from supermem.cli import dims, explore, merge, plot, report, reproduce, results, sweep, train
 from supermem.cli.common import CLIError, Parser
 
-COMMANDS = [train, plot, sweep, results, reproduce, report, dims, explore]
+COMMANDS = [train, plot, sweep, results, merge, reproduce, report, dims, explore]
 
 
 def build_parser() -> argparse.ArgumentParser:

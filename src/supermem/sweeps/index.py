@@ -107,7 +107,7 @@ def is_sweep_dir(out: Path) -> bool:
     return (out / "spec.json").is_file() or (out / RUNS).is_dir()
 
 
-def _visible(d: Path) -> list[Path]:
+def visible(d: Path) -> list[Path]:
     """Complete record dirs under ``d`` (hidden ``.x.tmp-*`` dirs are partial writes)."""
     if not d.is_dir():
         return []
@@ -116,11 +116,11 @@ def _visible(d: Path) -> list[Path]:
 
 def done_keys(out: Path) -> set[str]:
     """Keys with a finished run dir (ok or diverged): these are never trained again."""
-    return {p.name for p in _visible(out / RUNS)}
+    return {p.name for p in visible(out / RUNS)}
 
 
 def failed_keys(out: Path) -> set[str]:
-    return {p.name for p in _visible(out / FAILED)}
+    return {p.name for p in visible(out / FAILED)}
 
 
 class SweepBusyError(RuntimeError):
@@ -193,7 +193,7 @@ def stamp(path: Path) -> str:
 def _record_dirs(out: Path) -> list[Path]:
     """The run dirs, and the failure records no finished run hides (they are stale)."""
     done = done_keys(out)
-    return _visible(out / RUNS) + [p for p in _visible(out / FAILED) if p.name not in done]
+    return visible(out / RUNS) + [p for p in visible(out / FAILED) if p.name not in done]
 
 
 def scan(out: Path, skip: Collection[Path] = ()) -> list[dict[str, Any]]:
@@ -333,7 +333,7 @@ def load_sweep(out: str | Path) -> list[Run]:
     """Every finished run (status ok or diverged) in ``out``, as ``store.load_run`` gives it."""
     out = Path(out)
     _check(out)
-    return [load_run(p) for p in _visible(out / RUNS)]
+    return [load_run(p) for p in visible(out / RUNS)]
 
 
 def _flat(r: dict[str, Any]) -> dict[str, Any]:

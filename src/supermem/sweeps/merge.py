@@ -1,0 +1,234 @@
+"""Merge sweep folders trained apart (other machines, other sessions) into one.
+
+A paper-scale grid is often split: ``--only data_seed=0`` on one machine, ``=1`` on
+another, each into its own OUT. ``merge(sources, dest)`` copies every finished run dir
+(status ok or diverged) of each source into ``dest`` and rebuilds its index, so figures,
+claims and ``supermem results`` see the whole grid. Works on plain sweep folders and on
+``supermem reproduce`` folders (``reproduce.json`` + ``sweeps/<name>/``, merged sweep by
+sweep; both must be the same recipe at the same scale).
+
+Rules (each checked for every source run before anything is written):
+
+- A run dir is the source of truth and its name is its key: the dir must pass
+  ``checks.check_run`` and its ``config.json`` must hash to its name (``config_key``), or
+  the merge stops with ``MergeError`` naming it and nothing is copied.
+- A key already in ``dest`` is the same config: it is kept, never replaced. The report
+  counts those whose saved arrays differ from the source's byte for byte (same config
+  trained with another thread count or code version) so the difference is not silent.
+- Crash records (``failed/``), checkpoints in flight (``partial/``) and set-aside
+  ``damaged/`` dirs are not results and are not copied.
+- Each run dir is copied under a hidden temp name and renamed into place
+  (``store.write_atomic``); ``dest``'s sweep lock is held throughout, so a sweep cannot
+  run into it meanwhile. Sources are only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import filecmp
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError, check_run, read_json
+from supermem.sweeps.index import (
+    FAILED,
+    RUNS,
+    config_key,
+    is_sweep_dir,
+    rebuild_index,
+    sweep_lock,
+    visible,
+)
+from supermem.sweeps.store import write_atomic
+
+__all__ = ["MergeError", "MergeReport", "merge"]
+
+MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
+SWEEPS = "sweeps"
+
+
+class MergeError(ValueError):
+    """A source cannot be merged (not a sweep, damaged run, another recipe or scale)."""
+
+
+@dataclass
+class MergeReport:
+    """What ``merge`` did, per destination sweep folder."""
+
+    dest: Path
+    copied: dict[str, int] = field(default_factory=dict)  # sweep folder -> runs copied
+    kept: dict[str, int] = field(default_factory=dict)  # key already in dest: kept
+    differ: dict[str, list[str]] = field(default_factory=dict)  # kept, arrays not identical
+    skipped_failed: int = 0
+
+    def __str__(self) -> str:
+        lines = []
+        for name in sorted(set(self.copied) | set(self.kept)):
+            line = f"{name}: {self.copied.get(name, 0)} run(s) copied"
+            if self.kept.get(name):
+                line += f", {self.kept[name]} already there (kept)"
+            if self.differ.get(name):
+                line += (
+                    f", of which {len(self.differ[name])} differ in their arrays"
+                    f" (kept {self.dest}'s): {', '.join(self.differ[name][:5])}"
+                    + (" ..." if len(self.differ[name]) > 5 else "")
+                )
+            lines.append(line)
+        if self.skipped_failed:
+            lines.append(f"{self.skipped_failed} crash record(s) not copied (not results)")
+        return "\n".join(lines) or "nothing to merge"
+
+
+def _manifest(d: Path) -> dict | None:
+    p = d / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise MergeError(f"{p}: unreadable ({e})") from None
+
+
+def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
+    """(source sweep folder, dest sweep folder) for every sweep of every source."""
+    dest_manifest = _manifest(dest) if dest.is_dir() else None
+    first: tuple[Path, dict] | None = (dest, dest_manifest) if dest_manifest else None
+    pairs = []
+    for src in sources:
+        if not src.is_dir():
+            raise MergeError(f"{src}: no such folder")
+        if src.resolve() == dest.resolve():
+            raise MergeError(f"{src}: is the destination itself")
+        man = _manifest(src)
+        if man is not None:  # a `supermem reproduce` folder
+            if first is None:
+                first = (src, man)
+            elif (man.get("recipe"), man.get("scale")) != (
+                first[1].get("recipe"),
+                first[1].get("scale"),
+            ):
+                raise MergeError(
+                    f"{src} holds recipe {man.get('recipe')} at scale {man.get('scale')}, "
+                    f"{first[0]} recipe {first[1].get('recipe')} at scale "
+                    f"{first[1].get('scale')}: not one grid"
+                )
+            subs = [p for p in visible(src / SWEEPS) if is_sweep_dir(p)]
+            pairs += [(p, dest / SWEEPS / p.name) for p in subs]
+        elif is_sweep_dir(src):
+            if first is not None:
+                raise MergeError(f"{src} is a plain sweep folder, {first[0]} a recipe's")
+            pairs.append((src, dest))
+        else:
+            raise MergeError(f"{src}: not a sweep or `supermem reproduce` folder")
+    return pairs
+
+
+def _check(run: Path) -> None:
+    """DamagedRunError unless ``run`` is whole and its config hashes to its name."""
+    config, _ = check_run(run)
+    keys = TrainConfig.__dataclass_fields__
+    try:
+        cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in keys})
+    except (ConfigError, TypeError, ValueError) as e:
+        raise DamagedRunError(run / "config.json", f"not a valid config ({e})") from None
+    if config_key(cfg) != run.name:
+        raise DamagedRunError(
+            run / "config.json", f"its config's key is {config_key(cfg)}, not {run.name}"
+        )
+
+
+def _same_arrays(a: Path, b: Path) -> bool:
+    """Both run dirs hold the same saved arrays and training data, byte for byte."""
+    for f in (ARRAYS, DATA):
+        if (a / f).is_file() != (b / f).is_file():
+            return False
+        if (a / f).is_file() and not filecmp.cmp(a / f, b / f, shallow=False):
+            return False
+    return True
+
+
+def _copy(src: Path, dest: Path) -> None:
+    def write(tmp: Path) -> None:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+
+    write_atomic(dest, write)
+
+
+def merge(sources: list[Path], dest: Path, dry_run: bool = False) -> MergeReport:
+    """Copy the finished runs of ``sources`` into ``dest`` (module docstring).
+
+    MergeError (one line) before anything is written if a source is not a sweep folder,
+    holds a damaged run, or is another recipe or scale than the others and ``dest``.
+    """
+    dest = Path(dest)
+    sources = [Path(s) for s in sources]
+    if dest.exists() and not dest.is_dir():
+        raise MergeError(f"{dest} exists and is not a folder")
+    pairs = _pairs(sources, dest)
+    report = MergeReport(dest)
+    todo: list[tuple[Path, Path, str]] = []  # (source run, dest sweep folder, its name)
+    seen: set[tuple[Path, str]] = set()
+    for src, out in pairs:
+        name = str(out.relative_to(dest)) if out != dest else "."
+        report.copied.setdefault(name, 0)
+        for run in visible(src / RUNS):
+            try:
+                _check(run)
+            except DamagedRunError as e:
+                raise MergeError(f"{e}; nothing merged") from None
+            if (out, run.name) in seen or (out / RUNS / run.name).is_dir():
+                report.kept[name] = report.kept.get(name, 0) + 1
+                there = out / RUNS / run.name
+                if there.is_dir() and not _same_arrays(run, there):
+                    report.differ.setdefault(name, []).append(run.name)
+                continue
+            seen.add((out, run.name))
+            todo.append((run, out, name))
+        report.skipped_failed += len(visible(src / FAILED))
+    if dry_run:
+        for _, _, name in todo:
+            report.copied[name] += 1
+        return report
+    outs = list(dict.fromkeys(out for _, out in pairs))  # distinct, in order
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as locks:  # every lock first: all or nothing is blocked
+        for out in outs:
+            locks.enter_context(sweep_lock(out))
+        if not (dest / MANIFEST).exists():
+            for src in sources:
+                if (src / MANIFEST).is_file():
+                    shutil.copy2(src / MANIFEST, dest / MANIFEST)
+                    break
+        for run, out, name in todo:
+            _copy(run, out / RUNS / run.name)
+            report.copied[name] += 1
+        for src, out in pairs:
+            _merge_spec(src, out)
+        for out in outs:
+            rebuild_index(out)
+    return report
+
+
+def _merge_spec(src: Path, out: Path) -> None:
+    """Keep ``out``'s spec.json (or take the source's); append the source's history."""
+    if (src / "spec.json").is_file() and not (out / "spec.json").is_file():
+        shutil.copy2(src / "spec.json", out / "spec.json")
+    hist = src / "spec_history.jsonl"
+    if hist.is_file():
+        lines = [ln for ln in hist.read_text().splitlines() if ln.strip()]
+        with (out / "spec_history.jsonl").open("a") as fh:
+            for ln in lines:
+                entry = json.loads(ln)
+                entry = {**entry, "merged_from": str(src.resolve()), "merged": time.time()}
+                fh.write(json.dumps(entry) + "\n")
+    elif (src / "spec.json").is_file():
+        spec = read_json(src / "spec.json")
+        with (out / "spec_history.jsonl").open("a") as fh:
+            fh.write(json.dumps({"time": time.time(), "merged_from": str(src), **spec}) + "\n")
