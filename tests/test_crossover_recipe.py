@@ -49,6 +49,20 @@ def test_table__lowest_loss_over_lrs_and_the_crossover_bracket():
     assert cx.expected_T(0.99) == pytest.approx(50_000)
 
 
+def test_check__memorising_winners_throughout_decide_only_past_the_expected_T():
+    def grid(Ts):
+        return [
+            Fake(T, lr, 0.1 if lr == 1e-3 else 0.5, SPREAD if lr == 1e-3 else PENTAGON)
+            for T in Ts
+            for lr in (1e-3, 1e-2)
+        ]
+
+    part = cx.check(grid([1000, 3200]))[0]  # a partial grid: the crossover may lie beyond
+    assert part.holds is None and "not decided" in part.measured and "T = 3,200" in part.measured
+    full = cx.check(grid([1000, 20_000, 160_000]))[0]  # reaches past 50,000 x 3: refuted
+    assert full.holds is False and "no crossover up to T = 160,000" in full.measured
+
+
 def test_clusters__points_sharing_a_direction_are_one_cluster():
     angles = [0.0, 0.01, 0.02, 1.5, 1.51, 3.0]  # clusters of 3, 2 and 1 stored points
     H = np.c_[np.cos(angles), np.sin(angles)]
