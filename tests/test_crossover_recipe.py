@@ -63,6 +63,18 @@ def test_check__memorising_winners_throughout_decide_only_past_the_expected_T():
     assert full.holds is False and "no crossover up to T = 160,000" in full.measured
 
 
+def test_shared_null__uniform_directions_share_as_often_as_it_says():
+    rng = np.random.default_rng(0)
+    for count in (50, 300):
+        a = rng.uniform(0, 2 * np.pi, (200, count))
+        got = [cl.summary(np.c_[np.cos(x), np.sin(x)], np.ones(count))["shared_share"] for x in a]
+        want = cl.shared_null(count, 2)  # 1 - (1 - 1/180)^(count - 1)
+        assert want == pytest.approx(1 - (1 - 1 / 180) ** (count - 1))
+        assert np.mean(got) == pytest.approx(want, abs=0.02)  # 3+ standard errors
+    assert cl.shared_null(1, 2) == 0.0
+    assert cl.shared_null(2, 3) == pytest.approx((1 - np.cos(np.radians(1))) / 2)
+
+
 def test_clusters__points_sharing_a_direction_are_one_cluster():
     angles = [0.0, 0.01, 0.02, 1.5, 1.51, 3.0]  # clusters of 3, 2 and 1 stored points
     H = np.c_[np.cos(angles), np.sin(angles)]

@@ -8,7 +8,10 @@ memorising winners measured above 1k points (quick scale, lr 3e-2) store hundred
 points on a ring, each with D_t ~ 0.005-0.02; an absolute 0.05 (the first version) found
 none of them. Stored points whose hidden vectors point within ANGLE_DEG of each other
 (linked in a chain) form one cluster; on such a ring the mean spacing is a few degrees,
-so the angle is kept small.
+so the angle is kept small. With thousands of stored points in m = 2 even uniformly
+spread directions have neighbours that close, so ``summary`` also gives the share that
+uniform directions would have (``shared_null``): a share at its null says only that the
+points are many; whether a cluster's points are *correlated* is told by their data.
 
 A stored point whose hidden vector lies within FEATURE_DEG of a feature that holds its
 own dimension (D_i >= FEATURE_DIM) is that feature's, not a memorised point: given the
@@ -66,6 +69,18 @@ def clusters(H: np.ndarray, dd: np.ndarray, features: np.ndarray | None = None) 
     return sorted(groups, key=len, reverse=True)
 
 
+def shared_null(count: int, m: int) -> float:
+    """The share of ``count`` points with another within ANGLE_DEG if their directions
+    were uniform on the unit sphere in R^m: 1 - (1 - p)^(count - 1), p the cap's share."""
+    if count < 2:
+        return 0.0
+    from scipy.special import betainc
+
+    theta = math.radians(ANGLE_DEG)
+    p = 0.5 * float(betainc((m - 1) / 2, 0.5, math.sin(theta) ** 2))  # cap, theta < 90 deg
+    return 1.0 - (1.0 - p) ** (count - 1)
+
+
 def feature_directions(W: np.ndarray, feature_dims: np.ndarray) -> np.ndarray:
     """W (m, n), feature_dims (n,) -> (k, m): the features holding their own dimension."""
     return np.asarray(W, float).T[np.asarray(feature_dims) >= FEATURE_DIM]
@@ -90,6 +105,7 @@ def summary(
         "sizes": sizes[:20],
         "largest": max(sizes, default=0),
         "shared_share": sum(s for s in sizes if s >= 2) / stored if stored else 0.0,
+        "shared_null": shared_null(stored, H.shape[1]),
         "within_cos": None,
         "between_cos": None,
     }

@@ -158,7 +158,11 @@ def check(runs: list) -> list[Claim]:
                 "points, not single points",
                 "clusters ('triangles') above ~1k points",
                 "share of stored points sharing a direction: "
-                + ", ".join(f"T={r['T']}: {s:.2f}" for r, s in zip(big, share))
+                + ", ".join(
+                    f"T={r['T']}: {s:.2f} ({r['clusters']['stored']} stored; uniform "
+                    f"directions: {r['clusters'].get('shared_null', float('nan')):.2f})"
+                    for r, s in zip(big, share)
+                )
                 + "; within-cluster data cosine vs between: "
                 + ", ".join(_cos(r["clusters"]) for r in big),
                 bool(np.median(share) >= 0.5 and sum(corr) > len(corr) / 2),
