@@ -109,10 +109,12 @@ def test_merge__recipe_folders_sweep_by_sweep_same_recipe_and_scale_only(parts, 
         (_recipe(tmp_path / "r3", parts / "b", "fig5"), "not one grid"),
         (_recipe(tmp_path / "r4", parts / "b", "demo", "paper"), "not one grid"),
         (parts / "b", "plain sweep folder"),
+        (tmp_path / "r1", "plain sweep folder"),  # into a plain sweep folder, below
         (tmp_path / "nothing", "no such folder"),
     ]:
+        into = parts / "a" if other == tmp_path / "r1" else tmp_path / "m"
         with pytest.raises(MergeError, match=expect):
-            merge([other], tmp_path / "m")
+            merge([other], into)
 
 
 def test_cli_merge__dry_run_copies_nothing_then_merges_bad_input_exit_2(parts, tmp_path, capsys):

@@ -105,6 +105,8 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
             raise MergeError(f"{src}: is the destination itself")
         man = _manifest(src)
         if man is not None:  # a `supermem reproduce` folder
+            if first is None and is_sweep_dir(dest):
+                raise MergeError(f"{src} is a recipe's folder, {dest} a plain sweep folder")
             if first is None:
                 first = (src, man)
             elif (man.get("recipe"), man.get("scale")) != (
