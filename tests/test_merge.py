@@ -108,11 +108,11 @@ def test_merge__recipe_folders_sweep_by_sweep_same_recipe_and_scale_only(parts, 
     for other, expect in [
         (_recipe(tmp_path / "r3", parts / "b", "fig5"), "not one grid"),
         (_recipe(tmp_path / "r4", parts / "b", "demo", "paper"), "not one grid"),
-        (parts / "b", "plain sweep folder"),
-        (tmp_path / "r1", "plain sweep folder"),  # into a plain sweep folder, below
+        (parts / "b", "is a plain folder"),
+        (tmp_path / "r1", "is a recipe folder"),  # into a plain sweep folder, below
         (tmp_path / "nothing", "no such folder"),
     ]:
-        into = parts / "a" if other == tmp_path / "r1" else tmp_path / "m"
+        into = _copy(parts / "a", tmp_path / "p") if other == tmp_path / "r1" else tmp_path / "m"
         with pytest.raises(MergeError, match=expect):
             merge([other], into)
 
@@ -139,3 +139,58 @@ def test_cli_merge__dry_run_copies_nothing_then_merges_bad_input_exit_2(parts, t
     with sweep_lock(m):  # a sweep running into the destination
         assert main(["merge", srcs[0], "--into", str(m)]) == 2
     assert "another sweep is running" in capsys.readouterr().err
+
+
+def test_merge__plain_and_recipe_sources_never_mix_in_either_order(parts, tmp_path):
+    r = _recipe(tmp_path / "r", parts / "a", "demo")
+    for srcs in ([parts / "b", r], [r, parts / "b"]):
+        with pytest.raises(MergeError, match="not one grid"):
+            merge(srcs, tmp_path / "m")
+        assert not (tmp_path / "m").exists()
+
+
+def test_merge__bad_manifest_history_or_destination_stop_it_before_anything(parts, tmp_path):
+    bad_list = _recipe(tmp_path / "r1", parts / "a", "demo")
+    (bad_list / "reproduce.json").write_text("[1, 2]")
+    real = tmp_path / "real"  # a real-network recipe's folder: one run, no sweeps/
+    real.mkdir()
+    (real / "reproduce.json").write_text(json.dumps({"recipe": "mnist", "scale": "quick"}))
+    bad_hist = _copy(parts / "b", tmp_path / "h")
+    with (bad_hist / "spec_history.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    for src, expect in [
+        (bad_list, "not a JSON object"),
+        (real, "without sweeps/"),
+        (bad_hist, "spec history is unreadable"),
+    ]:
+        with pytest.raises(MergeError, match=expect):
+            merge([src], tmp_path / "m")
+        assert not (tmp_path / "m").exists()
+    dest = _copy(parts / "a", tmp_path / "d")  # a damaged run already in the destination
+    f = sorted((dest / "runs").iterdir())[0] / "arrays.safetensors"
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(MergeError, match="in the destination"):
+        merge([parts / "b"], dest)
+    assert len(list((dest / "runs").iterdir())) == 2
+
+
+def test_merge__one_key_in_two_sources_copied_once_and_a_difference_named(parts, tmp_path):
+    c = _copy(parts / "a", tmp_path / "c")
+    key = sorted(done_keys(c))[0]
+    arrays = load_file(str(c / "runs" / key / "arrays.safetensors"))
+    save_file({k: v + 1 for k, v in arrays.items()}, str(c / "runs" / key / "arrays.safetensors"))
+    report = merge([parts / "a", c], tmp_path / "m")
+    assert report.copied == {".": 2} and report.kept == {".": 2}
+    assert report.differ == {".": [key]}
+    copied = load_file(str(tmp_path / "m" / "runs" / key / "arrays.safetensors"))
+    first = load_file(str(parts / "a" / "runs" / key / "arrays.safetensors"))
+    assert all((copied[k] == first[k]).all() for k in first)  # the first source's
+
+
+def test_merge__a_busy_destination_leaves_no_new_folder_behind(parts, tmp_path):
+    r = _recipe(tmp_path / "r", parts / "a", "demo")
+    shutil.copytree(parts / "b", r / "sweeps" / "part2")
+    dest = _recipe(tmp_path / "d", parts / "b", "demo")
+    with sweep_lock(dest / "sweeps" / "part"), pytest.raises(Exception, match="another sweep"):
+        merge([r], dest)
+    assert not (dest / "sweeps" / "part2").exists()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError, check_run, rea
 from supermem.sweeps.index import (
     FAILED,
     RUNS,
+    SweepBusyError,
     config_key,
+    damaged,
     is_sweep_dir,
     rebuild_index,
     sweep_lock,
@@ -88,49 +91,68 @@ def _manifest(d: Path) -> dict | None:
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        man = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise MergeError(f"{p}: unreadable ({e})") from None
+    if not isinstance(man, dict):
+        raise MergeError(f"{p}: not a JSON object")
+    return man
+
+
+def _kind(d: Path) -> tuple[str, dict | None]:
+    """('recipe', its manifest) or ('plain', None); MergeError for anything else."""
+    man = _manifest(d)
+    if man is not None:
+        if not (d / SWEEPS).is_dir():  # the real-network recipes keep one run, not sweeps
+            raise MergeError(
+                f"{d}: a `supermem reproduce` folder without {SWEEPS}/ (only "
+                "sweep recipes can be merged)"
+            )
+        return "recipe", man
+    if is_sweep_dir(d):
+        return "plain", None
+    raise MergeError(f"{d}: not a sweep or `supermem reproduce` folder")
 
 
 def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
     """(source sweep folder, dest sweep folder) for every sweep of every source."""
-    dest_manifest = _manifest(dest) if dest.is_dir() else None
-    first: tuple[Path, dict] | None = (dest, dest_manifest) if dest_manifest else None
+    first: tuple[Path, str, dict | None] | None = None  # the folder all others must match
+    if dest.is_dir() and (is_sweep_dir(dest) or (dest / MANIFEST).is_file()):
+        first = (dest, *_kind(dest))
     pairs = []
     for src in sources:
         if not src.is_dir():
             raise MergeError(f"{src}: no such folder")
         if src.resolve() == dest.resolve():
             raise MergeError(f"{src}: is the destination itself")
-        man = _manifest(src)
-        if man is not None:  # a `supermem reproduce` folder
-            if first is None and is_sweep_dir(dest):
-                raise MergeError(f"{src} is a recipe's folder, {dest} a plain sweep folder")
-            if first is None:
-                first = (src, man)
-            elif (man.get("recipe"), man.get("scale")) != (
-                first[1].get("recipe"),
-                first[1].get("scale"),
-            ):
+        kind, man = _kind(src)
+        if first is None:
+            first = (src, kind, man)
+        elif kind != first[1]:
+            raise MergeError(f"{src} is a {kind} folder, {first[0]} a {first[1]} one: not one grid")
+        elif man is not None and first[2] is not None:
+            got, want = (
+                (man.get("recipe"), man.get("scale")),
+                (
+                    first[2].get("recipe"),
+                    first[2].get("scale"),
+                ),
+            )
+            if got != want:
                 raise MergeError(
-                    f"{src} holds recipe {man.get('recipe')} at scale {man.get('scale')}, "
-                    f"{first[0]} recipe {first[1].get('recipe')} at scale "
-                    f"{first[1].get('scale')}: not one grid"
+                    f"{src} holds recipe {got[0]} at scale {got[1]}, {first[0]} recipe "
+                    f"{want[0]} at scale {want[1]}: not one grid"
                 )
+        if kind == "recipe":
             subs = [p for p in visible(src / SWEEPS) if is_sweep_dir(p)]
             pairs += [(p, dest / SWEEPS / p.name) for p in subs]
-        elif is_sweep_dir(src):
-            if first is not None:
-                raise MergeError(f"{src} is a plain sweep folder, {first[0]} a recipe's")
-            pairs.append((src, dest))
         else:
-            raise MergeError(f"{src}: not a sweep or `supermem reproduce` folder")
+            pairs.append((src, dest))
     return pairs
 
 
 def _check(run: Path) -> None:
-    """DamagedRunError unless ``run`` is whole and its config hashes to its name."""
+    """DamagedRunError unless ``run`` is whole, flat, and its config hashes to its name."""
     config, _ = check_run(run)
     keys = TrainConfig.__dataclass_fields__
     try:
@@ -141,6 +163,27 @@ def _check(run: Path) -> None:
         raise DamagedRunError(
             run / "config.json", f"its config's key is {config_key(cfg)}, not {run.name}"
         )
+    extra = [p.name for p in run.iterdir() if not p.is_file()]
+    if extra:
+        raise DamagedRunError(run / extra[0], "not a file (a run dir holds files only)")
+
+
+def _history(src: Path) -> list[dict]:
+    """The source's spec history (or its spec.json), each entry marked merged_from."""
+    mark = {"merged_from": str(src.resolve()), "merged": time.time()}
+    hist, spec = src / "spec_history.jsonl", src / "spec.json"
+    try:
+        if hist.is_file():
+            entries = [json.loads(x) for x in hist.read_text().splitlines() if x.strip()]
+        elif spec.is_file():
+            entries = [{"time": time.time(), **read_json(spec)}]
+        else:
+            entries = []
+    except (OSError, ValueError) as e:  # DamagedRunError is a ValueError
+        raise MergeError(f"{src}: its spec history is unreadable ({e}); nothing merged") from None
+    if not all(isinstance(e, dict) for e in entries):
+        raise MergeError(f"{hist}: a line is not a JSON object; nothing merged")
+    return [{**e, **mark} for e in entries]
 
 
 def _same_arrays(a: Path, b: Path) -> bool:
@@ -156,17 +199,23 @@ def _same_arrays(a: Path, b: Path) -> bool:
 def _copy(src: Path, dest: Path) -> None:
     def write(tmp: Path) -> None:
         for f in src.iterdir():
-            if f.is_file():
-                shutil.copy2(f, tmp / f.name)
+            shutil.copy2(f, tmp / f.name)
 
     write_atomic(dest, write)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def merge(sources: list[Path], dest: Path, dry_run: bool = False) -> MergeReport:
     """Copy the finished runs of ``sources`` into ``dest`` (module docstring).
 
     MergeError (one line) before anything is written if a source is not a sweep folder,
-    holds a damaged run, or is another recipe or scale than the others and ``dest``.
+    holds a damaged run or an unreadable spec history, is another kind, recipe or scale
+    than the others and ``dest``, or if ``dest`` holds a damaged run.
     """
     dest = Path(dest)
     sources = [Path(s) for s in sources]
@@ -175,62 +224,62 @@ def merge(sources: list[Path], dest: Path, dry_run: bool = False) -> MergeReport
     pairs = _pairs(sources, dest)
     report = MergeReport(dest)
     todo: list[tuple[Path, Path, str]] = []  # (source run, dest sweep folder, its name)
-    seen: set[tuple[Path, str]] = set()
+    first_of: dict[tuple[Path, str], Path] = {}  # (dest sweep, key) -> the run copied there
+    histories: dict[tuple[Path, Path], list[dict]] = {}
+    for out in dict.fromkeys(out for _, out in pairs):
+        bad = list(damaged(out).values()) if out.is_dir() else []
+        if bad:
+            raise MergeError(f"{bad[0]} (in the destination); nothing merged")
     for src, out in pairs:
         name = str(out.relative_to(dest)) if out != dest else "."
         report.copied.setdefault(name, 0)
+        mine = []
         for run in visible(src / RUNS):
             try:
                 _check(run)
             except DamagedRunError as e:
                 raise MergeError(f"{e}; nothing merged") from None
-            if (out, run.name) in seen or (out / RUNS / run.name).is_dir():
+            there = first_of.get((out, run.name), out / RUNS / run.name)
+            if there.is_dir():
                 report.kept[name] = report.kept.get(name, 0) + 1
-                there = out / RUNS / run.name
-                if there.is_dir() and not _same_arrays(run, there):
+                if not _same_arrays(run, there):
                     report.differ.setdefault(name, []).append(run.name)
                 continue
-            seen.add((out, run.name))
-            todo.append((run, out, name))
+            first_of[(out, run.name)] = run
+            mine.append((run, out, name))
+        todo += mine
+        if mine:
+            histories[(src, out)] = _history(src)
         report.skipped_failed += len(visible(src / FAILED))
     if dry_run:
         for _, _, name in todo:
             report.copied[name] += 1
         return report
     outs = list(dict.fromkeys(out for _, out in pairs))  # distinct, in order
+    made = [d for d in dict.fromkeys([dest, *outs]) if not d.exists()]
     for out in outs:
         out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as locks:  # every lock first: all or nothing is blocked
-        for out in outs:
-            locks.enter_context(sweep_lock(out))
+        try:
+            for out in outs:
+                locks.enter_context(sweep_lock(out))
+        except SweepBusyError:
+            for d in reversed(made):  # leave no empty folders behind
+                shutil.rmtree(d, ignore_errors=True)
+            raise
         if not (dest / MANIFEST).exists():
             for src in sources:
                 if (src / MANIFEST).is_file():
-                    shutil.copy2(src / MANIFEST, dest / MANIFEST)
+                    _write_text(dest / MANIFEST, (src / MANIFEST).read_text())
                     break
         for run, out, name in todo:
             _copy(run, out / RUNS / run.name)
             report.copied[name] += 1
-        for src, out in pairs:
-            _merge_spec(src, out)
+        for (src, out), entries in histories.items():
+            if (src / "spec.json").is_file() and not (out / "spec.json").is_file():
+                _write_text(out / "spec.json", (src / "spec.json").read_text())
+            with (out / "spec_history.jsonl").open("a") as fh:
+                fh.writelines(json.dumps(e) + "\n" for e in entries)
         for out in outs:
             rebuild_index(out)
     return report
-
-
-def _merge_spec(src: Path, out: Path) -> None:
-    """Keep ``out``'s spec.json (or take the source's); append the source's history."""
-    if (src / "spec.json").is_file() and not (out / "spec.json").is_file():
-        shutil.copy2(src / "spec.json", out / "spec.json")
-    hist = src / "spec_history.jsonl"
-    if hist.is_file():
-        lines = [ln for ln in hist.read_text().splitlines() if ln.strip()]
-        with (out / "spec_history.jsonl").open("a") as fh:
-            for ln in lines:
-                entry = json.loads(ln)
-                entry = {**entry, "merged_from": str(src.resolve()), "merged": time.time()}
-                fh.write(json.dumps(entry) + "\n")
-    elif (src / "spec.json").is_file():
-        spec = read_json(src / "spec.json")
-        with (out / "spec_history.jsonl").open("a") as fh:
-            fh.write(json.dumps({"time": time.time(), "merged_from": str(src), **spec}) + "\n")
