@@ -185,7 +185,8 @@ def _correlated(c: dict) -> bool:
 
 def _cos(c: dict) -> str:
     w, b = c["within_cos"], c["between_cos"]
-    return "-" if w is None or b is None else f"{w:.2f} vs {b:.2f}"
+    # .2g: at the paper's n the cosines are ~1e-3, which two decimals show as 0.00
+    return "-" if w is None or b is None else f"{w:.2g} vs {b:.2g}"
 
 
 def draw(runs: list, out: Path) -> list[Path]:
