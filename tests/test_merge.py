@@ -91,10 +91,13 @@ def test_merge__crash_records_not_copied(parts, tmp_path):
     assert report.skipped_failed == 1 and not (tmp_path / "m" / "failed").exists()
 
 
-def _recipe(root: Path, sweep: Path, recipe: str, scale: str = "quick") -> Path:
+def _recipe(
+    root: Path, sweep: Path, recipe: str, scale: str = "quick", changes: dict | None = None
+) -> Path:
     (root / "sweeps").mkdir(parents=True)
     shutil.copytree(sweep, root / "sweeps" / "part")
-    (root / "reproduce.json").write_text(json.dumps({"recipe": recipe, "scale": scale}))
+    man = {"recipe": recipe, "scale": scale, **({"set": changes} if changes else {})}
+    (root / "reproduce.json").write_text(json.dumps(man))
     return root
 
 
@@ -108,6 +111,7 @@ def test_merge__recipe_folders_sweep_by_sweep_same_recipe_and_scale_only(parts, 
     for other, expect in [
         (_recipe(tmp_path / "r3", parts / "b", "fig5"), "not one grid"),
         (_recipe(tmp_path / "r4", parts / "b", "demo", "paper"), "not one grid"),
+        (_recipe(tmp_path / "r5", parts / "b", "demo", "quick", {"adam_eps": 1e-5}), "--set"),
         (parts / "b", "is a plain folder"),
         (tmp_path / "r1", "is a recipe folder"),  # into a plain sweep folder, below
         (tmp_path / "nothing", "no such folder"),

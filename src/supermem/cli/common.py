@@ -73,6 +73,27 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
         )
 
 
+def parse_assignment(cls, text: str, option: str = "--set") -> tuple[str, Any]:
+    """``FIELD=VALUE`` for a field of dataclass ``cls`` -> (field, value), the value parsed
+    as the field's own flag parses it (add_dataclass_flags); CLIError names the problem."""
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    known = {f.name: f for f in fields(cls)}
+    if not sep or not name:
+        raise CLIError(f"{option} {text!r}: expected FIELD=VALUE (e.g. adam_eps=1e-5)")
+    if name not in known:
+        raise CLIError(f"{option} {text!r}: unknown {cls.__name__} field {name!r}")
+    f = known[name]
+    try:
+        v = _TYPES[str(f.type)](value)
+    except argparse.ArgumentTypeError as e:
+        raise CLIError(f"{option} {text!r}: {e}") from None
+    choices = f.metadata.get("choices")
+    if choices and v not in choices:
+        raise CLIError(f"{option} {text!r}: choose {name} from {', '.join(map(str, choices))}")
+    return name, v
+
+
 def config_from_args(cls, args: argparse.Namespace):
     try:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from supermem.cli.common import CLIError, parse_int, progress_enabled
+from supermem.cli.common import CLIError, parse_assignment, parse_int, progress_enabled
 from supermem.cli.executor import add_executor_flags, open_executor, workers
 from supermem.sweeps.checks import DamagedRunError
 
@@ -45,6 +45,15 @@ def register(sub) -> None:
         "--only train_size=1800,4200 (repeatable, one field each; a value no run has is "
         "refused; a later call without it trains the rest)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="train every run of the recipe with this TrainConfig field changed, e.g. "
+        "--set adam_eps=1e-5 (repeatable; not an axis of the recipe's grid; recorded in "
+        "OUT/reproduce.json, and an OUT trained with other --set values is refused)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument(
         "--data", type=Path, help="real-network recipes: folder of the four MNIST IDX files"
@@ -76,7 +85,10 @@ def check_args(args, scales) -> None:
 
 
 def resolve(args):
-    """(recipe, specs) for the arguments, or a one-line CLIError."""
+    """(recipe, whole, specs, changes) for the arguments, or a one-line CLIError: the
+    recipe's specs at the scale with ``--set``'s changes, the part of them --specs / --only
+    select, and the changes (field -> value)."""
+    from supermem.config import ConfigError, TrainConfig
     from supermem.recipes import REAL_RECIPES, RECIPES, SCALES
 
     if args.recipe not in RECIPES:
@@ -86,7 +98,45 @@ def resolve(args):
     if args.data is not None:
         raise CLIError(f"--data is for the real-network recipes; {args.recipe} makes its data")
     recipe = RECIPES[args.recipe]
-    return recipe, select(recipe.specs(args.scale), args.specs, args.only)
+    changes: dict = {}
+    for text in args.set:
+        field, value = parse_assignment(TrainConfig, text)
+        if field in changes:
+            raise CLIError(f"--set {text!r}: {field} is set twice")
+        changes[field] = value
+    whole = recipe.specs(args.scale)
+    if changes:
+        try:
+            whole = [s.with_fixed(changes) for s in whole]
+            for s in whole:
+                s.configs()  # a value TrainConfig refuses is named here, before any write
+        except ConfigError as e:
+            raise CLIError(f"--set: {e}") from None
+    check_set(args.out, recipe.name, args.scale, changes)
+    return recipe, whole, select(whole, args.specs, args.only), changes
+
+
+def check_set(out: Path, recipe: str, scale: str, changes: dict) -> None:
+    """CLIError if OUT holds this recipe at this scale trained with other ``--set`` values
+    (its reproduce.json's ``set``): one folder, one grid."""
+    from supermem.recipes import RecipeError
+    from supermem.recipes.real import read_manifest
+
+    try:
+        man = read_manifest(out) if out.is_dir() else {}
+    except RecipeError as e:
+        raise CLIError(str(e)) from None
+    had = man.get("set", {})
+    if man.get("recipe") == recipe and man.get("scale") == scale and had != changes:
+        raise CLIError(
+            f"{out} holds {recipe} at scale {scale} trained with {show_set(had)}; "
+            "run with the same, or choose another --out"
+        )
+
+
+def show_set(changes: dict) -> str:
+    """``--set`` values as typed: "--set adam_eps=1e-05", or "no --set"."""
+    return " ".join(f"--set {k}={v}" for k, v in changes.items()) or "no --set"
 
 
 def select(specs: list, names: str | None, only: list[str]) -> list:
@@ -146,6 +196,8 @@ def run_real(args) -> int:
 
     recipe = REAL_RECIPES[args.recipe]
     check_args(args, recipe.scales)
+    if args.set:
+        raise CLIError(f"recipe {recipe.name} trains its own models, not TrainConfigs; drop --set")
     if args.workers not in (None, 1) or args.executor != "local":
         flag = "--workers" if args.workers not in (None, 1) else "--executor"
         raise CLIError(f"recipe {recipe.name} trains in one process; drop {flag}")
@@ -191,8 +243,7 @@ def run(args) -> int:
 
     if args.recipe in REAL_RECIPES:
         return run_real(args)
-    recipe, specs = resolve(args)
-    whole = recipe.specs(args.scale)  # what --specs / --only select from
+    recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
     from supermem.report.html import MANIFEST
     from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
     from supermem.sweeps.store import provenance
@@ -212,6 +263,7 @@ def run(args) -> int:
             "recipe": recipe.name,
             "scale": args.scale,
             "specs": [s.to_dict() for s in whole],
+            **({"set": changes} if changes else {}),
         }
         (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
         for s in specs:  # one Ray instance for all the recipe's sweeps

@@ -132,16 +132,12 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
             raise MergeError(f"{src} is a {kind} folder, {first[0]} a {first[1]} one: not one grid")
         elif man is not None and first[2] is not None:
             got, want = (
-                (man.get("recipe"), man.get("scale")),
-                (
-                    first[2].get("recipe"),
-                    first[2].get("scale"),
-                ),
+                (d.get("recipe"), d.get("scale"), d.get("set", {})) for d in (man, first[2])
             )
             if got != want:
                 raise MergeError(
-                    f"{src} holds recipe {got[0]} at scale {got[1]}, {first[0]} recipe "
-                    f"{want[0]} at scale {want[1]}: not one grid"
+                    f"{src} holds recipe {got[0]} at scale {got[1]}{_set(got[2])}, {first[0]} "
+                    f"recipe {want[0]} at scale {want[1]}{_set(want[2])}: not one grid"
                 )
         if kind == "recipe":
             subs = [p for p in visible(src / SWEEPS) if is_sweep_dir(p)]
@@ -149,6 +145,11 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
         else:
             pairs.append((src, dest))
     return pairs
+
+
+def _set(changes: dict) -> str:
+    """A manifest's ``set`` (reproduce --set) for a message: "" when none."""
+    return "".join(f" --set {k}={v}" for k, v in changes.items())
 
 
 def _check(run: Path) -> None:

@@ -128,6 +128,21 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "fixed": dict(self.fixed), "axes": dict(self.axes)}
 
+    def with_fixed(self, changes: dict[str, Any]) -> SweepSpec:
+        """The grid with ``changes`` (TrainConfig field -> value) fixed in every config, in
+        place of what the spec fixes; an axis of the spec is refused (select its values
+        with ``restrict`` instead)."""
+        unknown = sorted(set(changes) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s) {', '.join(unknown)}")
+        axes = sorted(set(changes) & set(self.axes))
+        if axes:
+            raise ConfigError(
+                f"{', '.join(axes)} is an axis of sweep {self.name}, not a fixed field; "
+                "select its values instead"
+            )
+        return replace(self, fixed={**self.fixed, **changes})
+
     def restrict(self, field: str, values: list[str]) -> SweepSpec | None:
         """The part of the grid whose ``field`` is one of ``values`` (strings, as typed on
         a command line: numbers compare as numbers, so 1800 matches 1800 and 1.8e3), or
