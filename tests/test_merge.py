@@ -96,7 +96,7 @@ def _recipe(
 ) -> Path:
     (root / "sweeps").mkdir(parents=True)
     shutil.copytree(sweep, root / "sweeps" / "part")
-    man = {"recipe": recipe, "scale": scale, **({"set": changes} if changes else {})}
+    man = {"recipe": recipe, "scale": scale, **({"sets": {scale: changes}} if changes else {})}
     (root / "reproduce.json").write_text(json.dumps(man))
     return root
 

@@ -88,7 +88,7 @@ def resolve(args):
     """(recipe, whole, specs, changes) for the arguments, or a one-line CLIError: the
     recipe's specs at the scale with ``--set``'s changes, the part of them --specs / --only
     select, and the changes (field -> value)."""
-    from supermem.config import ConfigError, TrainConfig
+    from supermem.config import ConfigError
     from supermem.recipes import REAL_RECIPES, RECIPES, SCALES
 
     if args.recipe not in RECIPES:
@@ -98,13 +98,8 @@ def resolve(args):
     if args.data is not None:
         raise CLIError(f"--data is for the real-network recipes; {args.recipe} makes its data")
     recipe = RECIPES[args.recipe]
-    changes: dict = {}
-    for text in args.set:
-        field, value = parse_assignment(TrainConfig, text)
-        if field in changes:
-            raise CLIError(f"--set {text!r}: {field} is set twice")
-        changes[field] = value
     whole = recipe.specs(args.scale)
+    changes = set_changes(args.set, whole)
     if changes:
         try:
             whole = [s.with_fixed(changes) for s in whole]
@@ -116,22 +111,82 @@ def resolve(args):
     return recipe, whole, select(whole, args.specs, args.only), changes
 
 
-def check_set(out: Path, recipe: str, scale: str, changes: dict) -> None:
-    """CLIError if OUT holds this recipe at this scale trained with other ``--set`` values
-    (its reproduce.json's ``set``): one folder, one grid."""
-    from supermem.recipes import RecipeError
-    from supermem.recipes.real import read_manifest
+# Fields --set does not take: a run to start from is one run's, not a grid's setting.
+NOT_SETTABLE = ("init_from",)
 
-    try:
-        man = read_manifest(out) if out.is_dir() else {}
-    except RecipeError as e:
-        raise CLIError(str(e)) from None
-    had = man.get("set", {})
-    if man.get("recipe") == recipe and man.get("scale") == scale and had != changes:
+
+def set_changes(texts: list[str], specs: list) -> dict:
+    """``--set`` values (field -> value) for the recipe's ``specs``, or a one-line CLIError:
+    a field twice, one --set does not take, or one the recipe's own sweeps differ in (its
+    variants: setting it would make them one) is refused; a value every run already has
+    changes nothing and is dropped, so such a call resumes the plain grid."""
+    from supermem.config import TrainConfig
+
+    changes: dict = {}
+    for text in texts:
+        field, value = parse_assignment(TrainConfig, text)
+        if field in changes:
+            raise CLIError(f"--set {text!r}: {field} is set twice")
+        if field in NOT_SETTABLE:
+            raise CLIError(f"--set {text!r}: {field} is set per run, not for a recipe's grid")
+        changes[field] = value
+    cfgs = [c for s in specs for c in s.configs()]
+    for field in list(changes):
+        had = {getattr(c, field) for c in cfgs}
+        if any(field in s.axes for s in specs):
+            continue  # SweepSpec.with_fixed names the axis
+        if len(had) > 1:
+            values = ", ".join(map(str, _sorted(had)))
+            raise CLIError(
+                f"--set {field}: the recipe's sweeps differ in it ({values}); it is what "
+                "they compare, not a setting to change"
+            )
+        if had == {changes[field]}:
+            del changes[field]
+    return changes
+
+
+def check_set(out: Path, recipe: str, scale: str, changes: dict) -> None:
+    """CLIError if OUT holds runs of this recipe at this scale trained with other ``--set``
+    values (reproduce.json's ``sets``, one entry per scale): one folder, one grid."""
+    man = manifest(out)
+    if man.get("recipe") != recipe:
+        return
+    had = recorded_sets(man, out).get(scale, {})
+    if had != changes and any_runs(out):
         raise CLIError(
             f"{out} holds {recipe} at scale {scale} trained with {show_set(had)}; "
             "run with the same, or choose another --out"
         )
+
+
+def manifest(out: Path) -> dict:
+    """OUT/reproduce.json ({} when there is none), or a one-line CLIError."""
+    from supermem.recipes import RecipeError
+    from supermem.recipes.real import read_manifest
+
+    try:
+        return read_manifest(out) if out.is_dir() else {}
+    except RecipeError as e:
+        raise CLIError(str(e)) from None
+
+
+def recorded_sets(man: dict, out: Path) -> dict:
+    """reproduce.json's ``--set`` values per scale ({} where none), checked."""
+    sets = man.get("sets", {})
+    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
+        raise CLIError(f"{out / 'reproduce.json'}: 'sets' is not a table of tables")
+    return sets
+
+
+def any_runs(out: Path) -> bool:
+    """Whether OUT/sweeps holds a finished run (a call that trained nothing binds nothing)."""
+    from supermem.sweeps.index import done_keys, is_sweep_dir
+
+    sweeps = out / "sweeps"
+    return sweeps.is_dir() and any(
+        is_sweep_dir(d) and done_keys(d) for d in sweeps.iterdir() if d.is_dir()
+    )
 
 
 def show_set(changes: dict) -> str:
@@ -256,16 +311,16 @@ def run(args) -> int:
         return 0
     if (old := read_manifest_recipe(args.out)) in REAL_RECIPES:
         raise CLIError(f"{args.out} holds the outputs of recipe {old!r}; choose another --out")
+    record = {"recipe": recipe.name, "scale": args.scale, "specs": [s.to_dict() for s in whole]}
+    before = manifest(args.out)  # --set values of the recipe's other scales are kept
+    sets = recorded_sets(before, args.out) if before.get("recipe") == recipe.name else {}
+    sets = {k: v for k, v in {**sets, args.scale: changes}.items() if v}
+    if sets:
+        record["sets"] = sets
     failed = 0
     with open_executor(args) as ex:  # first: a bad --address exits 2 with nothing created
         args.out.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "recipe": recipe.name,
-            "scale": args.scale,
-            "specs": [s.to_dict() for s in whole],
-            **({"set": changes} if changes else {}),
-        }
-        (args.out / MANIFEST).write_text(json.dumps({**manifest, **provenance()}, indent=2) + "\n")
+        (args.out / MANIFEST).write_text(json.dumps({**record, **provenance()}, indent=2) + "\n")
         for s in specs:  # one Ray instance for all the recipe's sweeps
             try:
                 summary = run_sweep(

@@ -132,7 +132,8 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
             raise MergeError(f"{src} is a {kind} folder, {first[0]} a {first[1]} one: not one grid")
         elif man is not None and first[2] is not None:
             got, want = (
-                (d.get("recipe"), d.get("scale"), d.get("set", {})) for d in (man, first[2])
+                (d.get("recipe"), d.get("scale"), _scale_set(d, p))
+                for d, p in ((man, src), (first[2], first[0]))
             )
             if got != want:
                 raise MergeError(
@@ -145,6 +146,15 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
         else:
             pairs.append((src, dest))
     return pairs
+
+
+def _scale_set(man: dict, where: Path) -> dict:
+    """The ``reproduce --set`` values a manifest records for its scale ({} if none)."""
+    sets = man.get("sets", {})
+    got = sets.get(man.get("scale"), {}) if isinstance(sets, dict) else None
+    if not isinstance(got, dict):
+        raise MergeError(f"{where / MANIFEST}: 'sets' is not a table of tables")
+    return got
 
 
 def _set(changes: dict) -> str:
