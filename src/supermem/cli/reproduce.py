@@ -152,10 +152,12 @@ def check_set(out: Path, recipe: str, scale: str, changes: dict) -> None:
     man = manifest(out)
     if man.get("recipe") != recipe:
         return
+    from supermem.sweeps.manifest import show_sets
+
     had = recorded_sets(man, out).get(scale, {})
     if had != changes and any_runs(out):
         raise CLIError(
-            f"{out} holds {recipe} at scale {scale} trained with {show_set(had)}; "
+            f"{out} holds {recipe} at scale {scale} trained with {show_sets(had) or 'no --set'}; "
             "run with the same, or choose another --out"
         )
 
@@ -172,11 +174,14 @@ def manifest(out: Path) -> dict:
 
 
 def recorded_sets(man: dict, out: Path) -> dict:
-    """reproduce.json's ``--set`` values per scale ({} where none), checked."""
-    sets = man.get("sets", {})
-    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
-        raise CLIError(f"{out / 'reproduce.json'}: 'sets' is not a table of tables")
-    return sets
+    """reproduce.json's ``--set`` values per scale ({} where none), or a one-line CLIError."""
+    from supermem.sweeps.manifest import ManifestError
+    from supermem.sweeps.manifest import recorded_sets as read_sets
+
+    try:
+        return read_sets(man, out)
+    except ManifestError as e:
+        raise CLIError(str(e)) from None
 
 
 def any_runs(out: Path) -> bool:
@@ -187,11 +192,6 @@ def any_runs(out: Path) -> bool:
     return sweeps.is_dir() and any(
         is_sweep_dir(d) and done_keys(d) for d in sweeps.iterdir() if d.is_dir()
     )
-
-
-def show_set(changes: dict) -> str:
-    """``--set`` values as typed: "--set adam_eps=1e-05", or "no --set"."""
-    return " ".join(f"--set {k}={v}" for k, v in changes.items()) or "no --set"
 
 
 def select(specs: list, names: str | None, only: list[str]) -> list:
@@ -299,7 +299,7 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
-    from supermem.report.html import MANIFEST
+    from supermem.sweeps.manifest import MANIFEST
     from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
     from supermem.sweeps.store import provenance
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from supermem.recipes.base import RecipeError
 from supermem.recipes.claims import Claim
-
-MANIFEST = "reproduce.json"  # the same file name `supermem reproduce` writes for sweeps
+from supermem.sweeps.manifest import MANIFEST
 
 
 def read_manifest(out: Path) -> dict:

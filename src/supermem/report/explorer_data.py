@@ -22,8 +22,8 @@ from supermem import metrics
 from supermem.config import TrainConfig
 from supermem.sweeps.checks import check_run, read_json, require
 from supermem.sweeps.index import FAILED, RUNS, done_keys, failed_keys, index_rows, is_sweep_dir
+from supermem.sweeps.manifest import MANIFEST
 
-MANIFEST = "reproduce.json"  # written by `supermem reproduce`
 # Table columns drawn from config.json and metrics.json, in order: (column, source key).
 CONFIG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("T", "train_size"),

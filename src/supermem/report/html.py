@@ -18,8 +18,8 @@ from supermem.recipes import RECIPES, Recipe, RecipeError, load_runs, spec_runs
 from supermem.recipes.claims import Claim
 from supermem.recipes.runsets import summary_rows
 from supermem.sweeps.checks import read_json
+from supermem.sweeps.manifest import MANIFEST
 
-MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
 CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.yes{color:#1a7f37}.no{color:#c62828}

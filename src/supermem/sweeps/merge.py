@@ -46,11 +46,11 @@ from supermem.sweeps.index import (
     sweep_lock,
     visible,
 )
+from supermem.sweeps.manifest import MANIFEST, ManifestError, recorded_sets, show_sets
 from supermem.sweeps.store import write_atomic
 
 __all__ = ["MergeError", "MergeReport", "merge"]
 
-MANIFEST = "reproduce.json"  # written by `supermem reproduce`: recipe, scale, specs
 SWEEPS = "sweeps"
 
 
@@ -136,10 +136,8 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
                 for d, p in ((man, src), (first[2], first[0]))
             )
             if got != want:
-                raise MergeError(
-                    f"{src} holds recipe {got[0]} at scale {got[1]}{_set(got[2])}, {first[0]} "
-                    f"recipe {want[0]} at scale {want[1]}{_set(want[2])}: not one grid"
-                )
+                msg = f"{src} holds {_grid(got)}, {first[0]} {_grid(want)}: not one grid"
+                raise MergeError(msg)
         if kind == "recipe":
             subs = [p for p in visible(src / SWEEPS) if is_sweep_dir(p)]
             pairs += [(p, dest / SWEEPS / p.name) for p in subs]
@@ -150,16 +148,16 @@ def _pairs(sources: list[Path], dest: Path) -> list[tuple[Path, Path]]:
 
 def _scale_set(man: dict, where: Path) -> dict:
     """The ``reproduce --set`` values a manifest records for its scale ({} if none)."""
-    sets = man.get("sets", {})
-    got = sets.get(man.get("scale"), {}) if isinstance(sets, dict) else None
-    if not isinstance(got, dict):
-        raise MergeError(f"{where / MANIFEST}: 'sets' is not a table of tables")
-    return got
+    try:
+        return recorded_sets(man, where).get(str(man.get("scale")), {})
+    except ManifestError as e:
+        raise MergeError(str(e)) from None
 
 
-def _set(changes: dict) -> str:
-    """A manifest's ``set`` (reproduce --set) for a message: "" when none."""
-    return "".join(f" --set {k}={v}" for k, v in changes.items())
+def _grid(grid: tuple) -> str:
+    """(recipe, scale, --set values) for a message."""
+    recipe, scale, changes = grid
+    return " ".join(filter(None, (f"recipe {recipe} at scale {scale}", show_sets(changes))))
 
 
 def _check(run: Path) -> None:
