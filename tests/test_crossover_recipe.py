@@ -49,6 +49,17 @@ def test_table__lowest_loss_over_lrs_and_the_crossover_bracket():
     assert cx.expected_T(0.99) == pytest.approx(50_000)
 
 
+def test_margins__memorising_minus_generalising_only_where_both_were_reached():
+    from supermem.report.fig_crossover import margins
+
+    runs = [Fake(50, 1e-3, 0.05, SPREAD), Fake(50, 1e-2, 0.07, SPREAD)]  # no generalising
+    for T, (mem_loss, gen_loss) in {100: (0.1, 0.5), 1000: (0.5, 0.3)}.items():
+        runs += [Fake(T, 1e-3, mem_loss, SPREAD), Fake(T, 1e-2, gen_loss, PENTAGON)]
+    got = margins(cx.table(runs))
+    assert [T for T, _ in got] == [100, 1000]
+    assert [g for _, g in got] == pytest.approx([-0.4, 0.2])  # crosses zero at the crossover
+
+
 def test_check__memorising_winners_throughout_decide_only_past_the_expected_T():
     def grid(Ts):
         return [

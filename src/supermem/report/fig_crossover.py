@@ -1,8 +1,10 @@
 """The crossover recipe's figures.
 
-- ``crossover``: final training loss against T for every learning rate, each run marked
-  by its kind (filled: generalising, open: memorising), the lowest per T ringed, the
-  crossover shaded;
+- ``crossover``: left, final training loss against T for every learning rate, each run
+  marked by its kind (filled: generalising, open: memorising), the lowest per T ringed,
+  the crossover shaded; right, the margin: the best memorising run's training loss minus
+  the best generalising one's, per T where both were reached (below zero memorising wins;
+  the crossover is where it crosses zero);
 - ``crossover_clusters``: the hidden vectors of the lowest-loss memorising run at the
   largest such T, stored points coloured by cluster (points sharing a direction).
 """
@@ -34,7 +36,7 @@ def figures(runs: list, tab: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _losses(tab: dict, out: Path) -> list[Path]:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, gap) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=(3, 2))
     lrs = sorted({lr for r in tab["rows"] for lr in r["per_lr"]})
     colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(lrs), 2)))
     for lr, col in zip(lrs, colors):
@@ -53,22 +55,44 @@ def _losses(tab: dict, out: Path) -> list[Path]:
     ax.scatter([], [], s=30, color="grey", label="generalising (filled)")
     ax.scatter([], [], s=30, facecolors="none", edgecolors="grey", label="memorising (open)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("T")
     ax.set_ylabel("final training loss")
     ax.set_title("lowest training loss per T ringed", fontsize=10)
     ax.legend(fontsize=7)
+    _margin(gap, tab)
+    fig.tight_layout()
     return save(fig, out, "crossover")
+
+
+def margins(tab: dict) -> list[tuple[int, float]]:
+    """(T, best memorising - best generalising training loss) for each T of
+    ``crossover.table`` where both kinds were reached; below zero memorising wins."""
+    return [
+        (r["T"], r["best_of_kind"]["memorising"] - r["best_of_kind"]["generalising"])
+        for r in tab["rows"]
+        if {"memorising", "generalising"} <= r["best_of_kind"].keys()
+    ]
+
+
+def _margin(ax, tab: dict) -> None:
+    pts = margins(tab)
+    ax.axhline(0, color="k", lw=0.8)
+    if pts:
+        ax.plot(*zip(*pts), "o-", color="tab:purple")
+    ax.set_xscale("log")
+    ax.set_xlabel("T")
+    ax.set_ylabel("best memorising - best generalising")
+    ax.set_title("margin (below 0: memorising wins)", fontsize=10)
 
 
 def _clusters(run, out: Path) -> list[Path]:
     H, dd = np.asarray(run.arrays["H_train"], float), np.asarray(run.arrays["data_dims"], float)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(H[:, 0], H[:, 1], s=3, color="lightgrey", zorder=1)
+    ax.scatter(H[:, 0], H[:, 1], s=3, color="lightgrey", zorder=1, rasterized=True)
     groups = cl.clusters(H, dd, cl.feature_directions(run.arrays["W"], run.arrays["feature_dims"]))
     cmap = plt.cm.tab20(np.linspace(0, 1, 20))
     for k, g in enumerate(groups):
-        ax.scatter(H[g, 0], H[g, 1], s=14, color=cmap[k % 20], zorder=2)
+        ax.scatter(H[g, 0], H[g, 1], s=14, color=cmap[k % 20], zorder=2, rasterized=True)
     sizes = [len(g) for g in groups]
     ax.set_aspect("equal")
     ax.set_title(
