@@ -49,6 +49,42 @@ def test_table__lowest_loss_over_lrs_and_the_crossover_bracket():
     assert cx.expected_T(0.99) == pytest.approx(50_000)
 
 
+def _with_weights(run, W, b, X=None):
+    run.arrays |= {"W": W, "b": b}
+    run.X_train = X
+    return run
+
+
+def test_table__a_generalising_solution_of_a_smaller_T_counts_on_this_T_s_data():
+    from supermem.toy.losses import reconstruction_loss
+
+    rng = np.random.default_rng(0)
+    n = 25
+    X = sp.random(400, n, density=0.2, random_state=1, format="csr", data_rvs=rng.random)
+    W, b = rng.normal(size=(2, n)) * 0.1, np.zeros(n)
+    here = reconstruction_loss(W, b, X)  # the donor's loss on T = 400's training set
+    for gap, winner in [(+0.01, "generalising"), (-0.01, "memorising")]:
+        runs = [
+            _with_weights(Fake(100, 1e-3, 0.3, PENTAGON), W, b),
+            _with_weights(Fake(100, 1e-2, 0.2, SPREAD), W * 2, b),  # memorising: not carried
+            _with_weights(Fake(400, 1e-2, here + gap, SPREAD), W, b, X),
+        ]
+        t = cx.table(runs)
+        row = t["rows"][1]
+        assert row["carried"] == {"T": 100, "lr": 1e-3, "train_loss": pytest.approx(here)}
+        assert row["best_kind"] == winner and row["carried_won"] == (winner == "generalising")
+        assert row["best_loss"] == pytest.approx(min(here, here + gap))
+        assert row["best_of_kind"]["generalising"] == pytest.approx(here)
+        assert t["crossover"] == (400 if gap > 0 else None)
+        measured = cx.check(runs)[0].measured
+        assert ("carried from T=100 lr 0.001" in measured) == (gap > 0)
+        assert "T=400: " + winner[:3] in measured and "1 of 2 rates trained" in measured
+    # runs saved without weights or data (Fake): nothing is carried
+    assert cx.table([Fake(100, 1e-3, 0.3, PENTAGON), Fake(400, 1e-3, 0.9, SPREAD)])["rows"][1][
+        "carried"
+    ] is None
+
+
 def test_margins__memorising_minus_generalising_only_where_both_were_reached():
     from supermem.report.fig_crossover import margins
 

@@ -17,6 +17,14 @@ left out) and its kind:
 
 The crossover is the smallest T from which on the lowest-loss solution generalises,
 with the grid point before it as its uncertainty (their geometric middle reported).
+
+A generalising solution trained at a smaller T is a solution at this T too: each T's
+row also holds the best training loss, on this T's own training set, of the generalising
+runs of the nearest smaller T that has any (``carried``; float64, ``exact_loss``). It is
+an upper bound on what the generalising solution reaches here, and it counts among the
+candidates: when it is below every run trained at this T, the row's winner is
+generalising, marked as carried. This decides a T whose slow rates were not run (a part
+of the grid, ``--only lr=...``) and guards against a slow rate stopping short at large T.
 """
 
 from __future__ import annotations
@@ -80,19 +88,23 @@ def table(runs: list) -> dict[str, Any]:
             continue
         best = min(per, key=lambda lr: per[lr]["train_loss"])
         win = next(r for r in rs if r.status == "ok" and float(r.config["lr"]) == best)
+        carried = _carried(runs, int(T), win)
+        loss = per[best]["train_loss"]
+        beaten = carried is not None and carried["train_loss"] < loss
+        if carried is not None and beaten:
+            loss = carried["train_loss"]
         rows.append(
             {
                 "T": int(T),
                 "per_lr": per,
-                "best_lr": best,
-                "best_kind": per[best]["kind"],
-                "best_loss": per[best]["train_loss"],
+                "best_lr": None if beaten else best,
+                "best_kind": "generalising" if beaten else per[best]["kind"],
+                "best_loss": loss,
+                "carried": carried,
+                "carried_won": beaten,
                 "clusters": _clusters(win),
                 "kinds_reached": sorted({v["kind"] for v in per.values()}),
-                "best_of_kind": {
-                    k: min(v["train_loss"] for v in per.values() if v["kind"] == k)
-                    for k in {v["kind"] for v in per.values()}
-                },
+                "best_of_kind": _best_of_kind(per, carried),
             }
         )
     Ts = [r["T"] for r in rows]
@@ -101,6 +113,57 @@ def table(runs: list) -> dict[str, Any]:
     at = math.sqrt(cross * before) if cross is not None and before is not None else None
     S = runs[0].config["sparsity"] if runs else PAPER_S
     return {"rows": rows, "crossover": cross, "before": before, "at": at, "S": S}
+
+
+def _best_of_kind(per: dict, carried: dict | None) -> dict[str, float]:
+    """Lowest training loss per kind over the runs trained at one T and the carried
+    generalising solution."""
+    out: dict[str, float] = {}
+    for v in per.values():
+        out[v["kind"]] = min(out.get(v["kind"], math.inf), v["train_loss"])
+    if carried is not None:
+        out["generalising"] = min(out.get("generalising", math.inf), carried["train_loss"])
+    return out
+
+
+def _carried(runs: list, T: int, here) -> dict[str, Any] | None:
+    """The best training loss on ``here``'s training set (T points) of the generalising runs
+    at the nearest smaller T that has any: {"T", "lr", "train_loss"}, or None (none, or the
+    runs carry no weights or data)."""
+    X = getattr(here, "X_train", None)
+    smaller = sorted(
+        {int(r.config["train_size"]) for r in runs if r.config["train_size"] < T}, reverse=True
+    )
+    for t in smaller:
+        gen = [
+            r
+            for r in runs
+            if r.config["train_size"] == t and r.status == "ok" and kind(r) == "generalising"
+        ]
+        if not gen:
+            continue
+        if X is None or any("W" not in r.arrays for r in gen):
+            return None
+        loss = {float(r.config["lr"]): _loss_on(r, here) for r in gen}
+        lr = min(loss, key=loss.__getitem__)
+        return {"T": t, "lr": lr, "train_loss": loss[lr]}
+    return None
+
+
+_ON: dict[tuple[str, str], float] = {}  # (donor run dir, data's run dir) -> loss
+
+
+def _loss_on(donor, here) -> float:
+    """Tied-model loss of ``donor``'s W, b on ``here``'s training set (float64), cached by
+    the two run dirs (a T = 10^6 set costs seconds; table() is called once per output)."""
+    from supermem.toy.losses import reconstruction_loss
+
+    if not (hasattr(donor, "path") and hasattr(here, "path")):
+        return reconstruction_loss(donor.arrays["W"], donor.arrays["b"], here.X_train)
+    key = (str(donor.path), str(here.path))
+    if key not in _ON:
+        _ON[key] = reconstruction_loss(donor.arrays["W"], donor.arrays["b"], here.X_train)
+    return _ON[key]
 
 
 def _clusters(run) -> dict[str, Any]:
@@ -115,7 +178,8 @@ def check(runs: list) -> list[Claim]:
     t = table(runs)
     rows = t["rows"]
     exp = expected_T(t["S"])
-    win = ", ".join(f"T={r['T']}: {r['best_kind'][:3]} (lr {r['best_lr']:g})" for r in rows)
+    n_lr = len({lr for r in rows for lr in r["per_lr"]})
+    win = ", ".join(f"T={r['T']}: {r['best_kind'][:3]} ({_how(r, n_lr)})" for r in rows)
     if t["crossover"] is None:
         top = max(r["T"] for r in rows) if rows else 0
         measured = f"no crossover up to T = {top:,} (winners: {win})"
@@ -176,6 +240,19 @@ def check(runs: list) -> list[Claim]:
     return out
 
 
+def _how(row: dict, n_lr: int) -> str:
+    """How a row's winner was found: its lr, or the carried solution; rates left out."""
+    c = row["carried"]
+    how = (
+        f"lr {row['best_lr']:g}"
+        if not row["carried_won"]
+        else f"carried from T={c['T']} lr {c['lr']:g}, {c['train_loss']:.5f} here"
+    )
+    if len(row["per_lr"]) < n_lr:
+        how += f"; {len(row['per_lr'])} of {n_lr} rates trained"
+    return how
+
+
 def _correlated(c: dict) -> bool:
     """Whether a run's clusters hold correlated points: within-cluster data cosine at
     least CORRELATED times the between-cluster one (False without the data)."""
@@ -201,7 +278,7 @@ def rows(runs: list) -> list[dict]:
             "T": r["T"],
             "lowest training loss": r["best_loss"],
             "its kind": r["best_kind"],
-            "its lr": r["best_lr"],
+            "its lr": r["best_lr"] if not r["carried_won"] else f"from T={r['carried']['T']}",
             "best memorising": r["best_of_kind"].get("memorising"),
             "best generalising": r["best_of_kind"].get("generalising"),
             "stored points / clusters": f"{r['clusters']['stored']} / {r['clusters']['clusters']}",

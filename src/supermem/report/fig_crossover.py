@@ -2,9 +2,11 @@
 
 - ``crossover``: left, final training loss against T for every learning rate, each run
   marked by its kind (filled: generalising, open: memorising), the lowest per T ringed,
-  the crossover shaded; right, the margin: the best memorising run's training loss minus
-  the best generalising one's, per T where both were reached (below zero memorising wins;
-  the crossover is where it crosses zero);
+  the crossover shaded, and (grey diamonds) the loss on each T's training set of the
+  best generalising run of the T before (``crossover.table``'s ``carried``); right, the
+  margin: the best memorising training loss minus the best generalising one (trained or
+  carried), per T where both exist (below zero memorising wins; the crossover is where
+  it crosses zero);
 - ``crossover_clusters``: the hidden vectors of the lowest-loss memorising run at the
   largest such T, stored points coloured by cluster (points sharing a direction).
 """
@@ -46,6 +48,16 @@ def _losses(tab: dict, out: Path) -> list[Path]:
             gen = v["kind"] == "generalising"
             ax.scatter(T, v["train_loss"], s=30, color=col, facecolors=col if gen else "none")
         ax.plot([], [], "-", color=col, label=f"lr {lr:g}")
+    carried = [(r["T"], r["carried"]["train_loss"]) for r in tab["rows"] if r.get("carried")]
+    if carried:
+        ax.scatter(
+            *zip(*carried),
+            s=30,
+            marker="D",
+            color="grey",
+            zorder=3,
+            label="generalising run of the T before, on this T's data",
+        )
     for r in tab["rows"]:
         ax.scatter(r["T"], r["best_loss"], s=140, facecolors="none", edgecolors="k", lw=1.2)
     if tab["crossover"] is not None and tab["before"] is not None:
