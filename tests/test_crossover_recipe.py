@@ -80,9 +80,8 @@ def test_table__a_generalising_solution_of_a_smaller_T_counts_on_this_T_s_data()
         assert ("carried from T=100 lr 0.001" in measured) == (gap > 0)
         assert "T=400: " + winner[:3] in measured and "1 of 2 rates trained" in measured
     # runs saved without weights or data (Fake): nothing is carried
-    assert cx.table([Fake(100, 1e-3, 0.3, PENTAGON), Fake(400, 1e-3, 0.9, SPREAD)])["rows"][1][
-        "carried"
-    ] is None
+    bare = cx.table([Fake(100, 1e-3, 0.3, PENTAGON), Fake(400, 1e-3, 0.9, SPREAD)])
+    assert bare["rows"][1]["carried"] is None
 
 
 def test_margins__memorising_minus_generalising_only_where_both_were_reached():
