@@ -89,10 +89,8 @@ def table(runs: list) -> dict[str, Any]:
         best = min(per, key=lambda lr: per[lr]["train_loss"])
         win = next(r for r in rs if r.status == "ok" and float(r.config["lr"]) == best)
         carried = _carried(runs, int(T), win)
-        loss = per[best]["train_loss"]
-        beaten = carried is not None and carried["train_loss"] < loss
-        if carried is not None and beaten:
-            loss = carried["train_loss"]
+        loss = min(per[best]["train_loss"], carried["train_loss"] if carried else math.inf)
+        beaten = loss < per[best]["train_loss"]
         rows.append(
             {
                 "T": int(T),
@@ -158,7 +156,7 @@ def _loss_on(donor, here) -> float:
     the two run dirs (a T = 10^6 set costs seconds; table() is called once per output)."""
     from supermem.toy.losses import reconstruction_loss
 
-    if not (hasattr(donor, "path") and hasattr(here, "path")):
+    if not (hasattr(donor, "path") and hasattr(here, "path")):  # not loaded from a folder
         return reconstruction_loss(donor.arrays["W"], donor.arrays["b"], here.X_train)
     key = (str(donor.path), str(here.path))
     if key not in _ON:
