@@ -258,3 +258,34 @@ def test_a_sweep_start_puts_back_a_checkpoint_caught_between_renames(
     remove_partial(tmp_path)  # what a sweep does first
     assert ckpt.info(partial, list(cfgs)).step == 100
     assert [p.name for p in (tmp_path / PARTIAL).iterdir()] == [partial.name]
+
+
+def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
+    tmp_path, monkeypatch, stop_after_checkpoint
+):
+    from supermem.sweeps.spec import OVERHEAD_S, SweepSpec, plan
+
+    monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
+    fixed = {
+        k: v for k, v in make_config(steps=400, engine="fast").to_dict().items() if k != "seed"
+    }
+    spec = SweepSpec("t", fixed, {"seed": [0, 1]})
+    cfgs = tuple(spec.configs())
+    fresh = plan(spec, tmp_path)
+    stop_after_checkpoint(300)
+    with pytest.raises(Stop):
+        run_group(Job(cfgs, str(tmp_path)))
+    before = sorted(p.name for p in (tmp_path / PARTIAL).iterdir())
+    p = plan(spec, tmp_path)
+    assert (p.todo, p.resuming) == (2, 2) and "2 resuming from checkpoints" in str(p)
+    spent = fresh.seconds - 2 * OVERHEAD_S  # a run's fixed overhead is paid again
+    assert p.seconds - 2 * OVERHEAD_S == pytest.approx(spent * (1 - 300 / 400))
+    # a stop between the checkpoint's two renames: still found, and nothing is moved back
+    partial = tmp_path / PARTIAL / config_key(cfgs[0])
+    partial.rename(partial.with_name(f".{partial.name}.old-x"))
+    moved = sorted(p.name for p in (tmp_path / PARTIAL).iterdir())
+    assert plan(spec, tmp_path).resuming == 2
+    assert sorted(p.name for p in (tmp_path / PARTIAL).iterdir()) == moved != before
+    # another grouping (a spec of one of the two configs): the sweep discards it, so none
+    one = SweepSpec("t", fixed, {"seed": [0]})
+    assert plan(one, tmp_path).resuming == 0

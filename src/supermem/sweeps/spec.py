@@ -16,6 +16,7 @@ in ``sweeps.index``; where the training happens is in ``executors``. Semantics:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ from supermem.sweeps.executors import (
 )
 from supermem.sweeps.executors import write_failure as _write_failure
 from supermem.sweeps.index import (
+    PARTIAL,
     RUNS,
     SweepBusyError,
     config_key,
@@ -55,6 +57,7 @@ from supermem.sweeps.index import (
     upsert,
     write_spec,
 )
+from supermem.toy import checkpoint
 from supermem.toy.engines import cost as engine_cost
 from supermem.toy.engines.cuda import hidden_lanes
 from supermem.toy.memory import expected_nnz
@@ -307,6 +310,7 @@ class SweepPlan:
     workers: int = 1
     damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
     from_siblings: bool = False  # calibrated on the other sweeps' runs (none of its own)
+    resuming: int = 0  # of todo, runs a checkpoint in OUT/partial/ takes part of the way
 
     @property
     def wall_seconds(self) -> float:
@@ -327,6 +331,7 @@ class SweepPlan:
         if self.from_siblings:
             how += " of the other sweeps, same engine"
         bad = f", {self.damaged} damaged" if self.damaged else ""
+        bad += f", {self.resuming} resuming from checkpoints" if self.resuming else ""
         return (
             f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried{bad}); "
             f"estimated {_hms(est)} with {self.workers} worker(s) (cost model {how})"
@@ -354,12 +359,39 @@ def plan(
         from_siblings = n_cal > 0
     else:
         from_siblings = False
-    secs = sum(run_seconds(cfg, c) for cfg in todo)
+    resume = resumed_steps(out, todo)
+    secs = sum(
+        OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * (1 - resume.get(k, 0) / cfg.steps)
+        for k, cfg in zip(map(config_key, todo), todo)
+    )
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
     return SweepPlan(
-        len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad, from_siblings
-    )
+        len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad,
+        from_siblings, len(resume),
+    )  # fmt: skip
+
+
+def resumed_steps(out: Path, cfgs: list[TrainConfig]) -> dict[str, int]:
+    """Steps already trained, by config key, of those of ``cfgs`` whose group left a
+    checkpoint in ``OUT/partial/`` (a sweep resumes it there: ``executors.run_group``).
+    Reads only; a checkpoint of configs not all in ``cfgs`` (another grouping, which the
+    sweep would discard) counts for none."""
+    keys = {json.dumps(c.to_dict(), sort_keys=True): config_key(c) for c in cfgs}
+    steps: dict[str, int] = {}
+    part = out / PARTIAL
+    names = {  # a checkpoint caught between its renames is only a hidden .<key>.old-* dir
+        d.name[1:].rsplit(".old-", 1)[0] if d.name.startswith(".") else d.name
+        for d in (part.iterdir() if part.is_dir() else [])
+        if not d.name.startswith(".") or ".old-" in d.name
+    }
+    for name in sorted(names):
+        got = checkpoint.peek(part / name)
+        if got is not None:
+            mine = [keys.get(json.dumps(c, sort_keys=True)) for c in got[1]]
+            if mine and None not in mine:
+                steps.update(dict.fromkeys(mine, got[0]))  # type: ignore[arg-type]
+    return steps
 
 
 def _hms(s: float) -> str:

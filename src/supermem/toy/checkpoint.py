@@ -148,6 +148,22 @@ def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
     return None if meta is None else Info(int(meta["step"]), _commits(meta), meta["engine"])
 
 
+def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
+    """(step, config dicts) of the checkpoint in ``path``, for plans: reads only (no
+    ``recover``; a checkpoint caught between renames is read from its ``.old-*``
+    sibling), checks nothing; None if there is none or it is unreadable."""
+    path = Path(path)
+    found = [path] if _complete(path) else []
+    found += sorted(d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d))
+    for d in found[:1]:
+        try:
+            meta = json.loads((d / META).read_text())
+            return int(meta["step"]), list(meta["configs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
 def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
     """The checkpoint in ``path``; None if there is none. ConfigError if it belongs to
     other configs (the caller decides whether to refuse or start afresh)."""
