@@ -85,14 +85,21 @@ def test_table__a_generalising_solution_of_a_smaller_T_counts_on_this_T_s_data()
 
 
 def test_margins__memorising_minus_generalising_only_where_both_were_reached():
-    from supermem.report.fig_crossover import margins
-
     runs = [Fake(50, 1e-3, 0.05, SPREAD), Fake(50, 1e-2, 0.07, SPREAD)]  # no generalising
     for T, (mem_loss, gen_loss) in {100: (0.1, 0.5), 1000: (0.5, 0.3)}.items():
         runs += [Fake(T, 1e-3, mem_loss, SPREAD), Fake(T, 1e-2, gen_loss, PENTAGON)]
-    got = margins(cx.table(runs))
+    t = cx.table(runs)
+    got = cx.margins(t)
     assert [T for T, _ in got] == [100, 1000]
     assert [g for _, g in got] == pytest.approx([-0.4, 0.2])  # crosses zero at the crossover
+    # zero crossing, linear in log T: a third of the way from -0.4 to 0.2 over 100..1000
+    assert t["at_margin"] == pytest.approx(100 * 10 ** (0.4 / 0.6))
+    assert "margin zero at ~464" in cx.check(runs)[0].measured
+    # a bracket whose lower end reached no generalising solution: no interpolation
+    low = [Fake(100, 1e-3, 0.1, SPREAD), *runs[-2:]]
+    t = cx.table(low)
+    assert (t["before"], t["crossover"], t["at_margin"]) == (100, 1000, None)
+    assert "margin zero" not in cx.check(low)[0].measured
 
 
 def test_check__memorising_winners_throughout_decide_only_past_the_expected_T():

@@ -17,6 +17,9 @@ left out) and its kind:
 
 The crossover is the smallest T from which on the lowest-loss solution generalises,
 with the grid point before it as its uncertainty (their geometric middle reported).
+Each T's *margin* is the best memorising minus the best generalising training loss
+(where both kinds were reached); where it is known at both ends of the bracket, the
+crossover is also placed where it crosses zero, linear in log T (``at_margin``).
 
 A generalising solution trained at a smaller T is a solution at this T too: each T's
 row also holds the best training loss, on this T's own training set, of the generalising
@@ -102,15 +105,32 @@ def table(runs: list) -> dict[str, Any]:
                 "carried_won": beaten,
                 "clusters": _clusters(win),
                 "kinds_reached": sorted({v["kind"] for v in per.values()}),
-                "best_of_kind": _best_of_kind(per, carried),
+                "best_of_kind": (bk := _best_of_kind(per, carried)),
+                "margin": bk["memorising"] - bk["generalising"] if len(bk) == 2 else None,
             }
         )
     Ts = [r["T"] for r in rows]
     cross = first_from_which(Ts, [r["best_kind"] == "generalising" for r in rows])
     before = Ts[Ts.index(cross) - 1] if cross is not None and Ts.index(cross) > 0 else None
     at = math.sqrt(cross * before) if cross is not None and before is not None else None
+    at_margin = None
+    if at is not None:
+        (t0, g0), (t1, g1) = (
+            (r["T"], r["margin"]) for r in rows if r["T"] in (before, cross)
+        )  # fmt: skip
+        if g0 is not None and g1 is not None and g0 < 0 <= g1:
+            at_margin = t0 * (t1 / t0) ** (-g0 / (g1 - g0))
     S = runs[0].config["sparsity"] if runs else PAPER_S
-    return {"rows": rows, "crossover": cross, "before": before, "at": at, "S": S}
+    return {
+        "rows": rows, "crossover": cross, "before": before, "at": at, "at_margin": at_margin,
+        "S": S,
+    }  # fmt: skip
+
+
+def margins(tab: dict) -> list[tuple[int, float]]:
+    """(T, margin) for each T of ``table`` where both kinds were reached: the best
+    memorising minus the best generalising training loss; below zero memorising wins."""
+    return [(r["T"], r["margin"]) for r in tab["rows"] if r["margin"] is not None]
 
 
 def _best_of_kind(per: dict, carried: dict | None) -> dict[str, float]:
@@ -191,7 +211,9 @@ def check(runs: list) -> list[Claim]:
         lo = t["before"] or t["crossover"]
         measured = (
             f"crossover between T = {lo} and {t['crossover']}"
-            + (f" (~{t['at']:.3g})" if t["at"] else "")
+            + (f" (~{t['at']:.3g}" if t["at"] else "")
+            + (f"; margin zero at ~{t['at_margin']:.3g}" if t["at_margin"] else "")
+            + (")" if t["at"] else "")
             + f"; winners: {win}"
         )
         holds = lo / T_TOL <= exp <= t["crossover"] * T_TOL

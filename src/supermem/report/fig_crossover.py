@@ -6,7 +6,7 @@
   best generalising run of the T before (``crossover.table``'s ``carried``); right, the
   margin: the best memorising training loss minus the best generalising one (trained or
   carried), per T where both exist (below zero memorising wins; the crossover is where
-  it crosses zero);
+  it crosses zero, dotted where ``table``'s ``at_margin`` puts it);
 - ``crossover_clusters``: the hidden vectors of the lowest-loss memorising run at the
   largest such T, stored points coloured by cluster (points sharing a direction).
 """
@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from supermem.recipes import clusters as cl
+from supermem.recipes import crossover as cx
 from supermem.report.plots import save
 
 
@@ -76,21 +77,17 @@ def _losses(tab: dict, out: Path) -> list[Path]:
     return save(fig, out, "crossover")
 
 
-def margins(tab: dict) -> list[tuple[int, float]]:
-    """(T, best memorising - best generalising training loss) for each T of
-    ``crossover.table`` where both kinds were reached; below zero memorising wins."""
-    return [
-        (r["T"], r["best_of_kind"]["memorising"] - r["best_of_kind"]["generalising"])
-        for r in tab["rows"]
-        if {"memorising", "generalising"} <= r["best_of_kind"].keys()
-    ]
-
-
 def _margin(ax, tab: dict) -> None:
-    pts = margins(tab)
+    pts = cx.margins(tab)
     ax.axhline(0, color="k", lw=0.8)
     if pts:
         ax.plot(*zip(*pts), "o-", color="tab:purple")
+    if tab.get("at_margin"):
+        ax.axvline(tab["at_margin"], color="tab:purple", ls=":", lw=1)
+        ax.annotate(
+            f"zero at ~{tab['at_margin']:.2g}", (tab["at_margin"], 0), xytext=(-4, 6),
+            textcoords="offset points", ha="right", fontsize=8, color="tab:purple",
+        )  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("T")
     ax.set_ylabel("best memorising - best generalising")
