@@ -286,6 +286,8 @@ def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     moved = sorted(p.name for p in (tmp_path / PARTIAL).iterdir())
     assert plan(spec, tmp_path).resuming == 2
     assert sorted(p.name for p in (tmp_path / PARTIAL).iterdir()) == moved != before
-    # another grouping (a spec of one of the two configs): the sweep discards it, so none
-    one = SweepSpec("t", fixed, {"seed": [0]})
-    assert plan(one, tmp_path).resuming == 0
+    # other groupings, whose sweep discards the checkpoint, count it for none: a spec of
+    # one of the two configs, one with a third (its group grows), one config per group
+    for s in ([0], [0, 1, 2]):
+        assert plan(SweepSpec("t", fixed, {"seed": s}), tmp_path).resuming == 0
+    assert plan(spec, tmp_path, batch=False).resuming == 0

@@ -92,7 +92,7 @@ def test_margins__memorising_minus_generalising_only_where_both_were_reached():
     got = cx.margins(t)
     assert [T for T, _ in got] == [100, 1000]
     assert [g for _, g in got] == pytest.approx([-0.4, 0.2])  # crosses zero at the crossover
-    # zero crossing, linear in log T: a third of the way from -0.4 to 0.2 over 100..1000
+    # zero crossing, linear in log T: two thirds of the way from -0.4 to 0.2 over 100..1000
     assert t["at_margin"] == pytest.approx(100 * 10 ** (0.4 / 0.6))
     assert "margin zero at ~464" in cx.check(runs)[0].measured
     # a bracket whose lower end reached no generalising solution: no interpolation

@@ -64,7 +64,7 @@ def run(args) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:
-        print(plan(spec, args.out, workers=k))
+        print(plan(spec, args.out, workers=k, batch=not args.no_batch))
         return 0
     try:
         with open_executor(args) as executor:

@@ -118,7 +118,7 @@ def table(runs: list) -> dict[str, Any]:
         (t0, g0), (t1, g1) = (
             (r["T"], r["margin"]) for r in rows if r["T"] in (before, cross)
         )  # fmt: skip
-        if g0 is not None and g1 is not None and g0 < 0 <= g1:
+        if g0 is not None and g1 is not None and g0 <= 0 <= g1 and g1 > g0:
             at_margin = t0 * (t1 / t0) ** (-g0 / (g1 - g0))
     S = runs[0].config["sparsity"] if runs else PAPER_S
     return {

@@ -16,7 +16,6 @@ in ``sweeps.index``; where the training happens is in ``executors``. Semantics:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 import time
@@ -339,9 +338,14 @@ class SweepPlan:
 
 
 def plan(
-    spec: SweepSpec, out: str | os.PathLike, workers: int = 1, siblings: tuple[Path, ...] = ()
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    workers: int = 1,
+    siblings: tuple[Path, ...] = (),
+    batch: bool = True,
 ) -> SweepPlan:
     """Count done / to-do runs and estimate time. Reads only; creates nothing.
+    ``batch``: as ``run_sweep``'s (which groups resume from checkpoints).
 
     The cost model is calibrated on ``out``'s finished runs; a sweep with none yet is
     calibrated on the runs in ``siblings`` (other sweep dirs, e.g. a recipe's) of the
@@ -359,7 +363,7 @@ def plan(
         from_siblings = n_cal > 0
     else:
         from_siblings = False
-    resume = resumed_steps(out, todo)
+    resume = resumed_steps(out, todo, batch)
     secs = sum(
         OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * (1 - resume.get(k, 0) / cfg.steps)
         for k, cfg in zip(map(config_key, todo), todo)
@@ -372,25 +376,16 @@ def plan(
     )  # fmt: skip
 
 
-def resumed_steps(out: Path, cfgs: list[TrainConfig]) -> dict[str, int]:
-    """Steps already trained, by config key, of those of ``cfgs`` whose group left a
-    checkpoint in ``OUT/partial/`` (a sweep resumes it there: ``executors.run_group``).
-    Reads only; a checkpoint of configs not all in ``cfgs`` (another grouping, which the
-    sweep would discard) counts for none."""
-    keys = {json.dumps(c.to_dict(), sort_keys=True): config_key(c) for c in cfgs}
+def resumed_steps(out: Path, cfgs: list[TrainConfig], batch: bool = True) -> dict[str, int]:
+    """Steps already trained, by config key, of those of ``cfgs`` (a sweep's to-do list)
+    whose group left a checkpoint in ``OUT/partial/``: the groups ``run_sweep`` would form
+    (``groups(cfgs, batch)``), each resumed only from a checkpoint of exactly its configs
+    (``executors.run_group`` discards any other). Reads only."""
     steps: dict[str, int] = {}
-    part = out / PARTIAL
-    names = {  # a checkpoint caught between its renames is only a hidden .<key>.old-* dir
-        d.name[1:].rsplit(".old-", 1)[0] if d.name.startswith(".") else d.name
-        for d in (part.iterdir() if part.is_dir() else [])
-        if not d.name.startswith(".") or ".old-" in d.name
-    }
-    for name in sorted(names):
-        got = checkpoint.peek(part / name)
-        if got is not None:
-            mine = [keys.get(json.dumps(c, sort_keys=True)) for c in got[1]]
-            if mine and None not in mine:
-                steps.update(dict.fromkeys(mine, got[0]))  # type: ignore[arg-type]
+    for g in groups(cfgs, batch):
+        got = checkpoint.peek(out / PARTIAL / config_key(g[0]))
+        if got is not None and got[1] == [c.to_dict() for c in g]:
+            steps.update(dict.fromkeys(map(config_key, g), got[0]))
     return steps
 
 

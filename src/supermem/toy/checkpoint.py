@@ -150,18 +150,25 @@ def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
 
 def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
     """(step, config dicts) of the checkpoint in ``path``, for plans: reads only (no
-    ``recover``; a checkpoint caught between renames is read from its ``.old-*``
-    sibling), checks nothing; None if there is none or it is unreadable."""
+    ``recover``: a checkpoint caught between its renames is read from its newest
+    ``.old-*`` sibling, which ``recover`` would put back); None if there is none, it is
+    unreadable or of another format version."""
     path = Path(path)
-    found = [path] if _complete(path) else []
-    found += sorted(d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d))
-    for d in found[:1]:
-        try:
-            meta = json.loads((d / META).read_text())
-            return int(meta["step"]), list(meta["configs"])
-        except (OSError, ValueError, KeyError, TypeError):
+    olds = [d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d)]
+    found = (
+        path
+        if _complete(path)
+        else max(olds, key=lambda d: (d / META).stat().st_mtime, default=None)
+    )
+    if found is None:
+        return None
+    try:
+        meta = json.loads((found / META).read_text())
+        if meta.get("version") != VERSION:
             return None
-    return None
+        return int(meta["step"]), list(meta["configs"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
