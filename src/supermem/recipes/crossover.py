@@ -114,12 +114,11 @@ def table(runs: list) -> dict[str, Any]:
     before = Ts[Ts.index(cross) - 1] if cross is not None and Ts.index(cross) > 0 else None
     at = math.sqrt(cross * before) if cross is not None and before is not None else None
     at_margin = None
-    if at is not None:
-        (t0, g0), (t1, g1) = (
-            (r["T"], r["margin"]) for r in rows if r["T"] in (before, cross)
-        )  # fmt: skip
-        if g0 is not None and g1 is not None and g0 <= 0 <= g1 and g1 > g0:
-            at_margin = t0 * (t1 / t0) ** (-g0 / (g1 - g0))
+    if at is not None:  # the winners make margin(before) <= 0 <= margin(cross)
+        g = {r["T"]: r["margin"] for r in rows}
+        g0, g1 = g[before], g[cross]
+        if g0 is not None and g1 is not None and g1 > g0:
+            at_margin = before * (cross / before) ** (-g0 / (g1 - g0))
     S = runs[0].config["sparsity"] if runs else PAPER_S
     return {
         "rows": rows, "crossover": cross, "before": before, "at": at, "at_margin": at_margin,
@@ -209,11 +208,11 @@ def check(runs: list) -> list[Claim]:
             measured += f"; not decided: the grid so far ends below ~{exp * T_TOL:,.0f}"
     else:
         lo = t["before"] or t["crossover"]
+        where = [f"~{t['at']:.3g}"] if t["at"] else []
+        where += [f"margin zero at ~{t['at_margin']:.3g}"] if t["at_margin"] else []
         measured = (
             f"crossover between T = {lo} and {t['crossover']}"
-            + (f" (~{t['at']:.3g}" if t["at"] else "")
-            + (f"; margin zero at ~{t['at_margin']:.3g}" if t["at_margin"] else "")
-            + (")" if t["at"] else "")
+            + (f" ({'; '.join(where)})" if where else "")
             + f"; winners: {win}"
         )
         holds = lo / T_TOL <= exp <= t["crossover"] * T_TOL

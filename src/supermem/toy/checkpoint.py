@@ -119,9 +119,15 @@ def recover(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.exists():
         return
+    old = _newest_old(path)
+    if old is not None:
+        os.rename(old, path)
+
+
+def _newest_old(path: Path) -> Path | None:
+    """The newest complete ``.old-*`` sibling of ``path`` (what ``save`` renamed aside)."""
     olds = [d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d)]
-    if olds:
-        os.rename(max(olds, key=lambda d: (d / META).stat().st_mtime), path)
+    return max(olds, key=lambda d: (d / META).stat().st_mtime, default=None)
 
 
 def _meta(path: Path, cfgs: list[TrainConfig]) -> dict | None:
@@ -154,12 +160,7 @@ def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
     ``.old-*`` sibling, which ``recover`` would put back); None if there is none, it is
     unreadable or of another format version."""
     path = Path(path)
-    olds = [d for d in path.parent.glob(f".{path.name}.old-*") if _complete(d)]
-    found = (
-        path
-        if _complete(path)
-        else max(olds, key=lambda d: (d / META).stat().st_mtime, default=None)
-    )
+    found = path if _complete(path) else _newest_old(path)
     if found is None:
         return None
     try:
