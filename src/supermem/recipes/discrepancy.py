@@ -74,6 +74,10 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         "2x the steps (and warm-up)",
         lambda s: {"steps": 2 * s.steps, "warmup": 2 * s.warmup},
     ),
+    "steps-x0.2": (
+        "a fifth of the steps (and warm-up)",
+        lambda s: {"steps": s.steps // 5, "warmup": s.warmup // 5},
+    ),
     "float64": (
         "float64 (reference engine), at the middle T of the grid only",
         {"dtype": "float64", "engine": "reference"},
