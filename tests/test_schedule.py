@@ -37,3 +37,50 @@ def test_snapshot_steps_log_spaced_with_ends():
     for k in (1, 2, 3, 5):  # never more than k
         s = snapshot_steps(100, k)
         assert len(s) <= k and (k < 2 or (s[0] == 0 and s[-1] == 100))
+
+
+def test_lr_at__cosine_is_the_papers_schedule_and_linear_and_constant_share_its_warmup():
+    from supermem.toy.train import lr_at as at
+
+    for s in (0, 1, 99, 100, 550, 999, 1000):
+        assert at(s, 1000, 100, 1.0, "cosine") == lr_at(s, 1000, 100, 1.0)
+    for s in range(100):  # the same warm-up
+        assert (
+            at(s, 1000, 100, 1.0, "linear")
+            == at(s, 1000, 100, 1.0, "constant")
+            == lr_at(s, 1000, 100, 1.0)
+        )
+    assert at(100, 1000, 100, 2.0, "linear") == 2.0 and at(550, 1000, 100, 2.0, "linear") == 1.0
+    assert at(1000, 1000, 100, 2.0, "linear") == 0.0
+    assert {at(s, 1000, 100, 2.0, "constant") for s in range(99, 1000)} == {2.0}
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        at(5, 10, 0, 1.0, "step")
+
+
+def test_lr_schedule__validated_and_left_out_of_the_run_key_at_its_default():
+    from supermem.config import ConfigError, TrainConfig
+    from supermem.sweeps.index import config_key
+
+    with pytest.raises(ConfigError, match="lr_schedule must be one of cosine, constant, linear"):
+        TrainConfig(lr_schedule="step")
+    base = TrainConfig(features=50, train_size=10, steps=20)
+    d = base.to_dict()
+    del d["lr_schedule"]  # a config.json written before the field existed
+    assert TrainConfig(**d) == base and config_key(TrainConfig(**d)) == config_key(base)
+    assert config_key(TrainConfig(**(d | {"lr_schedule": "constant"}))) != config_key(base)
+
+
+def test_lr_schedule__changes_training_only_after_the_warmup():
+    from supermem.config import TrainConfig
+    from supermem.toy.train import train
+
+    kw = dict(features=60, sparsity=0.9, train_size=12, steps=40, warmup=10, snapshots=0)
+    runs = {s: train(TrainConfig(**kw, lr_schedule=s), progress=False) for s in LR}
+    hist = {s: np.asarray(r.loss_history) for s, r in runs.items()}
+    for s in LR:  # identical through the warm-up (the loss at step k is before update k)
+        np.testing.assert_array_equal(hist[s][:11], hist["cosine"][:11])
+    assert not np.array_equal(hist["constant"], hist["cosine"])
+    assert not np.array_equal(hist["linear"], hist["cosine"])
+
+
+LR = ("cosine", "linear", "constant")

@@ -43,6 +43,7 @@ EMPTY_CHOICES = ("resample", "zero")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SNAPSHOT_SCHEDULE_CHOICES = ("log", "linear")
 LOSS_CHOICES = ("mse", "l1")
+LR_SCHEDULE_CHOICES = ("cosine", "constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,14 @@ class TrainConfig:
     lr: float = _f(1e-3, "peak learning rate")
     warmup: int | None = _f(
         None,
-        "linear warm-up steps before the cosine decay to zero; default 5%% of steps "
-        "(the paper's 2,500 of 50,000)",
+        "linear warm-up steps before the schedule's decay (lr_schedule); default 5%% of "
+        "steps (the paper's 2,500 of 50,000)",
+    )
+    lr_schedule: str = _f(
+        "cosine",
+        "learning rate after the warm-up: cosine (decay to zero, the paper's), linear "
+        "(decay to zero) or constant (held at lr, never annealed)",
+        choices=LR_SCHEDULE_CHOICES,
     )
     weight_decay: float = _f(1e-2, "AdamW weight decay")
     decay_mode: str = _f(

@@ -78,6 +78,10 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         "a fifth of the steps (and warm-up)",
         lambda s: {"steps": s.steps // 5, "warmup": s.warmup // 5},
     ),
+    "constant-lr": (
+        "no annealing: lr held at its peak after the warm-up",
+        {"lr_schedule": "constant"},
+    ),
     "float64": (
         "float64 (reference engine), at the middle T of the grid only",
         {"dtype": "float64", "engine": "reference"},

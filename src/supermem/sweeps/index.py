@@ -75,6 +75,7 @@ KEY_OMIT_AT_DEFAULT = (
     "repeat_count",
     "snapshot_schedule",  # issue 11: log (the default) or linear snapshot steps
     "loss",  # issue 11: model variants
+    "lr_schedule",  # issue 10: cosine (the default), linear or constant
 )
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

@@ -44,10 +44,24 @@ def warmup_then_cosine_to_zero(step: int, steps: int, warmup: int, peak: float) 
     then peak * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2, which is peak at
     step == warmup and reaches 0 at step == steps (one past the last step taken).
     """
+    return lr_at(step, steps, warmup, peak, "cosine")
+
+
+def lr_at(step: int, steps: int, warmup: int, peak: float, schedule: str) -> float:
+    """Learning rate for optimiser step ``step`` (0-based) of ``steps``: the linear
+    warm-up of ``warmup_then_cosine_to_zero``, then by ``schedule`` (TrainConfig.lr_schedule)
+    cosine or linear from peak at step == warmup to 0 at step == steps, or constant at peak.
+    """
     if step < warmup:
         return peak * (step + 1) / warmup
-    frac = (step - warmup) / max(steps - warmup, 1)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+    frac = min((step - warmup) / max(steps - warmup, 1), 1.0)
+    if schedule == "cosine":
+        return peak * 0.5 * (1.0 + math.cos(math.pi * frac))
+    if schedule == "linear":
+        return peak * (1.0 - frac)
+    if schedule == "constant":
+        return peak
+    raise ValueError(f"unknown lr schedule {schedule!r}")
 
 
 def snapshot_steps(steps: int, k: int, schedule: str = "log") -> np.ndarray:
@@ -273,7 +287,7 @@ def train_many(
             for k in p:
                 snaps[k].append(p[k].detach().cpu().clone())
         for group in opt.param_groups:
-            group["lr"] = warmup_then_cosine_to_zero(step, c.steps, warmup, c.lr)
+            group["lr"] = lr_at(step, c.steps, warmup, c.lr, c.lr_schedule)
         loss, grads = engine.loss_and_grads(
             model, {k: v.detach() for k, v in p.items()}, train_data
         )
