@@ -113,6 +113,32 @@ def test_a_checkpoint_of_other_configs_is_refused(tmp_path, stop_after_checkpoin
         train_many([cfg.replace(seed=1)], progress=False, checkpoint=tmp_path / "ck")
 
 
+def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(
+    tmp_path, stop_after_checkpoint
+):
+    """A field added to TrainConfig later (here lr_schedule) is absent from an older
+    checkpoint's config dicts; at its default it is the same run, so the training and the
+    plan resume from it; the field at another value is another run."""
+    from supermem.sweeps.spec import resumed_steps
+
+    cfg = make_config(steps=300, warmup=30)
+    want = train(cfg, progress=False)
+    ck = tmp_path / "out" / PARTIAL / config_key(cfg)
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    meta = json.loads((ck / ckpt.META).read_text())
+    for d in meta["configs"]:
+        del d["lr_schedule"]
+    (ck / ckpt.META).write_text(json.dumps(meta))
+    assert resumed_steps(tmp_path / "out", [cfg]) == {config_key(cfg): 100}
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        ckpt.load(ck, [cfg.replace(lr_schedule="constant")])
+    got = train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0]
+    assert got.resumed == [100]
+    assert_same(want, got)
+
+
 def test_checkpoints_are_written_only_as_often_as_asked(tmp_path):
     cfg = make_config(steps=300)
     train_many([cfg], progress=False, checkpoint=tmp_path / "ck", checkpoint_every=1e9)

@@ -384,7 +384,7 @@ def resumed_steps(out: Path, cfgs: list[TrainConfig], batch: bool = True) -> dic
     steps: dict[str, int] = {}
     for g in groups(cfgs, batch):
         got = checkpoint.peek(out / PARTIAL / config_key(g[0]))
-        if got is not None and got[1] == [c.to_dict() for c in g]:
+        if got is not None and checkpoint.same_configs(got[1], g):
             steps.update(dict.fromkeys(map(config_key, g), got[0]))
     return steps
 

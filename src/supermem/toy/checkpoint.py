@@ -138,9 +138,21 @@ def _meta(path: Path, cfgs: list[TrainConfig]) -> dict | None:
         meta = json.loads((path / META).read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"checkpoint {path} is unreadable ({e})") from None
-    if meta.get("version") != VERSION or meta.get("configs") != [c.to_dict() for c in cfgs]:
+    if meta.get("version") != VERSION or not same_configs(meta.get("configs"), cfgs):
         raise ConfigError(f"checkpoint {path} belongs to another run (its configs differ)")
     return meta
+
+
+def same_configs(stored: object, cfgs: list[TrainConfig]) -> bool:
+    """Whether a checkpoint's config dicts are ``cfgs``, as configs: a field added to
+    TrainConfig since the checkpoint was written, absent from its dicts, reads as its
+    default (so an older checkpoint of the same runs still resumes)."""
+    if not isinstance(stored, list) or len(stored) != len(cfgs):
+        return False
+    try:
+        return [TrainConfig.from_dict(d) for d in stored] == list(cfgs)
+    except (ConfigError, TypeError):
+        return False
 
 
 def _commits(meta: dict) -> list[str | None]:
