@@ -42,6 +42,39 @@ def test_values_before_normalisation_are_uniform():
         assert kstest(bad, "uniform").pvalue < 1e-6
 
 
+def test_raw_points_are_the_unit_points_before_rescaling_and_uniform():
+    u = data.sample(3000, n=40, sparsity=0.8, data_seed=3)
+    r = data.sample(3000, n=40, sparsity=0.8, data_seed=3, norm="raw")
+    np.testing.assert_array_equal(r.indptr, u.indptr)  # the same draws ...
+    np.testing.assert_array_equal(r.indices, u.indices)
+    R = r.to_scipy()
+    norms = np.sqrt(R.multiply(R).sum(1)).A1
+    np.testing.assert_allclose(r.values / np.repeat(norms, np.diff(r.indptr)), u.values, rtol=1e-5)
+    assert abs((norms**2).mean() - 40 * 0.2 / 3) < 0.2  # ... left unscaled: E x_i^2 = 1/3
+    from scipy.stats import kstest
+
+    assert kstest(r.values, "uniform").pvalue > 1e-3  # U(0, 1) as drawn
+    with pytest.raises(ValueError, match="norm must be unit or raw"):
+        data.sample(5, n=4, sparsity=0.5, data_seed=0, norm="l1")
+
+
+def test_point_norm__validated_keyed_only_off_its_default_and_reaches_the_data():
+    from supermem.config import ConfigError, TrainConfig
+    from supermem.sweeps.index import config_key
+
+    with pytest.raises(ConfigError, match="point_norm must be one of unit, raw"):
+        TrainConfig(point_norm="l2")
+    base = TrainConfig(features=50, sparsity=0.9, train_size=10, steps=20, test_size=30)
+    d = base.to_dict()
+    del d["point_norm"]  # a config.json written before the field existed
+    assert config_key(TrainConfig(**d)) == config_key(base)
+    raw = base.replace(point_norm="raw")
+    assert config_key(raw) != config_key(base)
+    for X in data.train_test(raw):
+        S = X.to_scipy()
+        assert np.sqrt(S.multiply(S).sum(1)).A1.std() > 0.05  # not unit norm
+
+
 def test_near_one_sparsity_resamples_exactly_without_looping():
     # P(k >= 1) = 4e-7 here: redrawing would loop ~1e6 times; the truncated inverse does not
     X = data.sample(20_000, n=40, sparsity=1 - 1e-8, data_seed=0)

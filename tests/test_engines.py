@@ -281,6 +281,7 @@ def assert_trained_alike(ref, other) -> None:
         dict(hidden=3, weight_decay=0.0, restarts=2),
         dict(hidden=2, loss="l1"),
         dict(hidden=3, loss="l1"),
+        dict(hidden=2, point_norm="raw"),  # points not rescaled to unit norm
     ],
 )
 def test_training_with_fast_equals_reference(overrides):

@@ -198,6 +198,7 @@ def test_tree_bit_identical_across_thread_counts(m):
         dict(hidden=1, weight_decay=1e-2),
         dict(hidden=2, weight_decay=1e-2),
         dict(hidden=3, weight_decay=0.0, restarts=2),
+        dict(hidden=2, point_norm="raw"),  # points not rescaled to unit norm
     ],
 )
 def test_training_with_tree_equals_reference(overrides):

@@ -40,6 +40,7 @@ DECAY_MODE_CHOICES = ("decoupled", "decoupled_unscaled", "l2")
 DECAY_PARAMS_CHOICES = ("Wb", "W")
 DTYPE_CHOICES = ("float32", "float64")
 EMPTY_CHOICES = ("resample", "zero")
+POINT_NORM_CHOICES = ("unit", "raw")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 SNAPSHOT_SCHEDULE_CHOICES = ("log", "linear")
 LOSS_CHOICES = ("mse", "l1")
@@ -79,6 +80,13 @@ class TrainConfig:
         "points drawn with no nonzero feature: resample (condition on >= 1 nonzero, so "
         "every point has unit norm) or zero (keep the zero vector)",
         choices=EMPTY_CHOICES,
+    )
+    point_norm: str = _f(
+        "unit",
+        "scale of each data point: unit (rescaled to unit L2 norm after sampling, the "
+        "paper's) or raw (left as drawn, features uniform on [0, 1], as in the 'Toy "
+        "Models' paper and colab)",
+        choices=POINT_NORM_CHOICES,
     )
     steps: int = _f(50_000, "number of full-batch AdamW steps")
     lr: float = _f(1e-3, "peak learning rate")

@@ -82,6 +82,10 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         "no annealing: lr held at its peak after the warm-up",
         {"lr_schedule": "constant"},
     ),
+    "raw-points": (
+        "data points left as drawn, not rescaled to unit norm (the 'Toy Models' data)",
+        {"point_norm": "raw"},
+    ),
     "float64": (
         "float64 (reference engine), at the middle T of the grid only",
         {"dtype": "float64", "engine": "reference"},

@@ -76,6 +76,7 @@ KEY_OMIT_AT_DEFAULT = (
     "snapshot_schedule",  # issue 11: log (the default) or linear snapshot steps
     "loss",  # issue 11: model variants
     "lr_schedule",  # issue 10: cosine (the default), linear or constant
+    "point_norm",  # issue 10: unit (the default) or raw data points
 )
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

@@ -1,7 +1,8 @@
 """The synthetic data distribution of the paper, sampled sparse.
 
 Each of n features is 0 with probability S, else uniform on [0, 1]; every point is then
-rescaled to unit L2 norm (PAPER.md, "The task and the model"). We never draw a dense
+rescaled to unit L2 norm (PAPER.md, "The task and the model"; ``norm="raw"`` skips the
+rescaling, as the "Toy Models" paper did). We never draw a dense
 T x n mask: per point we draw the number of nonzeros k ~ Binomial(n, 1 - S), then k
 distinct positions, then k values. That is the same distribution, at O(T n (1-S)) cost.
 
@@ -235,17 +236,23 @@ def sample(
     data_seed: int,
     stream: int = TRAIN_STREAM,
     empty: str = "resample",
+    norm: str = "unit",
 ) -> SparseData:
-    """Draw ``size`` unit-norm sparse points in n dimensions (one instance).
+    """Draw ``size`` sparse points in n dimensions (one instance), each rescaled to unit
+    L2 norm (``norm="unit"``) or left as drawn (``"raw"``: the same draws, unscaled).
 
     The stream separates the training set (0) from the test set (1) of one data seed, so
     the test set of a data seed is the same whatever T is.
     """
+    if norm not in ("unit", "raw"):
+        raise ValueError(f"norm must be unit or raw, got {norm!r}")
     rng = _rng(data_seed, stream)
     k = _counts(rng, size, n, 1.0 - sparsity, empty)
     pos = _distinct_positions(rng, k, n)
     vals = rng.random(len(pos)).astype(np.float64)
     indptr = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
+    if norm == "raw":
+        return SparseData(indptr, pos.astype(np.int32), vals.astype(np.float32), 1, size, n)
     norms = np.sqrt(np.add.reduceat(vals**2, indptr[:-1][k > 0])) if len(vals) else vals
     vals[: len(vals)] /= np.repeat(norms, k[k > 0])
     return SparseData(indptr, pos.astype(np.int32), vals.astype(np.float32), 1, size, n)
@@ -254,7 +261,7 @@ def sample(
 def train_test(cfg, data_seeds: list[int] | None = None) -> tuple[SparseData, SparseData]:
     """Training and test sets for a config, one instance per data seed (default: its own)."""
     seeds = [cfg.data_seed] if data_seeds is None else data_seeds
-    args = dict(n=cfg.features, sparsity=cfg.sparsity, empty=cfg.empty)
+    args = dict(n=cfg.features, sparsity=cfg.sparsity, empty=cfg.empty, norm=cfg.point_norm)
     w = repeat_weights(cfg.train_size, cfg.repeat_points, cfg.repeat_count)
     train = SparseData.stack(
         [sample(cfg.train_size, data_seed=s, **args).with_weights(w) for s in seeds]
