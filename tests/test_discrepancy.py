@@ -87,6 +87,28 @@ def test_measures__known_regimes_give_known_boundaries_and_peaks():
     assert d.measures(runs)["T_five"] == 800 and d.measures(runs)["T_leave"] == 800
 
 
+def test_measures__test_loss_is_over_the_zero_models_so_raw_points_compare():
+    from supermem.config import TrainConfig
+    from supermem.toy.data import zero_model_loss
+
+    small = dict(features=200, sparsity=0.95, test_size=500, hidden=2)
+    unit = [_fake_from(small | {"train_size": T}, test_loss=2.0) for T in (10, 20)]
+    assert d.measures(unit)["test_loss"] == [2.0, 2.0]  # unit points: as stored
+    raw = [
+        _fake_from(small | {"train_size": T, "point_norm": "raw"}, test_loss=6.0) for T in (10, 20)
+    ]
+    z = zero_model_loss(TrainConfig(**small, point_norm="raw", data_seed=0))
+    assert 200 * 0.05 / 3 * 0.8 < z < 200 * 0.05 / 3 * 1.2  # n(1-S)/3: U(0,1) has E u^2 = 1/3
+    assert d.measures(raw)["test_loss"] == pytest.approx([6.0 / z] * 2)
+    # it is the zero model's test loss: 1 for unit points; W = 0, b = 0 measured on raw ones
+    from supermem.toy.data import train_test
+    from supermem.toy.losses import reconstruction_loss
+
+    assert zero_model_loss(TrainConfig(**small)) == pytest.approx(1.0, rel=1e-6)
+    test = train_test(TrainConfig(**small, point_norm="raw"))[1].to_scipy()
+    assert reconstruction_loss(np.zeros((2, 200)), np.zeros(200), test) == pytest.approx(z)
+
+
 def test_measures__memorising_with_uneven_radii_or_unstored_points_has_not_left():
     # the paper-scale memorising runs store points unevenly (median D_t 0.8-1.6 m/T): a
     # T-gon with radii 0.3-2, or with 30% of its points near 0, is still memorising

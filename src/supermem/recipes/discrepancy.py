@@ -12,7 +12,9 @@ on one T grid around the middle regime, and measures per variant (``measures``):
   stored (a fluke at one small T does not count);
 - ``T_five``: the smallest T from which on (every larger T of the grid too) the median
   over seeds of the 5th / 6th largest feature dimensionality is >= 3 (the pentagon);
-- the peak seed-averaged test loss and its T; the peak seed-averaged ||b|| and ||W||_F.
+- the peak seed-averaged test loss and its T (each run's over its zero model's, 1 for the
+  paper's unit points: ``discrepancy_measures.zero_loss``); the peak seed-averaged ||b||
+  and ||W||_F.
 
 Ts of the write-ups are rescaled to the runs' sparsity by T(1-S) (A. Jermyn: where
 generalisation starts scales with the expected count of each feature).

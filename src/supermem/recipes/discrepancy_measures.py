@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from supermem.config import TrainConfig
 from supermem.recipes.runsets import by_T, first_from_which, top_feature_dims
+from supermem.toy.data import zero_model_loss
 
 # A T has left memorisation when the median D_t is below m/T by more than DT_FACTOR:
 # most points hold under a third of their share of the hidden space. Memorising solutions
@@ -41,7 +43,7 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         ratio.append(float(np.median(dd)) / (2 / T))
         top = np.stack([top_feature_dims(r, 6) for r in rs])  # (runs, 6)
         five.append(float(np.median(top[:, 4] / np.maximum(top[:, 5], 1e-12))))
-        loss.append([float(r.metrics["test_loss"]) for r in rs])
+        loss.append([float(r.metrics["test_loss"]) / zero_loss(r) for r in rs])
         b.append(float(np.mean([r.metrics["b_norm"] for r in rs])))
         W.append(float(np.mean([r.metrics["W_norm"] for r in rs])))
     mean_loss = [float(np.mean(v)) for v in loss]
@@ -63,6 +65,24 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         "peak_W": W[iw],
         "peak_W_T": grid[iw],
     }
+
+
+def zero_loss(run) -> float:
+    """What a run's test loss is measured against: the zero model's test loss, 1 for the
+    paper's unit points (not recomputed), the mean squared norm of the test points for
+    ``point_norm="raw"`` (~3.3 at n(1-S) = 10), so that a flat middle regime reads ~1.01
+    whatever the points' scale."""
+    c = run.config
+    if (c.get("point_norm", "unit"), c.get("empty", "resample"), c.get("loss", "mse")) == (
+        "unit",
+        "resample",
+        "mse",
+    ):
+        return 1.0
+    keys = TrainConfig.__dataclass_fields__
+    return zero_model_loss(
+        TrainConfig.from_dict({k: v for k, v in run.config.items() if k in keys})
+    )
 
 
 def reference(who: str, sparsity: float) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """The discrepancy recipe's figure: implementation variants side by side (issue 10).
 
-Left: seed-averaged test loss vs T per variant (baseline in black; each run's as a faint
-tick where a T has several) and, below, the median data dimensionality over m/T with the
-line under which a T counts as left memorisation.
+Left: seed-averaged test loss (over the zero model's, 1 for unit points) vs T per variant
+(baseline in black; each run's as a faint tick where a T has several) and, below, the
+median data dimensionality over m/T with the line under which a T counts as left
+memorisation.
 Right: one panel per measure, one row per variant, with the paper's and the
 replication's values (their Ts rescaled by T(1-S)) as vertical lines.
 """
@@ -65,7 +66,7 @@ def fig_discrepancy(
             ts, vs = zip(*seeds)
             ax.plot(ts, vs, "_", ms=7, mew=1, alpha=0.55, color=style["color"], zorder=1)
         ax_dt.plot(m["T"], m["median_Dt_over_m_T"], "-o", zorder=3 if base else 2, **style)
-    ax.set(xscale="log", yscale="log", ylabel="mean test loss")
+    ax.set(xscale="log", yscale="log", ylabel="mean test loss / zero model's")
     _log_ticks(ax, y=True)
     ax.legend(fontsize=6, ncol=2)
     ax_dt.axhline(1.0, color="0.6", lw=0.8)

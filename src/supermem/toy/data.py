@@ -26,6 +26,7 @@ rows that carry extra weight, and ``combine`` adds their losses back together
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -270,3 +271,21 @@ def train_test(cfg, data_seeds: list[int] | None = None) -> tuple[SparseData, Sp
         [sample(cfg.test_size, data_seed=s, stream=TEST_STREAM, **args) for s in seeds]
     )
     return train, test
+
+
+def zero_model_loss(cfg) -> float:
+    """The test loss of the zero model (x' = 0) on a config's test set: the mean over its
+    points of sum_i x_i^2 (mse) or sum_i |x_i| (l1). 1 for the paper's unit points (mse);
+    ~n(1-S)/3 for raw points. Divides test losses so that variants compare."""
+    c = cfg
+    return _zero_loss(
+        c.test_size, c.features, c.sparsity, c.data_seed, c.empty, c.point_norm, c.loss
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_loss(
+    size: int, n: int, sparsity: float, data_seed: int, empty: str, norm: str, loss: str
+) -> float:
+    v = sample(size, n, sparsity, data_seed, TEST_STREAM, empty, norm).values.astype(np.float64)
+    return float((np.square(v) if loss == "mse" else np.abs(v)).sum() / size)
