@@ -109,6 +109,28 @@ def test_measures__test_loss_is_over_the_zero_models_so_raw_points_compare():
     assert reconstruction_loss(np.zeros((2, 200)), np.zeros(200), test) == pytest.approx(z)
 
 
+def test_storage_by_norm__follows_a_known_rule_and_skips_unit_points(tmp_path):
+    from supermem.config import TrainConfig
+    from supermem.recipes.discrepancy_measures import storage_by_norm
+    from supermem.report.fig_discrepancy import fig_storage_by_norm
+    from supermem.toy.data import train_test
+
+    small = dict(features=200, sparsity=0.95, test_size=50, hidden=2, train_size=40)
+    assert storage_by_norm([_fake_from(small)]) == {}  # unit points: nothing to follow
+    runs = []
+    for seed in (0, 1):  # the half of the points with the larger norm stored, at 2 m/T
+        cfg = small | {"point_norm": "raw", "data_seed": seed}
+        X = train_test(TrainConfig(**cfg))[0].to_scipy()
+        q = np.asarray(X.multiply(X).sum(1)).ravel()
+        dd = np.where(q > np.median(q), 2 * 2 / 40, 1e-3 * q / 40)
+        runs.append(FakeRun(cfg, {"test_loss": 1.0}, {"data_dims": dd}))
+    got = storage_by_norm(runs)[40]
+    assert got["stored_top_quarter"] == 1.0 and got["stored_bottom_quarter"] == 0.0
+    assert got["stored"] == 0.5 and got["spearman"] > 0.8 and len(got["ratio"]) == 80
+    paths = fig_storage_by_norm({40: got}, tmp_path, "raw-points")
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
 def test_measures__memorising_with_uneven_radii_or_unstored_points_has_not_left():
     # the paper-scale memorising runs store points unevenly (median D_t 0.8-1.6 m/T): a
     # T-gon with radii 0.3-2, or with 30% of its points near 0, is still memorising

@@ -39,6 +39,7 @@ from supermem.recipes.discrepancy_measures import (
     measures,
     nearer,
     reference,
+    storage_by_norm,
 )
 from supermem.recipes.runsets import by_T
 from supermem.recipes.scales import SCALES, Scale, get_scale
@@ -377,7 +378,7 @@ def rows(runs: list) -> list[dict]:
 def draw(runs: list, out: Path) -> list[Path]:
     import json
 
-    from supermem.report.fig_discrepancy import fig_discrepancy
+    from supermem.report.fig_discrepancy import fig_discrepancy, fig_storage_by_norm
 
     tab = table(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -385,7 +386,19 @@ def draw(runs: list, out: Path) -> list[Path]:
     path.write_text(json.dumps(tab, indent=1) + "\n")
     S = runs[0].config["sparsity"]
     refs = {w: reference(w, S) for w in REFS}
-    return [*fig_discrepancy(tab, refs, out, leave_below=1 / DT_FACTOR), path]
+    paths = [*fig_discrepancy(tab, refs, out, leave_below=1 / DT_FACTOR), path]
+    _, groups = assign(runs)
+    for name, rs in groups.items():  # variants whose points differ in norm (raw-points)
+        by_norm = storage_by_norm(rs)
+        if by_norm:
+            paths += fig_storage_by_norm(by_norm, out, name)
+            summary = {
+                T: {k: v for k, v in d.items() if k not in ("sq_norm", "ratio")}
+                for T, d in by_norm.items()
+            }
+            (out / f"storage_by_norm_{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+            paths.append(out / f"storage_by_norm_{name}.json")
+    return paths
 
 
 def _text() -> str:

@@ -85,6 +85,41 @@ def zero_loss(run) -> float:
     )
 
 
+def storage_by_norm(runs: list) -> dict[int, dict[str, Any]]:
+    """Per T (seeds pooled), how storing a point follows its norm, for runs whose points
+    are not all of norm 1 (``point_norm="raw"``; {} otherwise): each point's squared
+    norm (``sq_norm``) and D_t / (m/T) (``ratio``), arrays (points,); their Spearman rank
+    correlation; and the fraction stored (D_t above m/(DT_FACTOR T), as for T_leave) among
+    the quarter of points with the largest and with the smallest norm."""
+    from scipy.stats import spearmanr
+
+    from supermem.toy.data import train_test
+
+    keys = TrainConfig.__dataclass_fields__
+    out: dict[int, dict[str, Any]] = {}
+    for T, rs in by_T(runs).items():
+        if all(r.config.get("point_norm", "unit") == "unit" for r in rs):
+            continue
+        sq, ratio = [], []
+        for r in rs:
+            cfg = TrainConfig.from_dict({k: v for k, v in r.config.items() if k in keys})
+            X = train_test(cfg)[0].to_scipy()  # (T, n): the training points, as trained
+            sq.append(np.asarray(X.multiply(X).sum(1)).ravel())
+            ratio.append(np.asarray(r.arrays["data_dims"], float) / (2 / T))
+        q, v = np.concatenate(sq), np.concatenate(ratio)
+        order, k = np.argsort(q), max(len(q) // 4, 1)
+        stored = v > 1 / DT_FACTOR
+        out[T] = {
+            "sq_norm": q,
+            "ratio": v,
+            "spearman": float(spearmanr(q, v).statistic),
+            "stored_top_quarter": float(stored[order[-k:]].mean()),
+            "stored_bottom_quarter": float(stored[order[:k]].mean()),
+            "stored": float(stored.mean()),
+        }
+    return out
+
+
 def reference(who: str, sparsity: float) -> dict[str, float]:
     """A write-up's numbers with its Ts rescaled by T(1-S) to ``sparsity``."""
     k = (1 - REF_S) / (1 - sparsity)
