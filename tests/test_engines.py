@@ -361,3 +361,37 @@ def test_engine_cuda_without_a_gpu_exits_2_with_one_line(tmp_path, capsys, monke
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "engine cuda needs --device cuda" in err
     assert not out.exists()
+
+
+_GRADS_SCRIPT = """
+import hashlib, torch
+from supermem.toy.data import SparseData, sample
+from supermem.toy.engines import get_engine
+from supermem.toy.model import get_model
+model, cpu = get_model("tied"), torch.device("cpu")
+for m in (2, 3):
+    data = SparseData.stack([sample(300, 600, 0.98, 5)])
+    g = torch.Generator().manual_seed(m)
+    W, b = torch.randn(1, m, 600, generator=g) * 0.5, torch.randn(1, 600, generator=g) * 0.1
+    eng = get_engine("fast", model, cpu)
+    loss, grads = eng.loss_and_grads(model, {"W": W, "b": b}, eng.prepare(data, cpu))
+    h = hashlib.sha256(loss.numpy().tobytes())
+    for k in sorted(grads):
+        h.update(grads[k].numpy().tobytes())
+    print(m, h.hexdigest())
+"""
+
+
+def test_fast_gives_the_same_bits_compiled_fresh_or_loaded_from_numbas_cache(tmp_path):
+    # two processes on one empty cache directory: the first compiles (and writes the
+    # cache), the second loads what was cached; the unrolled dense pass once differed
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", _GRADS_SCRIPT]
+    first, second = (subprocess.run(cmd, env=env, capture_output=True, text=True) for _ in "ab")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert any(tmp_path.rglob("*.nbi")), "the first process wrote no cache"
+    assert first.stdout == second.stdout and first.stdout.count("\n") == 2

@@ -465,7 +465,13 @@ def dense_kernel(m: int):
     return dense_pass_unrolled if m in UNROLLED_M else dense_pass
 
 
-@njit(parallel=True, fastmath=_HOT, cache=True)
+# Not cached: compiled in each process (~3-5 s). Loaded from Numba's on-disk cache, this
+# kernel gave other float32 rounding than freshly compiled (same inputs; its reassociated
+# reductions, in the m = 2 and 3 point kernels it calls, came out in another order), so a
+# first run after an install and every later run disagreed in the last bits, which the
+# middle regime amplifies to a test loss 4.45 against 4.86 (docs/ENGINES.md, "Exactness
+# and determinism"). Fresh compiles agree with each other; no other kernel differed.
+@njit(parallel=True, fastmath=_HOT, cache=False)
 def dense_pass_unrolled(
     Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False
 ):  # fmt: skip
