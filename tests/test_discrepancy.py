@@ -117,17 +117,35 @@ def test_storage_by_norm__follows_a_known_rule_and_skips_unit_points(tmp_path):
 
     small = dict(features=200, sparsity=0.95, test_size=50, hidden=2, train_size=40)
     assert storage_by_norm([_fake_from(small)]) == {}  # unit points: nothing to follow
-    runs = []
-    for seed in (0, 1):  # the half of the points with the larger norm stored, at 2 m/T
-        cfg = small | {"point_norm": "raw", "data_seed": seed}
-        X = train_test(TrainConfig(**cfg))[0].to_scipy()
-        q = np.asarray(X.multiply(X).sum(1)).ravel()
-        dd = np.where(q > np.median(q), 2 * 2 / 40, 1e-3 * q / 40)
-        runs.append(FakeRun(cfg, {"test_loss": 1.0}, {"data_dims": dd}))
-    got = storage_by_norm(runs)[40]
-    assert got["stored_top_quarter"] == 1.0 and got["stored_bottom_quarter"] == 0.0
-    assert got["stored"] == 0.5 and got["spearman"] > 0.8 and len(got["ratio"]) == 80
-    paths = fig_storage_by_norm({40: got}, tmp_path, "raw-points")
+
+    def runs(rule):
+        out = []
+        for seed in (0, 1):
+            cfg = small | {"point_norm": "raw", "data_seed": seed}
+            X = train_test(TrainConfig(**cfg))[0].to_scipy()
+            x = np.sqrt(np.asarray(X.multiply(X).sum(1)).ravel())  # (T,) norms
+            H = rule(x)
+            arrays = {"H_train": H, "data_dims": metrics.data_dims(H)}
+            out.append(FakeRun(cfg, {"test_loss": 1.0}, arrays))
+        return storage_by_norm(out)[40]
+
+    def larger_half_stored(x):  # own directions (a 20-gon) for the larger half, ~0 else
+        big = x > np.median(x)
+        H = 1e-3 * x[:, None] * np.ones((len(x), 2))
+        H[big] = polygon(int(big.sum())) * x[big, None]
+        return H
+
+    got = runs(larger_half_stored)
+    for name in ("stored", "direction"):
+        assert got[f"{name}_top_quarter"] == 1.0 and got[f"{name}_bottom_quarter"] == 0.0
+        assert got[name] == 0.5
+    # gain takes two values (1 and 1.4e-3), split at each seed's median: Spearman <= 0.87
+    assert got["spearman"] > 0.8 and got["spearman_gain"] > 0.7 and len(got["ratio"]) == 80
+    # every point in its own direction, at a radius its norm: D_t counts some of the
+    # small ones as not stored, their direction's share (ratio_unit) counts every point
+    got = runs(lambda x: polygon(len(x)) * x[:, None])
+    assert got["direction"] == 1.0 and got["stored_bottom_quarter"] < 1.0
+    paths = fig_storage_by_norm({40: got}, tmp_path, "raw-points", below=1 / 3)
     assert all(p.stat().st_size > 0 for p in paths)
 
 

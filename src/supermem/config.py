@@ -78,7 +78,7 @@ class TrainConfig:
     empty: str = _f(
         "resample",
         "points drawn with no nonzero feature: resample (condition on >= 1 nonzero, so "
-        "every point has unit norm) or zero (keep the zero vector)",
+        "every point can be rescaled to unit norm) or zero (keep the zero vector)",
         choices=EMPTY_CHOICES,
     )
     point_norm: str = _f(

@@ -391,10 +391,10 @@ def draw(runs: list, out: Path) -> list[Path]:
     for name, rs in groups.items():  # variants whose points differ in norm (raw-points)
         by_norm = storage_by_norm(rs)
         if by_norm:
-            paths += fig_storage_by_norm(by_norm, out, name)
+            paths += fig_storage_by_norm(by_norm, out, name, below=1 / DT_FACTOR)
+            arrays = ("sq_norm", "ratio", "ratio_unit")
             summary = {
-                T: {k: v for k, v in d.items() if k not in ("sq_norm", "ratio")}
-                for T, d in by_norm.items()
+                T: {k: v for k, v in d.items() if k not in arrays} for T, d in by_norm.items()
             }
             (out / f"storage_by_norm_{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
             paths.append(out / f"storage_by_norm_{name}.json")

@@ -68,10 +68,10 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
 
 
 def zero_loss(run) -> float:
-    """What a run's test loss is measured against: the zero model's test loss, 1 for the
-    paper's unit points (not recomputed), the mean squared norm of the test points for
-    ``point_norm="raw"`` (~3.3 at n(1-S) = 10), so that a flat middle regime reads ~1.01
-    whatever the points' scale."""
+    """What a run's test loss is measured against: the zero model's test loss
+    (``data.zero_model_loss``), 1 for the paper's unit points and mse (not recomputed),
+    for ``point_norm="raw"`` the mean squared norm of the test points (~3.3 at
+    n(1-S) = 10), so that a flat middle regime reads ~1.01 whatever the points' scale."""
     c = run.config
     if (c.get("point_norm", "unit"), c.get("empty", "resample"), c.get("loss", "mse")) == (
         "unit",
@@ -87,36 +87,50 @@ def zero_loss(run) -> float:
 
 def storage_by_norm(runs: list) -> dict[int, dict[str, Any]]:
     """Per T (seeds pooled), how storing a point follows its norm, for runs whose points
-    are not all of norm 1 (``point_norm="raw"``; {} otherwise): each point's squared
-    norm (``sq_norm``) and D_t / (m/T) (``ratio``), arrays (points,); their Spearman rank
-    correlation; and the fraction stored (D_t above m/(DT_FACTOR T), as for T_leave) among
-    the quarter of points with the largest and with the smallest norm."""
+    are not all of norm 1 (``point_norm="raw"``; {} otherwise). Arrays (points,): each
+    point's squared norm ``sq_norm``; ``ratio``, D_t / (m/T); and ``ratio_unit``, the same
+    on h_t / ||x_t|| (what the point's direction would hold at unit norm: D_t grows with
+    ||h_t||^2 against the other points', so a point stored in its own direction at a
+    smaller radius has a small D_t but not a small ratio_unit). Numbers: the fraction
+    above m/(DT_FACTOR T) (as for T_leave) among all points and among the quarters with
+    the largest and the smallest norm, for each ratio (``stored_*`` and ``direction_*``);
+    Spearman rank correlations of the squared norm with D_t and with the gain
+    ||h_t|| / ||x_t||."""
     from scipy.stats import spearmanr
 
-    from supermem.toy.data import train_test
+    from supermem.metrics import data_dims
+    from supermem.toy.data import sample
 
     keys = TrainConfig.__dataclass_fields__
     out: dict[int, dict[str, Any]] = {}
     for T, rs in by_T(runs).items():
         if all(r.config.get("point_norm", "unit") == "unit" for r in rs):
             continue
-        sq, ratio = [], []
+        sq, ratio, unit, gain = [], [], [], []
         for r in rs:
-            cfg = TrainConfig.from_dict({k: v for k, v in r.config.items() if k in keys})
-            X = train_test(cfg)[0].to_scipy()  # (T, n): the training points, as trained
-            sq.append(np.asarray(X.multiply(X).sum(1)).ravel())
-            ratio.append(np.asarray(r.arrays["data_dims"], float) / (2 / T))
-        q, v = np.concatenate(sq), np.concatenate(ratio)
+            m = r.config.get("hidden", 2)
+            X = getattr(r, "X_train", None)
+            if X is None:  # not saved with the run: drawn again from its config
+                c = TrainConfig.from_dict({k: v for k, v in r.config.items() if k in keys})
+                X = sample(T, c.features, c.sparsity, c.data_seed, 0, c.empty, c.point_norm)
+                X = X.to_scipy()
+            q = np.asarray(X.multiply(X).sum(1), float).ravel()  # (T,)
+            H = np.asarray(r.arrays["H_train"], float)  # (T, m)
+            sq.append(q)
+            ratio.append(np.asarray(r.arrays["data_dims"], float) / (m / T))
+            unit.append(data_dims(H / np.sqrt(np.maximum(q, 1e-30))[:, None]) / (m / T))
+            gain.append(np.linalg.norm(H, axis=1) / np.sqrt(np.maximum(q, 1e-30)))
+        q, v, u = np.concatenate(sq), np.concatenate(ratio), np.concatenate(unit)
         order, k = np.argsort(q), max(len(q) // 4, 1)
-        stored = v > 1 / DT_FACTOR
-        out[T] = {
-            "sq_norm": q,
-            "ratio": v,
-            "spearman": float(spearmanr(q, v).statistic),
-            "stored_top_quarter": float(stored[order[-k:]].mean()),
-            "stored_bottom_quarter": float(stored[order[:k]].mean()),
-            "stored": float(stored.mean()),
-        }
+        d: dict[str, Any] = {"sq_norm": q, "ratio": v, "ratio_unit": u}
+        for name, w in (("stored", v), ("direction", u)):
+            above = w > 1 / DT_FACTOR
+            d[f"{name}_top_quarter"] = float(above[order[-k:]].mean())
+            d[f"{name}_bottom_quarter"] = float(above[order[:k]].mean())
+            d[name] = float(above.mean())
+        d["spearman"] = float(spearmanr(q, v).statistic)
+        d["spearman_gain"] = float(spearmanr(q, np.concatenate(gain)).statistic)
+        out[T] = d
     return out
 
 

@@ -122,32 +122,42 @@ def fig_discrepancy(
     return save(fig, out, "discrepancy")
 
 
-def fig_storage_by_norm(by_T: dict[int, dict[str, Any]], out: Path, name: str) -> list[Path]:
-    """One panel per T: each training point's D_t / (m/T) against its squared norm (seeds
-    pooled), with the line under which a point counts as not stored; by_T from
+def fig_storage_by_norm(
+    by_T: dict[int, dict[str, Any]], out: Path, name: str, below: float
+) -> list[Path]:
+    """One panel per T: each training point's D_t / (m/T) (blue) and the same on
+    h_t / ||x_t|| (orange: its direction's share, radius aside) against its squared norm,
+    seeds pooled, with the line ``below`` which a point counts as not stored; by_T from
     ``recipes.discrepancy_measures.storage_by_norm``."""
     Ts = list(by_T)
-    fig, axes = plt.subplots(1, len(Ts), figsize=(2.6 * len(Ts) + 0.6, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(Ts), figsize=(2.6 * len(Ts) + 0.6, 3.2), squeeze=False)
     for ax, T in zip(axes[0], Ts):
         d = by_T[T]
-        ax.scatter(d["sq_norm"], np.maximum(d["ratio"], 1e-4), s=4, alpha=0.35, lw=0)
+        for key, col, lab in (
+            ("ratio", "tab:blue", "D_t"),
+            ("ratio_unit", "tab:orange", "on h/|x|"),
+        ):
+            y = np.maximum(d[key], 1e-4)
+            ax.scatter(d["sq_norm"], y, s=4, alpha=0.3, lw=0, color=col, label=lab)
         ax.axhline(1.0, color="0.6", lw=0.8)
-        ax.axhline(1 / 3, color="tab:red", ls="--", lw=1)
+        ax.axhline(below, color="tab:red", ls="--", lw=1)
         ax.set(yscale="log", ylim=(1e-4, 10), title=f"T = {T:g}")
         ax.text(
             0.03,
             0.03,
-            f"stored: top quarter {d['stored_top_quarter']:.0%}, "
-            f"bottom {d['stored_bottom_quarter']:.0%}\nSpearman {d['spearman']:.2f}",
+            f"above the line, largest / smallest quarter:\n"
+            f"D_t {d['stored_top_quarter']:.0%} / {d['stored_bottom_quarter']:.0%}, "
+            f"on h/|x| {d['direction_top_quarter']:.0%} / {d['direction_bottom_quarter']:.0%}",
             transform=ax.transAxes,
             fontsize=6,
         )
         ax.set_xlabel("||x_t||^2", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("D_t / (m/T)", fontsize=8)
+    axes[0, 0].legend(fontsize=6, loc="upper left", markerscale=3)
     fig.suptitle(
-        f"{name}: which training points are stored follows their norm (red: m/(3T), "
-        "under it a point counts as not stored; values below 1e-4 drawn at 1e-4)",
+        f"{name}: each training point's dimensionality against its norm (red: m/(3T), "
+        "the T_leave line; values below 1e-4 drawn at 1e-4)",
         fontsize=9,
     )
     fig.tight_layout()

@@ -8,7 +8,8 @@ distinct positions, then k values. That is the same distribution, at O(T n (1-S)
 
 A point with no nonzero feature cannot be rescaled to unit norm. ``empty="resample"``
 (the default) conditions every point on having at least one nonzero (k drawn from the
-zero-truncated binomial), so every training point has norm 1; ``empty="zero"`` keeps the
+zero-truncated binomial), so every training point has norm 1 (with ``norm="unit"``);
+``empty="zero"`` keeps the
 zero vector. At the paper's settings (n (1-S) = 10) either happens with probability
 e^-10, so the choice only matters for small n (1 - S).
 
@@ -276,7 +277,8 @@ def train_test(cfg, data_seeds: list[int] | None = None) -> tuple[SparseData, Sp
 def zero_model_loss(cfg) -> float:
     """The test loss of the zero model (x' = 0) on a config's test set: the mean over its
     points of sum_i x_i^2 (mse) or sum_i |x_i| (l1). 1 for the paper's unit points (mse);
-    ~n(1-S)/3 for raw points. Divides test losses so that variants compare."""
+    for raw points ~n(1-S)/3 (mse) or ~n(1-S)/2 (l1). Divides test losses so that
+    variants compare."""
     c = cfg
     return _zero_loss(
         c.test_size, c.features, c.sparsity, c.data_seed, c.empty, c.point_norm, c.loss
@@ -288,4 +290,8 @@ def _zero_loss(
     size: int, n: int, sparsity: float, data_seed: int, empty: str, norm: str, loss: str
 ) -> float:
     v = sample(size, n, sparsity, data_seed, TEST_STREAM, empty, norm).values.astype(np.float64)
-    return float((np.square(v) if loss == "mse" else np.abs(v)).sum() / size)
+    if loss == "mse":
+        return float(np.square(v).sum() / size)
+    if loss == "l1":
+        return float(np.abs(v).sum() / size)
+    raise ValueError(f"no zero-model loss for loss {loss!r}")

@@ -470,7 +470,8 @@ def dense_kernel(m: int):
 # reductions, in the m = 2 and 3 point kernels it calls, came out in another order), so a
 # first run after an install and every later run disagreed in the last bits, which the
 # middle regime amplifies to a test loss 4.45 against 4.86 (docs/ENGINES.md, "Exactness
-# and determinism"). Fresh compiles agree with each other; no other kernel differed.
+# and determinism"). Fresh compiles agree with each other (the point kernels it calls
+# may stay cached: the caller's compile decides); no other kernel differed.
 @njit(parallel=True, fastmath=_HOT, cache=False)
 def dense_pass_unrolled(
     Ws, bs, hs, c2, fb, tp, skip, centre, radius, Wnorm, gW, gb, gh_part, loss_part, l1=False
