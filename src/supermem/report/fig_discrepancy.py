@@ -130,15 +130,21 @@ def fig_storage_by_norm(
     seeds pooled, with the line ``below`` which a point counts as not stored; by_T from
     ``recipes.discrepancy_measures.storage_by_norm``."""
     Ts = list(by_T)
-    fig, axes = plt.subplots(1, len(Ts), figsize=(2.6 * len(Ts) + 0.6, 3.2), squeeze=False)
-    for ax, T in zip(axes[0], Ts):
+    rows = -(-len(Ts) // 5)  # at most 5 panels a row, rows as even as they go
+    cols = -(-len(Ts) // rows)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.9 * cols + 0.6, 3.2 * rows), squeeze=False, sharey=True
+    )
+    for ax in axes.flat[len(Ts) :]:
+        ax.set_visible(False)
+    for ax, T in zip(axes.flat, Ts):
         d = by_T[T]
         for key, col, lab in (
             ("ratio", "tab:blue", "D_t"),
             ("ratio_unit", "tab:orange", "on h/|x|"),
         ):
             y = np.maximum(d[key], 1e-4)
-            ax.scatter(d["sq_norm"], y, s=4, alpha=0.3, lw=0, color=col, label=lab)
+            ax.scatter(d["sq_norm"], y, s=4, alpha=0.3, lw=0, color=col, label=lab, rasterized=True)
         ax.axhline(1.0, color="0.6", lw=0.8)
         ax.axhline(below, color="tab:red", ls="--", lw=1)
         ax.set(yscale="log", ylim=(1e-4, 10), title=f"T = {T:g}")
@@ -153,7 +159,8 @@ def fig_storage_by_norm(
         )
         ax.set_xlabel("||x_t||^2", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0, 0].set_ylabel("D_t / (m/T)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("D_t / (m/T)", fontsize=8)
     axes[0, 0].legend(fontsize=6, loc="upper left", markerscale=3)
     fig.suptitle(
         f"{name}: each training point's dimensionality against its norm (red: m/(3T), "
