@@ -79,10 +79,13 @@ def zero_loss(run) -> float:
         "mse",
     ):
         return 1.0
+    return zero_model_loss(_train_config(run))
+
+
+def _train_config(run) -> TrainConfig:
+    """The run's TrainConfig from its config dict (which also records seeds, versions)."""
     keys = TrainConfig.__dataclass_fields__
-    return zero_model_loss(
-        TrainConfig.from_dict({k: v for k, v in run.config.items() if k in keys})
-    )
+    return TrainConfig.from_dict({k: v for k, v in run.config.items() if k in keys})
 
 
 def storage_by_norm(runs: list) -> dict[int, dict[str, Any]]:
@@ -101,7 +104,6 @@ def storage_by_norm(runs: list) -> dict[int, dict[str, Any]]:
     from supermem.metrics import data_dims
     from supermem.toy.data import sample
 
-    keys = TrainConfig.__dataclass_fields__
     out: dict[int, dict[str, Any]] = {}
     for T, rs in by_T(runs).items():
         if all(r.config.get("point_norm", "unit") == "unit" for r in rs):
@@ -111,15 +113,16 @@ def storage_by_norm(runs: list) -> dict[int, dict[str, Any]]:
             m = r.config.get("hidden", 2)
             X = getattr(r, "X_train", None)
             if X is None:  # not saved with the run: drawn again from its config
-                c = TrainConfig.from_dict({k: v for k, v in r.config.items() if k in keys})
+                c = _train_config(r)
                 X = sample(T, c.features, c.sparsity, c.data_seed, 0, c.empty, c.point_norm)
                 X = X.to_scipy()
             q = np.asarray(X.multiply(X).sum(1), float).ravel()  # (T,)
             H = np.asarray(r.arrays["H_train"], float)  # (T, m)
+            x = np.sqrt(np.maximum(q, 1e-30))  # (T,) norms, never 0
             sq.append(q)
             ratio.append(np.asarray(r.arrays["data_dims"], float) / (m / T))
-            unit.append(data_dims(H / np.sqrt(np.maximum(q, 1e-30))[:, None]) / (m / T))
-            gain.append(np.linalg.norm(H, axis=1) / np.sqrt(np.maximum(q, 1e-30)))
+            unit.append(data_dims(H / x[:, None]) / (m / T))
+            gain.append(np.linalg.norm(H, axis=1) / x)
         q, v, u = np.concatenate(sq), np.concatenate(ratio), np.concatenate(unit)
         order, k = np.argsort(q), max(len(q) // 4, 1)
         d: dict[str, Any] = {"sq_norm": q, "ratio": v, "ratio_unit": u}

@@ -253,10 +253,9 @@ def sample(
     pos = _distinct_positions(rng, k, n)
     vals = rng.random(len(pos)).astype(np.float64)
     indptr = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
-    if norm == "raw":
-        return SparseData(indptr, pos.astype(np.int32), vals.astype(np.float32), 1, size, n)
-    norms = np.sqrt(np.add.reduceat(vals**2, indptr[:-1][k > 0])) if len(vals) else vals
-    vals[: len(vals)] /= np.repeat(norms, k[k > 0])
+    if norm == "unit":
+        norms = np.sqrt(np.add.reduceat(vals**2, indptr[:-1][k > 0])) if len(vals) else vals
+        vals[: len(vals)] /= np.repeat(norms, k[k > 0])
     return SparseData(indptr, pos.astype(np.int32), vals.astype(np.float32), 1, size, n)
 
 
