@@ -89,6 +89,11 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         "data points left as drawn, not rescaled to unit norm (the 'Toy Models' data)",
         {"point_norm": "raw"},
     ),
+    "raw-constant-lr": (
+        "raw points and no annealing: the two leads combined (T_leave moves with the first, "
+        "the bump's height with the second)",
+        {"point_norm": "raw", "lr_schedule": "constant"},
+    ),
     "float64": (
         "float64 (reference engine), at the middle T of the grid only",
         {"dtype": "float64", "engine": "reference"},
