@@ -300,3 +300,24 @@ def test_measures__per_seed_losses_in_data_seed_order_whatever_the_runs_order():
     m = d.measures(runs)
     assert m["test_loss_per_seed"] == [[10.0, 11.0, 12.0, 13.0]]
     assert m["test_loss"] == [11.5]
+
+
+def test_table__the_whole_grid_needs_the_same_data_seeds_at_every_T():
+    """A variant with every T but more data seeds at some T (a part run with --only
+    data_seed=...) is not the whole grid: its seed means do not compare across T, so its
+    boundaries and the write-up claims stay undecided until the seeds are balanced."""
+    grids = [g for g in d.grids("quick") if g[0].startswith("disc-baseline-")]
+    seed0 = [c | {"data_seed": 0} for g in grids for c in grid_configs(g)]
+    seed0 = list({json.dumps(c, sort_keys=True): c for c in seed0}.values())
+    some_T = sorted({c["train_size"] for c in seed0})[-2:]
+    seed1 = [c | {"data_seed": 1} for c in seed0 if c["train_size"] in some_T]
+    m = d.table([_fake_from(c) for c in seed0 + seed1])["baseline"]
+    assert m["T"] == list(SCALES["quick"].discrepancy_T) and not m["full_grid"]
+    assert m["part"].startswith("data seeds differ over T: 0 at T = ")
+    assert m["part"].endswith(f"0, 1 at T = {some_T[0]:g}, {some_T[1]:g}")
+    claims = d.check([_fake_from(c) for c in seed0 + seed1])
+    assert claims[0].holds is None and claims[1].holds is None
+    assert "data seeds differ over T" in claims[2].claim
+    rest = [c | {"data_seed": 1} for c in seed0 if c["train_size"] not in some_T]
+    m = d.table([_fake_from(c) for c in seed0 + seed1 + rest])["baseline"]
+    assert m["full_grid"] and m["part"] == "" and m["data_seeds"][0] == [0, 1]

@@ -36,9 +36,10 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
     """The five measures of one variant's runs (restricted to ``Ts`` if given)."""
     groups = {T: rs for T, rs in by_T(runs).items() if Ts is None or T in Ts}
     grid = list(groups)
-    ratio, five, loss, b, W = [], [], [], [], []
+    ratio, five, loss, b, W, seeds = [], [], [], [], [], []
     for T, rs in groups.items():
         rs = sorted(rs, key=lambda r: (r.config.get("data_seed", 0), r.config.get("seed", 0)))
+        seeds.append(sorted({int(r.config.get("data_seed", 0)) for r in rs}))
         dd = np.concatenate([np.asarray(r.arrays["data_dims"], float) for r in rs])
         ratio.append(float(np.median(dd)) / (2 / T))
         top = np.stack([top_feature_dims(r, 6) for r in rs])  # (runs, 6)
@@ -54,6 +55,7 @@ def measures(runs: list, Ts: list[int] | None = None) -> dict[str, Any]:
         "five_sixth_ratio": five,
         "test_loss": mean_loss,
         "test_loss_per_seed": loss,  # per T, in data-seed order
+        "data_seeds": seeds,  # per T, the data seeds its means are over
         "b_norm": b,
         "W_norm": W,
         "T_leave": first_from_which(grid, [q < 1 / DT_FACTOR for q in ratio]),
