@@ -53,7 +53,8 @@ def test_grids__quick_cost_fits_the_budget_and_float64_uses_the_reference_engine
     from supermem.recipes.base import estimate_seconds
 
     # The default cost model's price on 1 worker; the 19-variant grid priced 25 min and
-    # trained in 19 min 34 s on 2 workers (docs/REPRODUCTION.md); each variant adds ~70 s.
+    # trained in 19 min 34 s on 2 workers (docs/REPRODUCTION.md); each variant adds ~70 s,
+    # one with 2x the steps ~135 s.
     assert estimate_seconds(d.grids("quick")) < 28 * 60
     f64 = [g for g in d.grids("quick") if "float64" in g[0]]
     assert f64 and all(g[1]["engine"] == "reference" for g in f64)
