@@ -64,7 +64,7 @@ def _measure(engine: str, T: int, m: int, params, K: int, name: str, out) -> Non
     eng.loss_and_grads(model, p, data)  # warm-up: compilation, the first build
     build = None
     if engine == "tree":
-        data.state.built = False  # time one rebuild (kernels compiled by now)
+        data.state.built[:] = False  # time one rebuild (kernels compiled by now)
         t = time.perf_counter()
         eng.loss_and_grads(model, p, data)
         build = (time.perf_counter() - t) * 1e3

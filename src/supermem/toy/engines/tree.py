@@ -16,7 +16,9 @@ the points move, the refitted boxes loosen and the walk costs more; the tree is 
 once the work spent beyond the fresh tree's level since the last build exceeds the cost
 of a build (``REBUILD_UNITS`` work units per point and level; a rent-or-buy rule, within
 2x of the best schedule in hindsight). Work is counted, not timed, so the schedule, and
-with it every result, is deterministic.
+with it every result, is deterministic. The rule is kept per instance: a tree's
+schedule, and so the order of a run's float32 sums, does not depend on the other runs it
+is batched with, and a batched run equals its single runs bit for bit.
 
 Best for m <= 3 (the tree prunes less as m grows); ``auto`` picks it from the measured
 cost model in ``supermem.toy.engines.cost``.
@@ -58,7 +60,10 @@ class TreeState:
     buffers, and nodeA (inst, NPART, nn, m, m), nodea (inst, NPART, nn, m) float64,
     onm (inst, NPART, nn) bool: per-part node buffers; between steps every mark (onm,
     cut) is clear, and an unmarked entry counts as zero whatever it holds.
-    work0, excess: the rebuild rule's bookkeeping.
+    built (inst,) bool (False: build at the next step), work0 (inst,) int64 (traversal
+    work units of the first step after the build, -1 before it) and excess (inst,) int64
+    (work units spent beyond work0 since the build): the rebuild rule's bookkeeping, per
+    instance, so no run's schedule depends on what it is batched with.
     """
 
     D: int
@@ -78,10 +83,10 @@ class TreeState:
     nodeA: np.ndarray
     nodea: np.ndarray
     onm: np.ndarray
-    built: bool = False  # False: build at the next step
-    work0: int | None = None  # traversal work units of the first step after the build
-    excess: int = 0  # work units spent beyond work0 since the build
-    builds: int = 0
+    built: np.ndarray
+    work0: np.ndarray
+    excess: np.ndarray
+    builds: int = 0  # build events (steps at which any instance's tree was built)
     steps: int = 0
 
     @classmethod
@@ -108,6 +113,9 @@ class TreeState:
             np.zeros((inst, NPART, nn, m, m)),
             np.zeros((inst, NPART, nn, m)),
             np.zeros((inst, NPART, nn), np.bool_),
+            np.zeros(inst, np.bool_),
+            np.full(inst, -1, np.int64),
+            np.zeros(inst, np.int64),
         )
 
 
@@ -236,21 +244,29 @@ def _dense_part(h: np.ndarray, D: np.ndarray, b: np.ndarray, data: TreeData, reb
     tree_work = inst * T * m * m
     hs = h.reshape(inst, T, m)  # the rows are kept in tree order
     with _threads(tree_work):
-        # ski rental: rebuild once the work the tree has cost beyond its fresh level
-        # since the last build exceeds what a build costs (all in deterministic units)
-        if st.built and st.excess > rebuild_units * inst * T * st.D:
-            st.built = False
-        if st.built:
+        # ski rental, per instance: rebuild a tree once the work it has cost beyond its
+        # fresh level since its last build exceeds what a build costs (all in
+        # deterministic units)
+        st.built &= st.excess <= rebuild_units * T * st.D
+        if st.built.all():
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
         else:
-            h = TK.build(h, T, st.D, st.bstart, st.bend, st.perm)
+            due = np.flatnonzero(~st.built)
+            st.perm[:] = np.arange(T)  # the trees kept stay in their order
+            sub = np.empty((len(due), T), np.int64)
+            built = TK.build(
+                np.ascontiguousarray(hs[due]).reshape(-1, m), T, st.D, st.bstart, st.bend, sub
+            )
+            st.perm[due] = sub
+            hs = hs.copy()
+            hs[due] = built.reshape(len(due), T, m)
+            h = hs.reshape(inst * T, m)
             prev = data.order
             data.order = st.perm.copy() if prev is None else np.take_along_axis(prev, st.perm, 1)
             ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, st.perm, T)
             data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
-            hs = h.reshape(inst, T, m)
             TK.refit(hs, st.start, st.end, st.right, st.leaves, st.lo, st.hi, st.S1, st.S2)
-            st.built, st.work0, st.excess = True, None, 0
+            st.built[due], st.work0[due], st.excess[due] = True, -1, 0
             st.builds += 1
             data.log.append((st.steps, "build"))
     st.steps += 1
@@ -268,10 +284,10 @@ def _dense_part(h: np.ndarray, D: np.ndarray, b: np.ndarray, data: TreeData, reb
             Ds, bs, hs, st.D, st.start, st.end, st.right, st.lo, st.hi, st.S1, st.S2, c2, TW.FB,
             gDs, gbs, lossf, st.nodeA, st.nodea, st.onm, st.ghp, st.cut, work,
         )  # fmt: skip
-    units = int(work.sum())
-    if st.work0 is None:
-        st.work0 = units  # the fresh tree's cost
-    st.excess += max(units - st.work0, 0)
+    units = work.sum(1)  # (inst,)
+    fresh = st.work0 < 0
+    st.work0[fresh] = units[fresh]  # the fresh trees' cost
+    st.excess += np.maximum(units - st.work0, 0)
     gD = np.empty_like(gDs)  # back to the caller's feature order
     np.put_along_axis(gD, fperm[:, None, :], gDs, axis=2)
     gb = np.empty_like(gbs)
@@ -393,22 +409,34 @@ class TreeEngine(Engine):
         st = getattr(data, "state", None)
         if not isinstance(data, TreeData) or st is None or data.order is None:
             return {}
-        work0 = -1 if st.work0 is None else st.work0
         m = st.lo.shape[2]
-        scalars = [m, int(st.built), work0, st.excess, st.builds, st.steps]
-        return {"order": data.order, "scalars": np.array(scalars, np.int64)}
+        return {
+            "order": data.order,
+            "scalars": np.array([m, st.builds, st.steps], np.int64),
+            "built": st.built.astype(np.int64),
+            "work0": st.work0.copy(),
+            "excess": st.excess.copy(),
+        }
 
     def restore(self, data, state: dict[str, np.ndarray]) -> None:
         if not isinstance(data, TreeData) or "order" not in state:
             return
         order = np.ascontiguousarray(state["order"], dtype=np.int64)
-        m, built, work0, excess, builds, steps = (int(x) for x in state["scalars"])
         d = data.cpu
         if order.shape != (d.inst, d.T):
             raise ValueError(f"tree state of shape {order.shape} for data {(d.inst, d.T)}")
         ptr, idx, val = TK.permute_rows(d.indptr, d.indices, d.values, order, d.T)
         data.cpu = dataclasses.replace(d, indptr=ptr, indices=idx, values=val)
         data.order = order
-        st = data.state = TreeState.empty(d.inst, d.T, m, data.leaf)
-        st.built, st.work0 = bool(built), None if work0 < 0 else work0
-        st.excess, st.builds, st.steps = excess, builds, steps
+        scalars = [int(x) for x in state["scalars"]]
+        st = data.state = TreeState.empty(d.inst, d.T, scalars[0], data.leaf)
+        if "built" in state:
+            st.builds, st.steps = scalars[1:]
+            st.built[:] = np.asarray(state["built"]) != 0
+            st.work0[:], st.excess[:] = state["work0"], state["excess"]
+        else:  # saved before the rule was per instance (one shared work0 and excess)
+            built, work0, excess, st.builds, st.steps = scalars[1:]
+            st.built[:] = bool(built)
+            if d.inst == 1:  # the same bookkeeping
+                st.work0[:], st.excess[:] = work0, excess
+            # else the shared numbers do not split by instance: each tree's starts afresh
