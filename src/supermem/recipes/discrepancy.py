@@ -97,12 +97,7 @@ VARIANTS: dict[str, tuple[str, Any]] = {
     "raw-constant-lr-steps-x2": (
         "raw points, no annealing and 2x the steps (and warm-up): does the bump's height "
         "grow with the length of an unannealed run?",
-        lambda s: {
-            "point_norm": "raw",
-            "lr_schedule": "constant",
-            "steps": 2 * s.steps,
-            "warmup": 2 * s.warmup,
-        },
+        lambda s: _changes(s, "raw-constant-lr") | _changes(s, "steps-x2"),
     ),
     "float64": (
         "float64 (reference engine), at the middle T of the grid only",
