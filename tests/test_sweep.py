@@ -342,6 +342,38 @@ def test_plan__a_sweep_without_runs_calibrates_on_its_siblings_of_the_same_engin
     assert not (tmp_path / "new").exists()
 
 
+def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_default(
+    serial_sweep, monkeypatch
+):
+    # serial_sweep's 12 runs trained on the reference engine; a fast run beside them is
+    # not priced on their seconds per unit (the engines differ by 10-100x per unit)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    axes = dict(seed=[5], train_size=[4, 8])
+    ref = plan(spec(**axes), serial_sweep)
+    fast = plan(spec(**axes, engine=["fast"]), serial_sweep)
+    both = plan(spec(**axes, engine=["reference", "fast"]), serial_sweep, workers=2)
+    assert ref.calibrated_from == both.calibrated_from == 12 and fast.calibrated_from == 0
+    assert both.seconds == pytest.approx(ref.seconds + fast.seconds)
+    assert both.default_seconds == pytest.approx(fast.seconds)
+    assert both.seconds_per_unit == ref.seconds_per_unit  # only reference is calibrated
+    # the calibrated part divides by the workers, the default part shares the 2 cores
+    assert both.wall_seconds == pytest.approx(ref.seconds / 2 + fast.seconds)
+    assert "on the default" in str(both) and "on the default" not in str(ref)
+
+
+def test_kind__auto_is_the_engine_it_resolves_to():
+    from supermem.sweeps.spec import _kind
+    from supermem.toy.engines import cost
+
+    used = set()
+    for T in (1_000, 1_800, 4_200, 100_000):
+        cfg = TrainConfig(features=10_000, sparsity=0.999, train_size=T, steps=100)
+        want = cost.pick(1, T, 10_000, 2, 10_000 * (1 - 0.999))
+        assert _kind(cfg)[0] == want == _kind(cfg.replace(engine=want))[0]
+        used.add(want)
+    assert used == {"fast", "tree"}  # the grid crosses from one to the other
+
+
 def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypatch):
     from supermem.sweeps.spec import SweepPlan
 

@@ -263,35 +263,44 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
 
 
+def _engine_used(c: TrainConfig) -> str:
+    """The engine that trains ``c`` on the CPU: ``auto`` resolved as ``train`` resolves it."""
+    if c.engine != "auto":
+        return c.engine
+    if _tree_picked(c):
+        return "tree"
+    return "fast" if c.model == "tied" else "fast_variants"
+
+
 def _kind(c: TrainConfig) -> tuple[str, str, str, str]:
-    """What decides a run's seconds per unit beyond its units: engine, dtype, model, loss."""
-    return (c.engine, c.dtype, c.model, c.loss)
+    """What decides a run's seconds per unit beyond its units: the engine that trains it
+    (``auto`` resolved: one sweep's T axis can cross from ``fast`` to ``tree``), dtype,
+    model, loss."""
+    return (_engine_used(c), c.dtype, c.model, c.loss)
 
 
-def _calibrate(
-    dirs: list[Path], skip: set[Path], kinds: set[tuple] | None = None
-) -> tuple[float | None, int]:
-    """(seconds per unit, runs used) from the ok runs in ``dirs`` but ``skip`` (damaged
-    ones), only those of ``kinds`` (see ``_kind``) if given; (None, 0) for the default."""
+def _calibrate(dirs: list[Path], skip: set[Path]) -> dict[tuple, tuple[float, int]]:
+    """{kind (see ``_kind``): (seconds per unit, runs used)} from the ok runs in ``dirs``
+    but ``skip`` (damaged ones); a kind with no ok run is absent (its default applies)."""
     keys = set(TrainConfig.__dataclass_fields__)
     rows, cfgs = [], []
     for d in dirs:
         for r in scan(d, skip) if d.is_dir() else []:
-            if r["status"] != "ok":
-                continue
-            c = TrainConfig(**{k: v for k, v in r["config"].items() if k in keys})
-            if kinds is None or _kind(c) in kinds:
+            if r["status"] == "ok":
                 rows.append(r)
-                cfgs.append(c)
-    if not rows:
-        return None, 0
+                cfgs.append(TrainConfig(**{k: v for k, v in r["config"].items() if k in keys}))
     # runs trained in one train_many call share one wall time: split it between them
     secs = [r["metrics"].get("seconds", 0.0) for r in rows]
     share = {s: secs.count(s) for s in secs}
-    # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is separate,
-    # and a call's per-step overhead is paid once for all the runs it trains
-    spent = sum((s - c.steps * STEP_S) / share[s] for s, c in zip(secs, cfgs))
-    return max(spent / sum(_units(c) for c in cfgs), 1e-13), len(rows)
+    by_kind: dict[tuple, list[float]] = {}
+    for s, c in zip(secs, cfgs):
+        # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
+        # separate, and a call's per-step overhead is paid once for all the runs it trains
+        acc = by_kind.setdefault(_kind(c), [0.0, 0.0, 0])
+        acc[0] += (s - c.steps * STEP_S) / share[s]
+        acc[1] += _units(c)
+        acc[2] += 1
+    return {k: (max(spent / units, 1e-13), int(n)) for k, (spent, units, n) in by_kind.items()}
 
 
 @dataclass(frozen=True)
@@ -304,12 +313,17 @@ class SweepPlan:
     todo: int  # to train, including `retry`
     retry: int  # of todo, those with a crash record from an earlier call
     seconds: float
-    seconds_per_unit: float | None  # None: the engine defaults of SECONDS_PER_UNIT
+    # the calibrated c (several kinds calibrated: their mean weighted by the to-do runs'
+    # units); None: the engine defaults of SECONDS_PER_UNIT throughout
+    seconds_per_unit: float | None
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
     damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
     from_siblings: bool = False  # calibrated on the other sweeps' runs (none of its own)
     resuming: int = 0  # of todo, runs a checkpoint in OUT/partial/ takes part of the way
+    # of seconds, the part priced on the default c (runs of a kind nothing calibrates);
+    # None: all of it if calibrated_from is 0, else none
+    default_seconds: float | None = None
 
     @property
     def wall_seconds(self) -> float:
@@ -319,16 +333,19 @@ class SweepPlan:
         default c is for one process using DEFAULT_CORES cores; K workers get
         ``threads_per_worker(K)`` each, and speed is taken as linear in threads.
         """
-        if self.calibrated_from:
-            return self.seconds / self.workers
+        default = self.default_seconds
+        if default is None:
+            default = 0.0 if self.calibrated_from else self.seconds
         threads = self.workers * threads_per_worker(self.workers)
-        return self.seconds * DEFAULT_CORES / threads
+        return (self.seconds - default) / self.workers + default * DEFAULT_CORES / threads
 
     def __str__(self) -> str:
         est = self.wall_seconds
         how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
         if self.from_siblings:
             how += " of the other sweeps, same engine"
+        if self.calibrated_from and self.default_seconds:
+            how += "; runs of an engine with none calibrated on the default"
         bad = f", {self.damaged} damaged" if self.damaged else ""
         bad += f", {self.resuming} resuming from checkpoints" if self.resuming else ""
         return (
@@ -355,24 +372,33 @@ def plan(
     bad = set(damaged(out)) if out.is_dir() else set()
     done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
-    c, n_cal = _calibrate([out], bad)
+    own = _calibrate([out], bad)
     others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
-    if not n_cal and others:
-        hurt = {p for d in others for p in damaged(d)}
-        c, n_cal = _calibrate(others, hurt, {_kind(cfg) for cfg in todo_cfgs.values()})
-        from_siblings = n_cal > 0
-    else:
-        from_siblings = False
+    sib = _calibrate(others, {p for d in others for p in damaged(d)}) if others else {}
+    # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
+    # that kind, else the engine's default
+    cal: dict[tuple, tuple[float, int, bool]] = {}
+    for kind in {_kind(cfg) for cfg in todo_cfgs.values()}:
+        if kind in own or kind in sib:
+            cal[kind] = (*own[kind], False) if kind in own else (*sib[kind], True)
     resume = resumed_steps(out, todo, batch)
-    secs = sum(
-        OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * (1 - resume.get(k, 0) / cfg.steps)
-        for k, cfg in zip(map(config_key, todo), todo)
-    )
+    secs = default_secs = cal_c = cal_units = 0.0
+    for k, cfg in zip(map(config_key, todo), todo):
+        c = cal.get(_kind(cfg), (None,))[0]
+        left = 1 - resume.get(k, 0) / cfg.steps
+        one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * left
+        secs += one
+        if c is None:
+            default_secs += one
+        else:
+            cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
+    c_mean = cal_c / cal_units if cal_units else (next(iter(cal.values()))[0] if cal else None)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
     return SweepPlan(
-        len(todo_cfgs), len(done), len(todo), retry, secs, c, n_cal, workers, n_bad,
-        from_siblings, len(resume),
+        len(todo_cfgs), len(done), len(todo), retry, secs, c_mean,
+        sum(n for _, n, _ in cal.values()), workers, n_bad,
+        any(f for _, _, f in cal.values()), len(resume), default_secs if cal else None,
     )  # fmt: skip
 
 
