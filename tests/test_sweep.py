@@ -343,7 +343,7 @@ def test_plan__a_sweep_without_runs_calibrates_on_its_siblings_of_the_same_engin
 
 
 def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_default(
-    serial_sweep, monkeypatch
+    serial_sweep, tmp_path, monkeypatch
 ):
     # serial_sweep's 12 runs trained on the reference engine; a fast run beside them is
     # not priced on their seconds per unit (the engines differ by 10-100x per unit)
@@ -359,19 +359,34 @@ def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_
     # the calibrated part divides by the workers, the default part shares the 2 cores
     assert both.wall_seconds == pytest.approx(ref.seconds / 2 + fast.seconds)
     assert "on the default" in str(both) and "on the default" not in str(ref)
+    # a sibling sweep that ran the fast engine calibrates the fast runs, the own runs the rest
+    run_sweep(spec(seed=[0], train_size=[4], engine=["fast"]), tmp_path / "f", progress=False)
+    mixed = plan(spec(**axes, engine=["reference", "fast"]), serial_sweep, 2, (tmp_path / "f",))
+    assert (mixed.calibrated_from, mixed.sibling_runs, mixed.default_seconds) == (13, 1, 0.0)
+    assert "calibrated on 13 runs (1 of them the other sweeps', same engine)" in str(mixed)
 
 
-def test_kind__auto_is_the_engine_it_resolves_to():
+def test_kind__is_the_engine_training_takes():
     from supermem.sweeps.spec import _kind
-    from supermem.toy.engines import cost
+    from supermem.toy.train import train
 
+    base = dict(features=1000, sparsity=0.99, test_size=10, steps=2, warmup=1, snapshots=0)
+    cases = [  # auto crosses from fast to tree with T; float64, other models and losses
+        dict(train_size=100),
+        dict(train_size=2000),
+        dict(train_size=100, model="untied"),
+        dict(train_size=100, dtype="float64"),
+        dict(train_size=100, loss="l1"),
+        dict(train_size=2000, engine="fast"),
+    ]
     used = set()
-    for T in (1_000, 1_800, 4_200, 100_000):
-        cfg = TrainConfig(features=10_000, sparsity=0.999, train_size=T, steps=100)
-        want = cost.pick(1, T, 10_000, 2, 10_000 * (1 - 0.999))
-        assert _kind(cfg)[0] == want == _kind(cfg.replace(engine=want))[0]
-        used.add(want)
-    assert used == {"fast", "tree"}  # the grid crosses from one to the other
+    for kw in cases:
+        cfg = TrainConfig(**base, **kw)
+        taken = train(cfg, progress=False).engine
+        assert _kind(cfg)[0] == taken, kw
+        assert _kind(cfg, "tree")[0] == "tree"  # a finished run's recorded engine wins
+        used.add(taken)
+    assert used == {"fast", "tree", "fast_variants", "reference"}
 
 
 def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypatch):

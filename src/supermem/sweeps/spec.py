@@ -58,8 +58,10 @@ from supermem.sweeps.index import (
 )
 from supermem.toy import checkpoint
 from supermem.toy.engines import cost as engine_cost
+from supermem.toy.engines import get_engine, resolve_device
 from supermem.toy.engines.cuda import hidden_lanes
 from supermem.toy.memory import expected_nnz
+from supermem.toy.model import get_model
 from supermem.toy.train import INSTANCE_FIELDS
 
 __all__ = [
@@ -264,19 +266,21 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
 
 
 def _engine_used(c: TrainConfig) -> str:
-    """The engine that trains ``c`` on the CPU: ``auto`` resolved as ``train`` resolves it."""
-    if c.engine != "auto":
-        return c.engine
-    if _tree_picked(c):
-        return "tree"
-    return "fast" if c.model == "tied" else "fast_variants"
+    """The engine that would train ``c`` alone here, resolved as ``train`` resolves it
+    (float64 on the reference engine, ``auto`` by ``get_engine``; a batch of several
+    instances can tip ``auto``'s pick near the crossover, which this does not see)."""
+    name = "reference" if c.dtype == "float64" else c.engine
+    if name != "auto":
+        return name
+    device = resolve_device(c.device)
+    return get_engine("auto", get_model(c.model), device, shape=_shape(c), loss=c.loss).name
 
 
-def _kind(c: TrainConfig) -> tuple[str, str, str, str]:
+def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str]:
     """What decides a run's seconds per unit beyond its units: the engine that trains it
-    (``auto`` resolved: one sweep's T axis can cross from ``fast`` to ``tree``), dtype,
-    model, loss."""
-    return (_engine_used(c), c.dtype, c.model, c.loss)
+    (``engine``: the one a finished run recorded; else ``auto`` resolved, since one sweep's
+    T axis can cross from ``fast`` to ``tree``), dtype, model, loss."""
+    return (engine or _engine_used(c), c.dtype, c.model, c.loss)
 
 
 def _calibrate(dirs: list[Path], skip: set[Path]) -> dict[tuple, tuple[float, int]]:
@@ -293,10 +297,10 @@ def _calibrate(dirs: list[Path], skip: set[Path]) -> dict[tuple, tuple[float, in
     secs = [r["metrics"].get("seconds", 0.0) for r in rows]
     share = {s: secs.count(s) for s in secs}
     by_kind: dict[tuple, list[float]] = {}
-    for s, c in zip(secs, cfgs):
+    for s, c, r in zip(secs, cfgs, rows):
         # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
         # separate, and a call's per-step overhead is paid once for all the runs it trains
-        acc = by_kind.setdefault(_kind(c), [0.0, 0.0, 0])
+        acc = by_kind.setdefault(_kind(c, r["metrics"].get("engine")), [0.0, 0.0, 0])
         acc[0] += (s - c.steps * STEP_S) / share[s]
         acc[1] += _units(c)
         acc[2] += 1
@@ -319,11 +323,12 @@ class SweepPlan:
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
     damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
-    from_siblings: bool = False  # calibrated on the other sweeps' runs (none of its own)
+    from_siblings: bool = False  # calibrated in part on the other sweeps' runs
     resuming: int = 0  # of todo, runs a checkpoint in OUT/partial/ takes part of the way
     # of seconds, the part priced on the default c (runs of a kind nothing calibrates);
     # None: all of it if calibrated_from is 0, else none
     default_seconds: float | None = None
+    sibling_runs: int = 0  # of calibrated_from, runs of the other sweeps (siblings)
 
     @property
     def wall_seconds(self) -> float:
@@ -342,8 +347,10 @@ class SweepPlan:
     def __str__(self) -> str:
         est = self.wall_seconds
         how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
-        if self.from_siblings:
+        if self.sibling_runs and self.sibling_runs == self.calibrated_from:
             how += " of the other sweeps, same engine"
+        elif self.sibling_runs:
+            how += f" ({self.sibling_runs} of them the other sweeps', same engine)"
         if self.calibrated_from and self.default_seconds:
             how += "; runs of an engine with none calibrated on the default"
         bad = f", {self.damaged} damaged" if self.damaged else ""
@@ -364,9 +371,10 @@ def plan(
     """Count done / to-do runs and estimate time. Reads only; creates nothing.
     ``batch``: as ``run_sweep``'s (which groups resume from checkpoints).
 
-    The cost model is calibrated on ``out``'s finished runs; a sweep with none yet is
-    calibrated on the runs in ``siblings`` (other sweep dirs, e.g. a recipe's) of the
-    same engine, dtype, model and loss as its own, if there are any."""
+    The cost model is calibrated per kind of to-do run (``_kind``: engine, dtype, model,
+    loss) on ``out``'s finished runs of that kind; a kind with none there on the runs of
+    that kind in ``siblings`` (other sweep dirs, e.g. a recipe's); a kind with none
+    anywhere is priced on the engine's default."""
     out = Path(out)
     todo_cfgs = _unique(spec.configs())
     bad = set(damaged(out)) if out.is_dir() else set()
@@ -378,7 +386,7 @@ def plan(
     # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
     # that kind, else the engine's default
     cal: dict[tuple, tuple[float, int, bool]] = {}
-    for kind in {_kind(cfg) for cfg in todo_cfgs.values()}:
+    for kind in {_kind(cfg) for cfg in todo}:
         if kind in own or kind in sib:
             cal[kind] = (*own[kind], False) if kind in own else (*sib[kind], True)
     resume = resumed_steps(out, todo, batch)
@@ -392,13 +400,14 @@ def plan(
             default_secs += one
         else:
             cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
-    c_mean = cal_c / cal_units if cal_units else (next(iter(cal.values()))[0] if cal else None)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
+    n_own = sum(n for _, n, theirs in cal.values() if not theirs)
+    n_sib = sum(n for _, n, theirs in cal.values() if theirs)
     return SweepPlan(
-        len(todo_cfgs), len(done), len(todo), retry, secs, c_mean,
-        sum(n for _, n, _ in cal.values()), workers, n_bad,
-        any(f for _, _, f in cal.values()), len(resume), default_secs if cal else None,
+        len(todo_cfgs), len(done), len(todo), retry, secs,
+        cal_c / cal_units if cal_units else None, n_own + n_sib, workers, n_bad,
+        n_sib > 0, len(resume), default_secs if cal else None, n_sib,
     )  # fmt: skip
 
 
