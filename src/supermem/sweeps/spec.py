@@ -323,12 +323,16 @@ class SweepPlan:
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
     damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
-    from_siblings: bool = False  # calibrated in part on the other sweeps' runs
     resuming: int = 0  # of todo, runs a checkpoint in OUT/partial/ takes part of the way
     # of seconds, the part priced on the default c (runs of a kind nothing calibrates);
     # None: all of it if calibrated_from is 0, else none
     default_seconds: float | None = None
     sibling_runs: int = 0  # of calibrated_from, runs of the other sweeps (siblings)
+
+    @property
+    def from_siblings(self) -> bool:
+        """Whether the other sweeps' runs calibrated part of the estimate."""
+        return self.sibling_runs > 0
 
     @property
     def wall_seconds(self) -> float:
@@ -385,14 +389,15 @@ def plan(
     sib = _calibrate(others, {p for d in others for p in damaged(d)}) if others else {}
     # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
     # that kind, else the engine's default
+    kinds = [_kind(cfg) for cfg in todo]
     cal: dict[tuple, tuple[float, int, bool]] = {}
-    for kind in {_kind(cfg) for cfg in todo}:
+    for kind in set(kinds):
         if kind in own or kind in sib:
             cal[kind] = (*own[kind], False) if kind in own else (*sib[kind], True)
     resume = resumed_steps(out, todo, batch)
     secs = default_secs = cal_c = cal_units = 0.0
-    for k, cfg in zip(map(config_key, todo), todo):
-        c = cal.get(_kind(cfg), (None,))[0]
+    for k, cfg, kind in zip(map(config_key, todo), todo, kinds):
+        c = cal.get(kind, (None,))[0]
         left = 1 - resume.get(k, 0) / cfg.steps
         one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * left
         secs += one
@@ -402,12 +407,11 @@ def plan(
             cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
-    n_own = sum(n for _, n, theirs in cal.values() if not theirs)
-    n_sib = sum(n for _, n, theirs in cal.values() if theirs)
     return SweepPlan(
         len(todo_cfgs), len(done), len(todo), retry, secs,
-        cal_c / cal_units if cal_units else None, n_own + n_sib, workers, n_bad,
-        n_sib > 0, len(resume), default_secs if cal else None, n_sib,
+        cal_c / cal_units if cal_units else None, sum(n for _, n, _ in cal.values()),
+        workers, n_bad, len(resume), default_secs if cal else None,
+        sum(n for _, n, theirs in cal.values() if theirs),
     )  # fmt: skip
 
 
