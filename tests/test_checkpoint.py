@@ -139,6 +139,35 @@ def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(
     assert_same(want, got)
 
 
+def test_a_run_records_the_cpu_threads_its_segments_used(tmp_path, stop_after_checkpoint):
+    """metrics.json's ``threads`` (the sweeps' cost model scales by it): the threads of a
+    run in one go; the seconds-weighted mean over segments that had different ones; None
+    where a segment's checkpoint predates the record."""
+    import numba
+
+    cfg = make_config(engine="fast", steps=300, warmup=30, train_size=40)
+    had = numba.get_num_threads()
+    assert train(cfg, progress=False).threads == had
+    ck = tmp_path / "ck"
+    stop_after_checkpoint(100)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    saved = ckpt.load(ck, [cfg])
+    assert saved is not None and saved.thread_seconds == pytest.approx(had * saved.seconds)
+    numba.set_num_threads(1)
+    try:
+        got = train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0]
+    finally:
+        numba.set_num_threads(had)
+    later = got.seconds - saved.seconds
+    assert got.threads == pytest.approx((had * saved.seconds + later) / got.seconds)
+    # its last checkpoint (step 200) as written before runs recorded threads
+    meta = json.loads((ck / ckpt.META).read_text())
+    del meta["thread_seconds"]
+    (ck / ckpt.META).write_text(json.dumps(meta))
+    assert train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)[0].threads is None
+
+
 def test_checkpoints_are_written_only_as_often_as_asked(tmp_path):
     cfg = make_config(steps=300)
     train_many([cfg], progress=False, checkpoint=tmp_path / "ck", checkpoint_every=1e9)

@@ -1,5 +1,6 @@
 """Sweeps: spec grids, content keys, resume, failure isolation, batching, executors, CLI."""
 
+import json
 import os
 import re
 import signal
@@ -349,8 +350,8 @@ def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_
     # not priced on their seconds per unit (the engines differ by 10-100x per unit)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     axes = dict(seed=[5], train_size=[4, 8])
-    ref = plan(spec(**axes), serial_sweep)
-    fast = plan(spec(**axes, engine=["fast"]), serial_sweep)
+    ref = plan(spec(**axes), serial_sweep, workers=2)
+    fast = plan(spec(**axes, engine=["fast"]), serial_sweep, workers=2)
     both = plan(spec(**axes, engine=["reference", "fast"]), serial_sweep, workers=2)
     assert ref.calibrated_from == both.calibrated_from == 12 and fast.calibrated_from == 0
     assert both.seconds == pytest.approx(ref.seconds + fast.seconds)
@@ -364,6 +365,29 @@ def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_
     mixed = plan(spec(**axes, engine=["reference", "fast"]), serial_sweep, 2, (tmp_path / "f",))
     assert (mixed.calibrated_from, mixed.sibling_runs, mixed.default_seconds) == (13, 1, 0.0)
     assert "calibrated on 13 runs (1 of them the other sweeps', same engine)" in str(mixed)
+
+
+def test_plan__calibrated_c_is_scaled_from_the_threads_runs_used_to_a_workers_threads(
+    serial_sweep, tmp_path, monkeypatch
+):
+    # speed is taken as linear in threads: runs that had 2 threads each price a worker
+    # with 1 thread at twice their seconds per unit; runs that recorded no threads (older
+    # ones) are taken to have had the plan's
+    import shutil
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    s = spec(seed=[5], train_size=[4, 8])
+    runs = {t: tmp_path / f"t{t}" for t in (1, 2, None)}
+    for t, out in runs.items():
+        shutil.copytree(serial_sweep, out)
+        for m in (out / "runs").glob("*/metrics.json"):
+            metrics = json.loads(m.read_text())
+            assert metrics["threads"] >= 1  # each records the CPU threads it used
+            m.write_text(json.dumps(metrics | {"threads": t}))
+    c = {(t, w): plan(s, o, workers=w).seconds_per_unit for t, o in runs.items() for w in (1, 2)}
+    assert c[1, 1] == pytest.approx(c[1, 2] / 2)  # the same runs, workers of 2 vs 1 thread
+    assert c[2, 2] == pytest.approx(2 * c[1, 2])  # measured on 2 threads, priced on 1
+    assert c[None, 1] == pytest.approx(c[None, 2]) == pytest.approx(c[1, 2])
 
 
 def test_kind__is_the_engine_training_takes():

@@ -283,9 +283,12 @@ def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str
     return (engine or _engine_used(c), c.dtype, c.model, c.loss)
 
 
-def _calibrate(dirs: list[Path], skip: set[Path]) -> dict[tuple, tuple[float, int]]:
-    """{kind (see ``_kind``): (seconds per unit, runs used)} from the ok runs in ``dirs``
-    but ``skip`` (damaged ones); a kind with no ok run is absent (its default applies)."""
+def _calibrate(dirs: list[Path], skip: set[Path], threads: int) -> dict[tuple, tuple[float, int]]:
+    """{kind (see ``_kind``): (seconds per unit on one thread, runs used)} from the ok runs
+    in ``dirs`` but ``skip`` (damaged ones); a kind with no ok run is absent (its default
+    applies). Each run's c is scaled to one thread by the CPU threads its metrics.json
+    records (speed taken as linear in threads), or by ``threads`` where it records none
+    (trained off the CPU, or before runs recorded them)."""
     keys = set(TrainConfig.__dataclass_fields__)
     rows, cfgs = [], []
     for d in dirs:
@@ -301,7 +304,7 @@ def _calibrate(dirs: list[Path], skip: set[Path]) -> dict[tuple, tuple[float, in
         # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
         # separate, and a call's per-step overhead is paid once for all the runs it trains
         acc = by_kind.setdefault(_kind(c, r["metrics"].get("engine")), [0.0, 0.0, 0])
-        acc[0] += (s - c.steps * STEP_S) / share[s]
+        acc[0] += (s - c.steps * STEP_S) / share[s] * (r["metrics"].get("threads") or threads)
         acc[1] += _units(c)
         acc[2] += 1
     return {k: (max(spent / units, 1e-13), int(n)) for k, (spent, units, n) in by_kind.items()}
@@ -317,8 +320,8 @@ class SweepPlan:
     todo: int  # to train, including `retry`
     retry: int  # of todo, those with a crash record from an earlier call
     seconds: float
-    # the calibrated c (several kinds calibrated: their mean weighted by the to-do runs'
-    # units); None: the engine defaults of SECONDS_PER_UNIT throughout
+    # the calibrated c on one worker's threads (several kinds calibrated: their mean
+    # weighted by the to-do runs' units); None: the engine defaults of SECONDS_PER_UNIT
     seconds_per_unit: float | None
     calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
     workers: int = 1
@@ -338,7 +341,8 @@ class SweepPlan:
     def wall_seconds(self) -> float:
         """Estimated wall time with ``workers`` processes on this machine's cores.
 
-        Calibrated c was measured on workers as they ran: divide by the worker count. The
+        Calibrated c is per unit on one worker's threads (``plan`` scales each run's to
+        them from the threads it recorded): divide by the worker count. The
         default c is for one process using DEFAULT_CORES cores; K workers get
         ``threads_per_worker(K)`` each, and speed is taken as linear in threads.
         """
@@ -384,16 +388,18 @@ def plan(
     bad = set(damaged(out)) if out.is_dir() else set()
     done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
-    own = _calibrate([out], bad)
+    threads = threads_per_worker(workers)  # each worker's, as the runs will have them
+    own = _calibrate([out], bad, threads)
     others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
-    sib = _calibrate(others, {p for d in others for p in damaged(d)}) if others else {}
+    sib = _calibrate(others, {p for d in others for p in damaged(d)}, threads) if others else {}
     # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
-    # that kind, else the engine's default
+    # that kind, else the engine's default; a calibrated c per thread, on a worker's threads
     kinds = [_kind(cfg) for cfg in todo]
     cal: dict[tuple, tuple[float, int, bool]] = {}
     for kind in set(kinds):
         if kind in own or kind in sib:
-            cal[kind] = (*own[kind], False) if kind in own else (*sib[kind], True)
+            c1, n = own[kind] if kind in own else sib[kind]
+            cal[kind] = (c1 / threads, n, kind not in own)
     resume = resumed_steps(out, todo, batch)
     secs = default_secs = cal_c = cal_units = 0.0
     for k, cfg, kind in zip(map(config_key, todo), todo, kinds):

@@ -55,6 +55,7 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "diverged_step": r.diverged_step,
         "seconds": r.seconds,
         "engine": r.engine,
+        "threads": None if r.threads is None else round(r.threads, 3),
         "restart_train_losses": r.restart_train_losses,
     }
     if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one)

@@ -56,6 +56,9 @@ class Checkpoint:
     engine_state: dict[str, np.ndarray]
     resumed: list[int]  # steps at which earlier segments resumed
     commits: list[str | None]  # the git commit each segment so far ran (None: unknown)
+    # seconds times the CPU threads each segment's steps used, summed (None: a segment ran
+    # off the CPU or before checkpoints recorded it)
+    thread_seconds: float | None = None
 
 
 def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> None:
@@ -84,6 +87,7 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
         "optimizer_scalars": opt_scalars,
         "resumed": ck.resumed,
         "commits": ck.commits,
+        "thread_seconds": ck.thread_seconds,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -220,6 +224,7 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         engine_state={k: v.numpy() for k, v in strip("engine.").items()},
         resumed=[int(s) for s in meta.get("resumed", [])],
         commits=_commits(meta),
+        thread_seconds=meta.get("thread_seconds"),
     )
 
 

@@ -104,6 +104,8 @@ class InstanceResult:
     resumed: list[int] = field(default_factory=list)  # steps it resumed at from checkpoints
     segment_commits: list[str | None] = field(default_factory=list)  # when resumed: the git
     # commit of each segment's source (the numbers equal one run's where the engine is the same)
+    threads: float | None = None  # CPU threads the steps used (seconds-weighted mean over
+    # segments); None off the CPU or where a resumed segment did not record them
 
     @property
     def diverged(self) -> bool:
@@ -255,6 +257,8 @@ def train_many(
     history = torch.empty(c.steps, len(owners), device=device)
     diverged = np.full(len(owners), -1)
     start, earlier_seconds, resumed = 0, 0.0, list[int]()
+    threads = engine.threads(device)
+    earlier_thread_seconds: float | None = 0.0
     commits = [git_commit()]  # this segment's source, read before it can change on disk
     ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
     if ck is not None:
@@ -271,6 +275,7 @@ def train_many(
         diverged[:] = ck.diverged
         engine.restore(train_data, ck.engine_state)
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
+        earlier_thread_seconds = ck.thread_seconds
         commits = [*ck.commits, commits[0]]
     t0 = saved_at = time.perf_counter()
     bar = tqdm(
@@ -314,6 +319,7 @@ def train_many(
                         {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
                         history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
                         diverged, engine.state(train_data), resumed, commits,
+                        _thread_seconds(earlier_thread_seconds, threads, now - t0),
                     )  # fmt: skip
                     ckpt.save(checkpoint, cfgs, now_state)
                 saved_at = time.perf_counter()
@@ -334,7 +340,9 @@ def train_many(
             diverged[i] = c.steps
     hsteps = _history_steps(c.steps)
     hist = history.cpu().numpy()
-    seconds = earlier_seconds + time.perf_counter() - t0
+    spent = time.perf_counter() - t0
+    seconds = earlier_seconds + spent
+    thread_seconds = _thread_seconds(earlier_thread_seconds, threads, spent)
 
     results = []
     for ci, cfg in enumerate(cfgs):
@@ -362,9 +370,16 @@ def train_many(
                 engine=engine.name,
                 resumed=resumed,
                 segment_commits=commits if resumed else [],
+                threads=None if thread_seconds is None or not seconds else thread_seconds / seconds,
             )
         )
     return results
+
+
+def _thread_seconds(earlier: float | None, threads: int | None, spent: float) -> float | None:
+    """Thread-seconds so far: ``earlier`` segments' plus this one's ``spent`` seconds on
+    ``threads`` threads; None once any segment's are unknown."""
+    return None if earlier is None or threads is None else earlier + threads * spent
 
 
 def train(cfg: TrainConfig, progress: bool = True, init: dict | None = None) -> InstanceResult:

@@ -21,6 +21,7 @@ from supermem.toy.model import ModelVariant, Params
 
 class Engine(ABC):
     name: ClassVar[str]
+    pool: ClassVar[str] = "torch"  # whose CPU threads a step runs on: "torch" or "numba"
 
     def supports(self, model: ModelVariant, device: torch.device) -> bool:
         """Whether this engine can train ``model`` on ``device``."""
@@ -44,6 +45,17 @@ class Engine(ABC):
         """What ``data`` carries from one step to the next and a checkpoint must keep
         (``supermem.toy.checkpoint``); nothing for an engine whose data never change."""
         return {}
+
+    def threads(self, device: torch.device) -> int | None:
+        """The CPU threads a step may use on ``device`` (its wall time scales with them:
+        the sweeps' cost model reads it from metrics.json); None off the CPU."""
+        if device.type != "cpu":
+            return None
+        if self.pool == "numba":
+            import numba
+
+            return int(numba.get_num_threads())
+        return torch.get_num_threads()
 
     def restore(self, data: Any, state: dict[str, np.ndarray]) -> None:  # noqa: B027
         """Put a ``state`` back into freshly prepared ``data`` (nothing by default)."""

@@ -175,6 +175,7 @@ class FastEngine(Engine):
     ``objective``: the TrainConfig.loss it computes, mse or (on CPU) l1."""
 
     name = "fast"
+    pool = "numba"
     OBJECTIVES = ("mse", "l1")
 
     def __init__(self, objective: str = "mse"):

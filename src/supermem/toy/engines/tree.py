@@ -372,6 +372,7 @@ class TreeEngine(Engine):
     the untied and relu_hidden models on CPU (``tree_variant_loss_and_grads``)."""
 
     name = "tree"
+    pool = "numba"
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
     # a build costs about this many traversal work units per point and tree level
     # (measured: docs/ENGINES.md); the rebuild rule compares the excess work with it

@@ -112,6 +112,7 @@ class FastVariantsEngine(Engine):
     """Exact fast engine for every model of ``MODELS`` on CPU (loss mse)."""
 
     name = "fast_variants"
+    pool = "numba"
 
     def supports(self, model, device) -> bool:
         return set(model.params) <= {"W", "W_dec", "b"} and torch.device(device).type == "cpu"
