@@ -318,7 +318,8 @@ def test_a_sweep_start_puts_back_a_checkpoint_caught_between_renames(
 def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     tmp_path, monkeypatch, stop_after_checkpoint
 ):
-    from supermem.sweeps.spec import OVERHEAD_S, SweepSpec, plan
+    from supermem.sweeps.executors import threads_per_worker
+    from supermem.sweeps.spec import OVERHEAD_S, STEP_S, SweepSpec, _units, plan, run_seconds
 
     monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
     fixed = {
@@ -333,13 +334,23 @@ def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     before = sorted(p.name for p in (tmp_path / PARTIAL).iterdir())
     p = plan(spec, tmp_path)
     assert (p.todo, p.resuming) == (2, 2) and "2 resuming from checkpoints" in str(p)
-    spent = fresh.seconds - 2 * OVERHEAD_S  # a run's fixed overhead is paid again
-    assert p.seconds - 2 * OVERHEAD_S == pytest.approx(spent * (1 - 300 / 400))
+    # priced on what the checkpoint shows (its seconds over the 300 steps' units, taken
+    # from its threads to the plan's), for the 100 steps left; a run's fixed overhead again
+    assert fresh.calibrated_from == 0 and (p.calibrated_from, p.in_flight_runs) == (2, 2)
+    assert "2 of them part-trained, from their checkpoints" in str(p)
+    meta = ckpt.peek_meta(tmp_path / PARTIAL / config_key(cfgs[0]))
+    assert meta is not None and meta["step"] == 300
+    used = meta["thread_seconds"] / meta["seconds"] / threads_per_worker(1)
+    c = (meta["seconds"] - 300 * STEP_S) * used / (2 * _units(cfgs[0]) * 300 / 400)
+    assert p.seconds_per_unit == pytest.approx(c)
+    left = [run_seconds(cfg, c) - OVERHEAD_S for cfg in cfgs]
+    assert p.seconds - 2 * OVERHEAD_S == pytest.approx(sum(left) * (1 - 300 / 400))
     # a stop between the checkpoint's two renames: still found, and nothing is moved back
     partial = tmp_path / PARTIAL / config_key(cfgs[0])
     partial.rename(partial.with_name(f".{partial.name}.old-x"))
     moved = sorted(p.name for p in (tmp_path / PARTIAL).iterdir())
-    assert plan(spec, tmp_path).resuming == 2
+    caught = plan(spec, tmp_path)
+    assert (caught.resuming, caught.in_flight_runs) == (2, 2)
     assert sorted(p.name for p in (tmp_path / PARTIAL).iterdir()) == moved != before
     # other groupings, whose sweep discards the checkpoint, count it for none: a spec of
     # one of the two configs, one with a third (its group grows), one config per group

@@ -425,6 +425,22 @@ def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypat
     assert calibrated.wall_seconds == 250.0 and "estimated 4m10s with 4" in str(calibrated)
 
 
+def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path):
+    # one group (the 4 seeds at T = 4,000, batched) costs far more than the rest: more
+    # workers spread the rest, but that group trains on one of them, whole
+    from supermem.sweeps.spec import run_seconds
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    s = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000])
+    big = [cfg for cfg in s.configs() if cfg.train_size == 4000]
+    group = sum(run_seconds(cfg) for cfg in big) * 2 / threads_per_worker(8)  # default c
+    p = plan(s, tmp_path, workers=8)
+    assert p.longest_seconds == pytest.approx(group) and p.wall_seconds == p.longest_seconds
+    assert p.seconds * 2 / 8 < p.longest_seconds  # what spreading alone would say
+    one = plan(s, tmp_path, workers=1)  # one worker trains it all: the sum, as before
+    assert one.wall_seconds == pytest.approx(one.seconds * 2 / threads_per_worker(1))
+
+
 def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     from supermem.sweeps.spec import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
 

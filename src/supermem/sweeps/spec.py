@@ -283,12 +283,16 @@ def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str
     return (engine or _engine_used(c), c.dtype, c.model, c.loss)
 
 
-def _calibrate(dirs: list[Path], skip: set[Path], threads: int) -> dict[tuple, tuple[float, int]]:
-    """{kind (see ``_kind``): (seconds per unit on one thread, runs used)} from the ok runs
-    in ``dirs`` but ``skip`` (damaged ones); a kind with no ok run is absent (its default
-    applies). Each run's c is scaled to one thread by the CPU threads its metrics.json
-    records (speed taken as linear in threads), or by ``threads`` where it records none
-    (trained off the CPU, or before runs recorded them)."""
+def _calibrate(
+    dirs: list[Path], skip: set[Path], threads: int
+) -> dict[tuple, tuple[float, int, int]]:
+    """{kind (see ``_kind``): (seconds per unit on one thread, runs used, of them in
+    flight)} from the ok runs
+    in ``dirs`` but ``skip`` (damaged ones), and from the checkpoints of the groups still
+    in flight there (``OUT/partial/``: the steps trained so far); a kind with neither is
+    absent (its default applies). Each run's c is scaled to one thread by the CPU threads
+    its metrics.json (or checkpoint) records (speed taken as linear in threads), or by
+    ``threads`` where it records none (trained off the CPU, or before runs recorded them)."""
     keys = set(TrainConfig.__dataclass_fields__)
     rows, cfgs = [], []
     for d in dirs:
@@ -299,15 +303,47 @@ def _calibrate(dirs: list[Path], skip: set[Path], threads: int) -> dict[tuple, t
     # runs trained in one train_many call share one wall time: split it between them
     secs = [r["metrics"].get("seconds", 0.0) for r in rows]
     share = {s: secs.count(s) for s in secs}
+    # per kind: [seconds on one thread, units, runs, of them in flight]
     by_kind: dict[tuple, list[float]] = {}
+
+    def add(c: TrainConfig, engine: str | None, spent: float, used: float | None, done: float):
+        acc = by_kind.setdefault(_kind(c, engine), [0.0, 0.0, 0, 0])
+        acc[0] += spent * (used or threads)
+        acc[1] += _units(c) * done
+        acc[2] += 1
+        acc[3] += done < 1
+
     for s, c, r in zip(secs, cfgs, rows):
         # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
         # separate, and a call's per-step overhead is paid once for all the runs it trains
-        acc = by_kind.setdefault(_kind(c, r["metrics"].get("engine")), [0.0, 0.0, 0])
-        acc[0] += (s - c.steps * STEP_S) / share[s] * (r["metrics"].get("threads") or threads)
-        acc[1] += _units(c)
-        acc[2] += 1
-    return {k: (max(spent / units, 1e-13), int(n)) for k, (spent, units, n) in by_kind.items()}
+        add(c, r["metrics"].get("engine"), (s - c.steps * STEP_S) / share[s],
+            r["metrics"].get("threads"), 1.0)  # fmt: skip
+    for d in dirs:
+        for meta in _in_flight(d):
+            step, s, group = meta["step"], meta["seconds"], meta["configs"]
+            used = meta.get("thread_seconds") and meta["thread_seconds"] / s
+            for c in group:
+                add(c, meta.get("engine"), (s - step * STEP_S) / len(group), used, step / c.steps)
+    return {k: (max(a[0] / a[1], 1e-13), int(a[2]), int(a[3])) for k, a in by_kind.items()}
+
+
+def _in_flight(out: Path) -> list[dict[str, Any]]:
+    """The readable checkpoints in ``OUT/partial/`` with at least one step trained, their
+    ``configs`` as TrainConfigs (reads only)."""
+    part = out / PARTIAL
+    # a checkpoint caught between its two renames is a hidden .<key>.old-* (peek reads it)
+    keys = {p.name[1:].split(".old-")[0] if p.name.startswith(".") else p.name
+            for p in part.iterdir()} if part.is_dir() else set()  # fmt: skip
+    found = []
+    for key in sorted(keys):
+        meta = checkpoint.peek_meta(part / key)
+        try:
+            meta = meta and meta | {"configs": [TrainConfig.from_dict(c) for c in meta["configs"]]}
+            if meta and int(meta["step"]) > 0 and float(meta["seconds"]) > 0:
+                found.append(meta)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -331,6 +367,10 @@ class SweepPlan:
     # None: all of it if calibrated_from is 0, else none
     default_seconds: float | None = None
     sibling_runs: int = 0  # of calibrated_from, runs of the other sweeps (siblings)
+    in_flight_runs: int = 0  # of calibrated_from, runs part-trained (their checkpoints)
+    # the wall seconds of the longest group (runs trained in one call, on one worker): no
+    # number of workers finishes sooner
+    longest_seconds: float = 0.0
 
     @property
     def from_siblings(self) -> bool:
@@ -344,13 +384,15 @@ class SweepPlan:
         Calibrated c is per unit on one worker's threads (``plan`` scales each run's to
         them from the threads it recorded): divide by the worker count. The
         default c is for one process using DEFAULT_CORES cores; K workers get
-        ``threads_per_worker(K)`` each, and speed is taken as linear in threads.
+        ``threads_per_worker(K)`` each, and speed is taken as linear in threads. Never
+        less than the longest group (``longest_seconds``), which one worker trains alone.
         """
         default = self.default_seconds
         if default is None:
             default = 0.0 if self.calibrated_from else self.seconds
         threads = self.workers * threads_per_worker(self.workers)
-        return (self.seconds - default) / self.workers + default * DEFAULT_CORES / threads
+        spread = (self.seconds - default) / self.workers + default * DEFAULT_CORES / threads
+        return max(spread, self.longest_seconds)
 
     def __str__(self) -> str:
         est = self.wall_seconds
@@ -359,6 +401,8 @@ class SweepPlan:
             how += " of the other sweeps, same engine"
         elif self.sibling_runs:
             how += f" ({self.sibling_runs} of them the other sweeps', same engine)"
+        if self.in_flight_runs:
+            how += f"; {self.in_flight_runs} of them part-trained, from their checkpoints"
         if self.calibrated_from and self.default_seconds:
             how += "; runs of an engine with none calibrated on the default"
         bad = f", {self.damaged} damaged" if self.damaged else ""
@@ -395,13 +439,15 @@ def plan(
     # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
     # that kind, else the engine's default; a calibrated c per thread, on a worker's threads
     kinds = [_kind(cfg) for cfg in todo]
-    cal: dict[tuple, tuple[float, int, bool]] = {}
+    cal: dict[tuple, tuple[float, int, int, bool]] = {}
     for kind in set(kinds):
         if kind in own or kind in sib:
-            c1, n = own[kind] if kind in own else sib[kind]
-            cal[kind] = (c1 / threads, n, kind not in own)
+            c1, n, flying = own[kind] if kind in own else sib[kind]
+            cal[kind] = (c1 / threads, n, flying, kind not in own)
     resume = resumed_steps(out, todo, batch)
     secs = default_secs = cal_c = cal_units = 0.0
+    group_of = {config_key(c): i for i, g in enumerate(groups(todo, batch)) for c in g}
+    group_secs = [0.0] * (max(group_of.values(), default=-1) + 1)  # on one worker
     for k, cfg, kind in zip(map(config_key, todo), todo, kinds):
         c = cal.get(kind, (None,))[0]
         left = 1 - resume.get(k, 0) / cfg.steps
@@ -409,15 +455,18 @@ def plan(
         secs += one
         if c is None:
             default_secs += one
+            group_secs[group_of[k]] += one * DEFAULT_CORES / threads
         else:
             cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
+            group_secs[group_of[k]] += one
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
     return SweepPlan(
         len(todo_cfgs), len(done), len(todo), retry, secs,
-        cal_c / cal_units if cal_units else None, sum(n for _, n, _ in cal.values()),
+        cal_c / cal_units if cal_units else None, sum(n for _, n, _, _ in cal.values()),
         workers, n_bad, len(resume), default_secs if cal else None,
-        sum(n for _, n, theirs in cal.values() if theirs),
+        sum(n for _, n, _, theirs in cal.values() if theirs),
+        sum(flying for _, _, flying, _ in cal.values()), max(group_secs, default=0.0),
     )  # fmt: skip
 
 

@@ -175,17 +175,25 @@ def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
     ``recover``: a checkpoint caught between its renames is read from its newest
     ``.old-*`` sibling, which ``recover`` would put back); None if there is none, it is
     unreadable or of another format version."""
+    meta = peek_meta(path)
+    try:
+        return None if meta is None else (int(meta["step"]), list(meta["configs"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def peek_meta(path: str | os.PathLike) -> dict | None:
+    """The checkpoint.json of the checkpoint in ``path`` (step, seconds, engine, configs,
+    ...), read as ``peek`` reads it; None where ``peek`` gives None."""
     path = Path(path)
     found = path if _complete(path) else _newest_old(path)
     if found is None:
         return None
     try:
         meta = json.loads((found / META).read_text())
-        if meta.get("version") != VERSION:
-            return None
-        return int(meta["step"]), list(meta["configs"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) and meta.get("version") == VERSION else None
 
 
 def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
