@@ -256,6 +256,11 @@ def test_reproduce__a_part_of_the_grid_first_then_the_rest(tmp_path, capsys):
         plans = dict(x.split(": ", 1) for x in capsys.readouterr().out.strip().splitlines())
         assert "calibrated on 2 runs)" in plans["disc-baseline-large-T"]
         assert "calibrated on 4 runs of the other sweeps" in plans["disc-baseline-small-T"]
+        n = len(d.grids("tiny"))  # the sweeps run one after another: their sum
+        assert plans["total"].endswith(f"with 1 worker(s), the {n} sweeps one after another")
+        assert sum(int(v.split(" runs:")[0]) for k, v in plans.items() if k != "total") == int(
+            plans["total"].split(" runs:")[0]
+        )
         assert main(argv) == 0
         printed = capsys.readouterr().out
         assert "2 already done" in printed  # the part's runs are kept

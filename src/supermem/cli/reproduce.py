@@ -300,14 +300,17 @@ def run(args) -> int:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
     from supermem.sweeps.manifest import MANIFEST
-    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
+    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep, total
     from supermem.sweeps.store import provenance
 
     sweeps = args.out / "sweeps"
     if args.dry_run:
         others = tuple(sweeps / w.name for w in whole)  # calibrate a sweep with no runs yet
-        for s in specs:
-            print(f"{s.name}: {plan(s, sweeps / s.name, workers=workers(args), siblings=others)}")
+        plans = [plan(s, sweeps / s.name, workers=workers(args), siblings=others) for s in specs]
+        for s, p in zip(specs, plans):
+            print(f"{s.name}: {p}")
+        if len(plans) > 1:
+            print(f"total: {total(plans)}")
         return 0
     if (old := read_manifest_recipe(args.out)) in REAL_RECIPES:
         raise CLIError(f"{args.out} holds the outputs of recipe {old!r}; choose another --out")

@@ -470,6 +470,18 @@ def plan(
     )  # fmt: skip
 
 
+def total(plans: list[SweepPlan]) -> str:
+    """One line for sweeps that run one after another (a recipe's): their runs, and the
+    sum of their wall estimates."""
+    done, todo = sum(p.done for p in plans), sum(p.todo for p in plans)
+    wall = _hms(sum(p.wall_seconds for p in plans))
+    workers = plans[0].workers if plans else 1
+    return (
+        f"{sum(p.total for p in plans)} runs: {done} done, {todo} to do; estimated {wall} "
+        f"with {workers} worker(s), the {len(plans)} sweeps one after another"
+    )
+
+
 def resumed_steps(out: Path, cfgs: list[TrainConfig], batch: bool = True) -> dict[str, int]:
     """Steps already trained, by config key, of those of ``cfgs`` (a sweep's to-do list)
     whose group left a checkpoint in ``OUT/partial/``: the groups ``run_sweep`` would form
