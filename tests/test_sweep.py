@@ -425,20 +425,31 @@ def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypat
     assert calibrated.wall_seconds == 250.0 and "estimated 4m10s with 4" in str(calibrated)
 
 
-def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path):
+def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, serial_sweep):
     # one group (the 4 seeds at T = 4,000, batched) costs far more than the rest: more
     # workers spread the rest, but that group trains on one of them, whole
-    from supermem.sweeps.spec import run_seconds
+    from supermem.sweeps.spec import STEP_S, run_seconds
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     s = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000])
     big = [cfg for cfg in s.configs() if cfg.train_size == 4000]
-    group = sum(run_seconds(cfg) for cfg in big) * 2 / threads_per_worker(8)  # default c
-    p = plan(s, tmp_path, workers=8)
-    assert p.longest_seconds == pytest.approx(group) and p.wall_seconds == p.longest_seconds
+    # on the default c, for 2 threads; per-step overhead once for the group
+    group = sum(run_seconds(cfg) for cfg in big) - 3 * big[0].steps * STEP_S
+    p = plan(s, tmp_path, workers=4)  # 4 groups: 4 workers of 2 threads
+    assert p.longest_seconds == pytest.approx(group * 2 / 2) and p.wall_seconds == group
     assert p.seconds * 2 / 8 < p.longest_seconds  # what spreading alone would say
+    # run_sweep starts no more workers than groups (8 asked: 4, of 2 threads each)
+    assert plan(s, tmp_path, workers=8) == p
     one = plan(s, tmp_path, workers=1)  # one worker trains it all: the sum, as before
-    assert one.wall_seconds == pytest.approx(one.seconds * 2 / threads_per_worker(1))
+    assert one.wall_seconds == pytest.approx(one.seconds * 2 / 8)
+    # calibrated on serial_sweep's runs (the reference engine): the same bound
+    ref = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000], engine=["reference"])
+    cal = plan(ref, tmp_path / "new", workers=4, siblings=(serial_sweep,))
+    assert cal.calibrated_from == 12 and cal.seconds_per_unit is not None
+    c = cal.seconds_per_unit
+    big = [cfg for cfg in ref.configs() if cfg.train_size == 4000]
+    group = sum(run_seconds(cfg, c) for cfg in big) - 3 * big[0].steps * STEP_S
+    assert cal.longest_seconds == pytest.approx(group) and cal.wall_seconds == cal.longest_seconds
 
 
 def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
@@ -520,8 +531,10 @@ def test_cli_reproduce_specs_and_only__plan_the_part_or_exit_2(tmp_path, capsys)
     sel = ["--specs", "disc-baseline-large-T,disc-l2-large-T", "--only", "train_size=1800,4.2e3"]
     assert main([*argv, *sel, "--only", "data_seed=0"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [x.split(":")[0] for x in lines] == ["disc-baseline-large-T", "disc-l2-large-T"]
-    assert all(": 2 runs: 0 done, 2 to do" in x for x in lines)
+    names = ["disc-baseline-large-T", "disc-l2-large-T", "total"]
+    assert [x.split(":")[0] for x in lines] == names
+    assert all(": 2 runs: 0 done, 2 to do" in x for x in lines[:2])
+    assert lines[2].startswith("total: 4 runs: 0 done, 4 to do; estimated ")
     for bad, expect in [
         (["--specs", "nope"], "unknown sweep(s) nope"),
         (["--only", "stepz=1"], "unknown TrainConfig field 'stepz'"),

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -319,17 +319,30 @@ def _calibrate(
         add(c, r["metrics"].get("engine"), (s - c.steps * STEP_S) / share[s],
             r["metrics"].get("threads"), 1.0)  # fmt: skip
     for d in dirs:
-        for meta in _in_flight(d):
-            step, s, group = meta["step"], meta["seconds"], meta["configs"]
-            used = meta.get("thread_seconds") and meta["thread_seconds"] / s
-            for c in group:
-                add(c, meta.get("engine"), (s - step * STEP_S) / len(group), used, step / c.steps)
+        finished = done_keys(d) if d.is_dir() else set()
+        for f in _in_flight(d):
+            if {config_key(c) for c in f.configs} <= finished:  # left behind by a stop
+                continue
+            used = f.thread_seconds / f.seconds if f.thread_seconds else None
+            for c in f.configs:
+                spent = (f.seconds - f.step * STEP_S) / len(f.configs)
+                add(c, f.engine, spent, used, f.step / c.steps)
     return {k: (max(a[0] / a[1], 1e-13), int(a[2]), int(a[3])) for k, a in by_kind.items()}
 
 
-def _in_flight(out: Path) -> list[dict[str, Any]]:
-    """The readable checkpoints in ``OUT/partial/`` with at least one step trained, their
-    ``configs`` as TrainConfigs (reads only)."""
+class _Flight(NamedTuple):
+    """What a checkpoint in ``OUT/partial/`` says of its group's training so far."""
+
+    configs: list[TrainConfig]
+    step: int
+    seconds: float
+    engine: str
+    thread_seconds: float | None
+
+
+def _in_flight(out: Path) -> list[_Flight]:
+    """The readable checkpoints in ``OUT/partial/`` with at least one step trained
+    (reads only)."""
     part = out / PARTIAL
     # a checkpoint caught between its two renames is a hidden .<key>.old-* (peek reads it)
     keys = {p.name[1:].split(".old-")[0] if p.name.startswith(".") else p.name
@@ -337,12 +350,21 @@ def _in_flight(out: Path) -> list[dict[str, Any]]:
     found = []
     for key in sorted(keys):
         meta = checkpoint.peek_meta(part / key)
+        if meta is None:
+            continue
         try:
-            meta = meta and meta | {"configs": [TrainConfig.from_dict(c) for c in meta["configs"]]}
-            if meta and int(meta["step"]) > 0 and float(meta["seconds"]) > 0:
-                found.append(meta)
+            th = meta.get("thread_seconds")
+            got = _Flight(
+                [TrainConfig.from_dict(c) for c in meta["configs"]],
+                int(meta["step"]),
+                float(meta["seconds"]),
+                str(meta["engine"]),
+                None if th is None else float(th),
+            )
         except (ConfigError, KeyError, TypeError, ValueError):
             continue
+        if got.step > 0 and got.seconds > 0:
+            found.append(got)
     return found
 
 
@@ -432,6 +454,9 @@ def plan(
     bad = set(damaged(out)) if out.is_dir() else set()
     done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
     todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
+    todo_groups = groups(todo, batch)
+    # run_sweep starts no more processes than groups; the spare cores go to their threads
+    workers = max(1, min(workers, len(todo_groups)))
     threads = threads_per_worker(workers)  # each worker's, as the runs will have them
     own = _calibrate([out], bad, threads)
     others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
@@ -446,12 +471,14 @@ def plan(
             cal[kind] = (c1 / threads, n, flying, kind not in own)
     resume = resumed_steps(out, todo, batch)
     secs = default_secs = cal_c = cal_units = 0.0
-    group_of = {config_key(c): i for i, g in enumerate(groups(todo, batch)) for c in g}
-    group_secs = [0.0] * (max(group_of.values(), default=-1) + 1)  # on one worker
+    group_of = {config_key(c): i for i, g in enumerate(todo_groups) for c in g}
+    group_secs = [0.0] * len(todo_groups)  # on one worker
     for k, cfg, kind in zip(map(config_key, todo), todo, kinds):
         c = cal.get(kind, (None,))[0]
         left = 1 - resume.get(k, 0) / cfg.steps
-        one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S) * left
+        # a group's per-step overhead is paid once for all its runs (one train_many call)
+        shared = cfg.steps * STEP_S if group_secs[group_of[k]] else 0.0
+        one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S - shared) * left
         secs += one
         if c is None:
             default_secs += one

@@ -186,11 +186,9 @@ def peek_meta(path: str | os.PathLike) -> dict | None:
     """The checkpoint.json of the checkpoint in ``path`` (step, seconds, engine, configs,
     ...), read as ``peek`` reads it; None where ``peek`` gives None."""
     path = Path(path)
-    found = path if _complete(path) else _newest_old(path)
-    if found is None:
-        return None
-    try:
-        meta = json.loads((found / META).read_text())
+    try:  # a sweep in flight may rename or remove these as we read
+        found = path if _complete(path) else _newest_old(path)
+        meta = None if found is None else json.loads((found / META).read_text())
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) and meta.get("version") == VERSION else None
