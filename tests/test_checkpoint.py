@@ -361,3 +361,28 @@ def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     for s in ([0], [0, 1, 2]):
         assert plan(SweepSpec("t", fixed, {"seed": s}), tmp_path).resuming == 0
     assert plan(spec, tmp_path, batch=False).resuming == 0
+
+
+def test_plan_does_not_count_a_checkpoint_its_finished_runs_left_behind(
+    tmp_path, monkeypatch, stop_after_checkpoint
+):
+    """A stop between saving a group's runs and removing its checkpoint leaves both: the
+    plan calibrates on the finished runs and not again on the checkpoint."""
+    from supermem.sweeps.spec import SweepSpec, plan
+
+    monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
+    fixed = {
+        k: v for k, v in make_config(steps=400, engine="fast").to_dict().items() if k != "seed"
+    }
+    cfgs = tuple(SweepSpec("t", fixed, {"seed": [0, 1]}).configs())
+    stop_after_checkpoint(300)
+    with pytest.raises(Stop):
+        run_group(Job(cfgs, str(tmp_path)))
+    before = plan(SweepSpec("t", fixed, {"seed": [0, 1, 2]}), tmp_path)
+    assert (before.calibrated_from, before.in_flight_runs) == (2, 2)
+    stop_after_checkpoint(-1)
+    monkeypatch.setattr("supermem.sweeps.executors.checkpoint.remove", lambda path: None)
+    run_group(Job(cfgs, str(tmp_path)))  # finishes, and its checkpoint stays
+    assert (tmp_path / PARTIAL / config_key(cfgs[0])).is_dir()
+    after = plan(SweepSpec("t", fixed, {"seed": [0, 1, 2]}), tmp_path)
+    assert (after.done, after.calibrated_from, after.in_flight_runs) == (2, 2, 0)
