@@ -765,3 +765,25 @@ def test_real_small_sweep__memorising_models_fit_train_better_than_test(tmp_path
     first_loss = [r.arrays["loss_history"][0] for r in load_sweep(tmp_path / "sw")]
     assert (frame.sort_values("path")["train_loss"].to_numpy() < np.array(first_loss)).all()
     assert run_sweep(s, tmp_path / "sw", progress=False).skipped == 8
+
+
+def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
+    """LocalExecutor's workers share a count of the groups training now: each may use
+    the cores over that count, so the last big group does not train on one core beside
+    idle ones. Outside such a worker: None (threads as they are)."""
+    import multiprocessing
+
+    from supermem.sweeps import executors as ex
+
+    assert ex.elastic_threads() is None
+    busy = multiprocessing.get_context("spawn").Value("i", 0)
+    monkeypatch.setattr(ex, "_SHARED", (busy, 4))
+    with ex._training():
+        assert busy.value == 1 and ex.elastic_threads() == 4  # alone: all 4 cores
+        with ex._training():  # a second group starts in another worker
+            assert ex.elastic_threads() == 2
+            busy.value += 1  # and a third
+            assert ex.elastic_threads() == 1
+            busy.value -= 1
+        assert ex.elastic_threads() == 4
+    assert busy.value == 0

@@ -76,3 +76,39 @@ def test_init_variants_have_xavier_scale():
         w = xavier(m, n, kind, g)
         assert w.std().item() == pytest.approx(np.sqrt(2 / (n + m)), rel=0.05)
     assert xavier(m, n, "xavier_uniform", g).abs().max() <= np.sqrt(6 / (n + m))
+
+
+@pytest.mark.parametrize("engine", ["fast", "tree"])
+def test_threads_changed_between_steps_leave_every_number_as_it_is(engine):
+    """A sweep's worker may take the cores another freed (``threads``, asked at every
+    finiteness check): the elastic engines give the same bits for any thread count, and
+    the run records the seconds-weighted threads it had."""
+    import numba
+
+    cfg = make_config(engine=engine, steps=600, warmup=60, train_size=300, lr=3e-2)
+    want = train(cfg, progress=False)
+    pool = numba.config.NUMBA_NUM_THREADS
+    asked = iter([1, 2] * 10)  # before the first step, then at each of the 6 checks
+    old = numba.get_num_threads()
+    try:
+        got = train_many([cfg], progress=False, threads=lambda: next(asked))[0]
+    finally:
+        numba.set_num_threads(old)
+    for k in want.params:
+        assert np.array_equal(want.params[k], got.params[k]), k
+    assert np.array_equal(want.loss_history, got.loss_history)
+    assert got.engine == engine and got.threads is not None
+    if pool >= 2:  # half the steps on 1 thread, half on 2 (by time: in between)
+        assert 1 < got.threads < 2
+    else:
+        assert got.threads == 1
+
+
+def test_threads_asked_leave_a_non_elastic_engine_alone():
+    import torch as t
+
+    before = t.get_num_threads()
+    got = train_many(
+        [make_config(engine="reference", steps=200)], progress=False, threads=lambda: 1
+    )
+    assert t.get_num_threads() == before and got[0].threads == pytest.approx(before)

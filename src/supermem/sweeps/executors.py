@@ -19,6 +19,7 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,11 @@ def run_group(job: Job) -> list[Outcome]:
         except ConfigError:
             checkpoint.remove(ck)
         init = init_weights(job.configs[0])
-        results = train_mod.train_many(
-            list(job.configs), progress=False, init=init, checkpoint=ck,
-            checkpoint_every=CHECKPOINT_EVERY,
-        )  # fmt: skip
+        with _training():
+            results = train_mod.train_many(
+                list(job.configs), progress=False, init=init, checkpoint=ck,
+                checkpoint_every=CHECKPOINT_EVERY, threads=elastic_threads,
+            )  # fmt: skip
     except Exception as e:  # isolate: this group fails, the sweep goes on
         err = f"{type(e).__name__}: {e}"
         tb = traceback.format_exc()
@@ -157,8 +159,16 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
-def limit_threads(n: int) -> None:
-    """Worker initializer: cap torch's (and numba's, if present) intra-op threads at n."""
+# In a LocalExecutor worker: (the count of groups training now in all its workers, the
+# cores), for ``elastic_threads``; None elsewhere.
+_SHARED: tuple[Any, int] | None = None
+
+
+def limit_threads(n: int, busy: Any = None, cores: int = 0) -> None:
+    """Worker initializer: cap torch's (and numba's, if present) intra-op threads at n;
+    ``busy`` (a shared counter) and ``cores``: see ``elastic_threads``."""
+    global _SHARED
+    _SHARED = None if busy is None else (busy, cores)
     import torch
 
     torch.set_num_threads(n)
@@ -170,8 +180,36 @@ def limit_threads(n: int) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
+def elastic_threads() -> int | None:
+    """In a LocalExecutor worker, the threads its group may use now: the cores shared by
+    the groups training at this moment (a worker left alone gets them all, so the last big
+    group of a sweep does not train on one core beside idle ones); None elsewhere. Only
+    engines whose results do not depend on threads follow it (``Engine.elastic``)."""
+    if _SHARED is None:
+        return None
+    busy, cores = _SHARED
+    return max(1, cores // max(1, busy.value))
+
+
+@contextmanager
+def _training() -> Iterator[None]:
+    """Count this worker's group as training (``elastic_threads``) while in the block."""
+    if _SHARED is None:
+        yield
+        return
+    busy = _SHARED[0]
+    with busy.get_lock():
+        busy.value += 1
+    try:
+        yield
+    finally:
+        with busy.get_lock():
+            busy.value -= 1
+
+
 class LocalExecutor(Executor):
-    """``workers`` spawned processes, each with cores // workers threads (at least 1).
+    """``workers`` spawned processes, each with cores // workers threads (at least 1), and
+    those of workers left without a group (``elastic_threads``) for the others.
 
     Spawn, not fork: forking a parent that already started torch's thread pools can
     deadlock, and spawned workers start from a clean interpreter on every platform.
@@ -181,11 +219,13 @@ class LocalExecutor(Executor):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        ctx = multiprocessing.get_context("spawn")
+        self.busy = ctx.Value("i", 0)  # groups training now, over all the workers
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=ctx,
             initializer=limit_threads,
-            initargs=(threads_per_worker(workers),),
+            initargs=(threads_per_worker(workers), self.busy, os.cpu_count() or 1),
         )
 
     def imap_unordered(self, fn, jobs):

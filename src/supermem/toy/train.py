@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
 from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.engines.base import Engine
 from supermem.toy.engines.weighted import WeightedData, WeightedEngine
 from supermem.toy.memory import check_memory, expected_nnz
 from supermem.toy.model import Params, get_model
@@ -202,6 +204,7 @@ def train_many(
     data: tuple[SparseData, SparseData] | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 600.0,
+    threads: Callable[[], int | None] | None = None,
 ) -> list[InstanceResult]:
     """Train every restart of every config together; one result per config (best restart).
 
@@ -215,6 +218,9 @@ def train_many(
     seconds (at a finiteness check; 0: at every one) the state is written there
     (``supermem.toy.checkpoint``). The caller removes it once the results are saved. A
     checkpoint of other configs raises ConfigError.
+    ``threads``: asked before the first step and at every finiteness check, the CPU
+    threads the next steps may use (None: as they are), for engines whose results do not
+    depend on it (``Engine.elastic``): a sweep's worker takes the cores others freed.
     """
     _check_batch(cfgs)
     c = cfgs[0]
@@ -257,7 +263,6 @@ def train_many(
     history = torch.empty(c.steps, len(owners), device=device)
     diverged = np.full(len(owners), -1)
     start, earlier_seconds, resumed = 0, 0.0, list[int]()
-    threads = engine.threads(device)
     earlier_thread_seconds: float | None = 0.0
     commits = [git_commit()]  # this segment's source, read before it can change on disk
     ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
@@ -277,7 +282,9 @@ def train_many(
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
         earlier_thread_seconds = ck.thread_seconds
         commits = [*ck.commits, commits[0]]
+    elastic = _Threads(engine, device, threads)
     t0 = saved_at = time.perf_counter()
+    elastic.start(t0)
     bar = tqdm(
         total=c.steps,
         initial=start,
@@ -312,6 +319,7 @@ def train_many(
             if (diverged >= 0).all():
                 break
             now = time.perf_counter()
+            elastic.check(now)
             if checkpoint is not None and now - saved_at >= checkpoint_every:
                 if step + 1 < c.steps:
                     now_state = ckpt.Checkpoint(
@@ -319,7 +327,7 @@ def train_many(
                         {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
                         history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
                         diverged, engine.state(train_data), resumed, commits,
-                        _thread_seconds(earlier_thread_seconds, threads, now - t0),
+                        elastic.total(earlier_thread_seconds),
                     )  # fmt: skip
                     ckpt.save(checkpoint, cfgs, now_state)
                 saved_at = time.perf_counter()
@@ -340,9 +348,10 @@ def train_many(
             diverged[i] = c.steps
     hsteps = _history_steps(c.steps)
     hist = history.cpu().numpy()
-    spent = time.perf_counter() - t0
-    seconds = earlier_seconds + spent
-    thread_seconds = _thread_seconds(earlier_thread_seconds, threads, spent)
+    end = time.perf_counter()
+    seconds = earlier_seconds + end - t0
+    elastic.check(end, ask=False)
+    thread_seconds = elastic.total(earlier_thread_seconds)
 
     results = []
     for ci, cfg in enumerate(cfgs):
@@ -376,10 +385,38 @@ def train_many(
     return results
 
 
-def _thread_seconds(earlier: float | None, threads: int | None, spent: float) -> float | None:
-    """Thread-seconds so far: ``earlier`` segments' plus this one's ``spent`` seconds on
-    ``threads`` threads; None once any segment's are unknown."""
-    return None if earlier is None or threads is None else earlier + threads * spent
+class _Threads:
+    """A training call's CPU threads: asks ``ask`` for more or fewer (elastic engines) and
+    sums seconds times threads, from ``start`` to the last ``check``."""
+
+    def __init__(self, engine: Engine, device: torch.device, ask: Callable[[], int | None] | None):
+        self.engine, self.device, self.ask = engine, device, ask
+        self.spent: float | None = 0.0  # thread-seconds so far; None off the CPU
+        self.last = 0.0
+        self.now: int | None = None  # the threads since ``last``
+
+    def _adjust(self) -> None:
+        want = self.ask() if self.ask is not None and self.engine.elastic else None
+        if want is not None:
+            self.engine.set_threads(want)
+        self.now = self.engine.threads(self.device)
+
+    def start(self, t: float) -> None:
+        self.last = t
+        self._adjust()
+
+    def check(self, t: float, ask: bool = True) -> None:
+        if self.now is None or self.spent is None:
+            self.spent = None
+        else:
+            self.spent += self.now * (t - self.last)
+        self.last = t
+        if ask:
+            self._adjust()
+
+    def total(self, earlier: float | None) -> float | None:
+        """Thread-seconds of the earlier segments (None: unknown) and this one so far."""
+        return None if earlier is None or self.spent is None else earlier + self.spent
 
 
 def train(cfg: TrainConfig, progress: bool = True, init: dict | None = None) -> InstanceResult:

@@ -22,6 +22,9 @@ from supermem.toy.model import ModelVariant, Params
 class Engine(ABC):
     name: ClassVar[str]
     pool: ClassVar[str] = "torch"  # whose CPU threads a step runs on: "torch" or "numba"
+    # results bit-identical for any thread count (tested), so a run may change its
+    # threads between steps (``set_threads``: a sweep's freed cores)
+    elastic: ClassVar[bool] = False
 
     def supports(self, model: ModelVariant, device: torch.device) -> bool:
         """Whether this engine can train ``model`` on ``device``."""
@@ -56,6 +59,14 @@ class Engine(ABC):
 
             return int(numba.get_num_threads())
         return torch.get_num_threads()
+
+    def set_threads(self, n: int) -> None:
+        """Let the next steps use up to ``n`` CPU threads (at most the pool's size), where
+        the engine is ``elastic``; nothing otherwise."""
+        if self.elastic and self.pool == "numba":
+            import numba
+
+            numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
     def restore(self, data: Any, state: dict[str, np.ndarray]) -> None:  # noqa: B027
         """Put a ``state`` back into freshly prepared ``data`` (nothing by default)."""

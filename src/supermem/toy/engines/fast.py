@@ -176,6 +176,7 @@ class FastEngine(Engine):
 
     name = "fast"
     pool = "numba"
+    elastic = True  # thread-count independent, bit for bit (tested)
     OBJECTIVES = ("mse", "l1")
 
     def __init__(self, objective: str = "mse"):

@@ -373,6 +373,7 @@ class TreeEngine(Engine):
 
     name = "tree"
     pool = "numba"
+    elastic = True  # thread-count independent, bit for bit (tested)
     LEAF = 16  # points per leaf (docs/ENGINES.md: measured)
     # a build costs about this many traversal work units per point and tree level
     # (measured: docs/ENGINES.md); the rebuild rule compares the excess work with it

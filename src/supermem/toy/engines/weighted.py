@@ -47,6 +47,12 @@ class WeightedEngine(Engine):
     def supports(self, model, device) -> bool:
         return self.inner.supports(model, device)
 
+    def threads(self, device) -> int | None:
+        return self.inner.threads(device)
+
+    def set_threads(self, n: int) -> None:
+        self.inner.set_threads(n)
+
     def prepare(self, data: SparseData, device) -> WeightedData:
         groups = [(e, g.T, self.inner.prepare(g, device)) for e, g in data.weight_groups()]
         return WeightedData(self.inner.prepare(data.with_weights(None), device), data.T, groups)
