@@ -777,7 +777,10 @@ def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
 
     assert ex.elastic_threads() is None
     busy = multiprocessing.get_context("spawn").Value("i", 0)
-    monkeypatch.setattr(ex, "_SHARED", (busy, 4))
+    import numba
+
+    monkeypatch.setattr(ex, "_SHARED", (busy, 4, 1))
+    old = numba.get_num_threads()
     with ex._training():
         assert busy.value == 1 and ex.elastic_threads() == 4  # alone: all 4 cores
         with ex._training():  # a second group starts in another worker
@@ -786,4 +789,7 @@ def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
             assert ex.elastic_threads() == 1
             busy.value -= 1
         assert ex.elastic_threads() == 4
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))  # as a group may
     assert busy.value == 0
+    assert numba.get_num_threads() == 1  # the worker's own again, for the next group
+    numba.set_num_threads(old)

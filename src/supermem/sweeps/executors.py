@@ -160,18 +160,23 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 
 # In a LocalExecutor worker: (the count of groups training now in all its workers, the
-# cores), for ``elastic_threads``; None elsewhere.
-_SHARED: tuple[Any, int] | None = None
+# cores, the worker's own threads), for ``elastic_threads``; None elsewhere.
+_SHARED: tuple[Any, int, int] | None = None
 
 
 def limit_threads(n: int, busy: Any = None, cores: int = 0) -> None:
     """Worker initializer: cap torch's (and numba's, if present) intra-op threads at n;
     ``busy`` (a shared counter) and ``cores``: see ``elastic_threads``."""
     global _SHARED
-    _SHARED = None if busy is None else (busy, cores)
+    _SHARED = None if busy is None else (busy, cores, n)
     import torch
 
     torch.set_num_threads(n)
+    _numba_threads(n)
+
+
+def _numba_threads(n: int) -> None:
+    """numba's threads at n (at most its pool's size), if numba is installed."""
     try:
         import numba
     except ImportError:
@@ -187,17 +192,19 @@ def elastic_threads() -> int | None:
     engines whose results do not depend on threads follow it (``Engine.elastic``)."""
     if _SHARED is None:
         return None
-    busy, cores = _SHARED
+    busy, cores, _ = _SHARED
     return max(1, cores // max(1, busy.value))
 
 
 @contextmanager
 def _training() -> Iterator[None]:
-    """Count this worker's group as training (``elastic_threads``) while in the block."""
+    """Count this worker's group as training (``elastic_threads``) while in the block;
+    after it, the worker's numba threads are its own again (the next group may be on an
+    engine that does not adjust them)."""
     if _SHARED is None:
         yield
         return
-    busy = _SHARED[0]
+    busy, _, own = _SHARED
     with busy.get_lock():
         busy.value += 1
     try:
@@ -205,6 +212,7 @@ def _training() -> Iterator[None]:
     finally:
         with busy.get_lock():
             busy.value -= 1
+        _numba_threads(own)
 
 
 class LocalExecutor(Executor):
