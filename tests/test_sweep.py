@@ -793,3 +793,5 @@ def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
     assert busy.value == 0
     assert numba.get_num_threads() == 1  # the worker's own again, for the next group
     numba.set_num_threads(old)
+    with LocalExecutor(2, elastic=False) as fixed:  # workers keep their threads
+        assert fixed.busy is None

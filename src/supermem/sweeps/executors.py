@@ -223,12 +223,13 @@ class LocalExecutor(Executor):
     deadlock, and spawned workers start from a clean interpreter on every platform.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, elastic: bool = True):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         ctx = multiprocessing.get_context("spawn")
-        self.busy = ctx.Value("i", 0)  # groups training now, over all the workers
+        # groups training now, over all the workers (elastic=False: each keeps its threads)
+        self.busy = ctx.Value("i", 0) if elastic else None
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
