@@ -35,6 +35,7 @@ from supermem.sweeps.store import (
     write_atomic,
 )
 from supermem.toy import checkpoint
+from supermem.toy.engines.base import set_numba_threads
 
 # The trainer module, looked up at call time so tests can monkeypatch train_many.
 train_mod = importlib.import_module("supermem.toy.train")
@@ -172,17 +173,7 @@ def limit_threads(n: int, busy: Any = None, cores: int = 0) -> None:
     import torch
 
     torch.set_num_threads(n)
-    _numba_threads(n)
-
-
-def _numba_threads(n: int) -> None:
-    """numba's threads at n (at most its pool's size), if numba is installed."""
-    try:
-        import numba
-    except ImportError:
-        return
-    # numba.config sets NUMBA_NUM_THREADS at import, from the environment: not in its types
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    set_numba_threads(n)
 
 
 def elastic_threads() -> int | None:
@@ -212,7 +203,7 @@ def _training() -> Iterator[None]:
     finally:
         with busy.get_lock():
             busy.value -= 1
-        _numba_threads(own)
+        set_numba_threads(own)
 
 
 class LocalExecutor(Executor):

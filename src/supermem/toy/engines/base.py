@@ -64,9 +64,15 @@ class Engine(ABC):
         """Let the next steps use up to ``n`` CPU threads (at most the pool's size), where
         the engine is ``elastic``; nothing otherwise."""
         if self.elastic and self.pool == "numba":
-            import numba
-
-            numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+            set_numba_threads(n)
 
     def restore(self, data: Any, state: dict[str, np.ndarray]) -> None:  # noqa: B027
         """Put a ``state`` back into freshly prepared ``data`` (nothing by default)."""
+
+
+def set_numba_threads(n: int) -> None:
+    """numba's threads at ``n``, within 1 and its pool's size (``NUMBA_NUM_THREADS``)."""
+    import numba
+
+    # numba.config sets NUMBA_NUM_THREADS at import, from the environment: not in its types
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
