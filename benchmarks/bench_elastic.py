@@ -41,7 +41,7 @@ def _sweep(steps: int, elastic: bool, out: Path) -> tuple[float, dict[int, tuple
 
     from supermem.recipes.base import load_runs
     from supermem.sweeps.executors import LocalExecutor
-    from supermem.sweeps.spec import run_sweep
+    from supermem.sweeps.run import run_sweep
 
     with LocalExecutor(2, elastic=elastic) as ex:
         t = time.perf_counter()

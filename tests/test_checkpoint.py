@@ -119,7 +119,7 @@ def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(
     """A field added to TrainConfig later (here lr_schedule) is absent from an older
     checkpoint's config dicts; at its default it is the same run, so the training and the
     plan resume from it; the field at another value is another run."""
-    from supermem.sweeps.spec import resumed_steps
+    from supermem.sweeps.cost import resumed_steps
 
     cfg = make_config(steps=300, warmup=30)
     want = train(cfg, progress=False)
@@ -320,8 +320,9 @@ def test_a_sweep_start_puts_back_a_checkpoint_caught_between_renames(
 def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     tmp_path, monkeypatch, stop_after_checkpoint
 ):
+    from supermem.sweeps.cost import OVERHEAD_S, STEP_S, _units, plan, run_seconds
     from supermem.sweeps.executors import threads_per_worker
-    from supermem.sweeps.spec import OVERHEAD_S, STEP_S, SweepSpec, _units, plan, run_seconds
+    from supermem.sweeps.spec import SweepSpec
 
     monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
     fixed = {
@@ -368,7 +369,8 @@ def test_plan_does_not_count_a_checkpoint_its_finished_runs_left_behind(
 ):
     """A stop between saving a group's runs and removing its checkpoint leaves both: the
     plan calibrates on the finished runs and not again on the checkpoint."""
-    from supermem.sweeps.spec import SweepSpec, plan
+    from supermem.sweeps.cost import plan
+    from supermem.sweeps.spec import SweepSpec
 
     monkeypatch.setattr("supermem.sweeps.executors.CHECKPOINT_EVERY", 0.0)
     fixed = {

@@ -17,8 +17,9 @@ from supermem.cli import main
 from supermem.recipes import SCALES
 from supermem.recipes.scales import Scale
 from supermem.sweeps.checks import ARRAYS, DATA, DamagedRunError
-from supermem.sweeps.index import INDEX, index_rows, record
-from supermem.sweeps.spec import SweepSpec, config_key, plan
+from supermem.sweeps.cost import plan
+from supermem.sweeps.index import INDEX, config_key, index_rows, record
+from supermem.sweeps.spec import SweepSpec
 from supermem.toy.train import train
 
 FIXED = {

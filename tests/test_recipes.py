@@ -272,7 +272,7 @@ def test_report_cli__recipe_without_matching_runs_exit_2_one_line(demo_dir, caps
 def test_appendix_m4__decay_runs_differ_from_their_baseline_only_in_weight_decay(
     scale, monkeypatch
 ):
-    from supermem.sweeps.spec import config_key
+    from supermem.sweeps.index import config_key
 
     monkeypatch.setitem(SCALES, "tiny", TINY)
     lengths, decay = RECIPES["appendix-m4"].specs(scale)

@@ -18,9 +18,17 @@ from conftest import make_config
 from supermem import load_sweep, run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.cost import plan
 from supermem.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
-from supermem.sweeps.index import INDEX, floats_as_floats, rebuild_index, sweep_lock
-from supermem.sweeps.spec import SweepBusyError, SweepSpec, config_key, groups, plan
+from supermem.sweeps.index import (
+    INDEX,
+    SweepBusyError,
+    config_key,
+    floats_as_floats,
+    rebuild_index,
+    sweep_lock,
+)
+from supermem.sweeps.spec import SweepSpec, groups
 
 TINY = {
     k: v
@@ -391,7 +399,7 @@ def test_plan__calibrated_c_is_scaled_from_the_threads_runs_used_to_a_workers_th
 
 
 def test_kind__is_the_engine_training_takes():
-    from supermem.sweeps.spec import _kind
+    from supermem.sweeps.cost import _kind
     from supermem.toy.train import train
 
     base = dict(features=1000, sparsity=0.99, test_size=10, steps=2, warmup=1, snapshots=0)
@@ -414,7 +422,7 @@ def test_kind__is_the_engine_training_takes():
 
 
 def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypatch):
-    from supermem.sweeps.spec import SweepPlan
+    from supermem.sweeps.cost import SweepPlan
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     default = {w: SweepPlan(8, 0, 8, 0, 1000.0, None, 0, workers=w) for w in (1, 2)}
@@ -428,7 +436,7 @@ def test_wall_seconds__default_c_shares_the_cores_calibrated_c_divides(monkeypat
 def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, serial_sweep):
     # one group (the 4 seeds at T = 4,000, batched) costs far more than the rest: more
     # workers spread the rest, but that group trains on one of them, whole
-    from supermem.sweeps.spec import STEP_S, run_seconds
+    from supermem.sweeps.cost import STEP_S, run_seconds
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     s = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000])
@@ -453,7 +461,7 @@ def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, 
 
 
 def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
-    from supermem.sweeps.spec import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
+    from supermem.sweeps.cost import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
 
     def work(**kw):
         kw = {"engine": "fast", **kw}
@@ -480,7 +488,7 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
 
 
 def test_run_seconds__tree_runs_cost_the_engine_models_ratio():
-    from supermem.sweeps.spec import OVERHEAD_S, STEP_S, run_seconds
+    from supermem.sweeps.cost import OVERHEAD_S, STEP_S, run_seconds
     from supermem.toy.engines import cost
 
     def work(**kw):

@@ -22,8 +22,8 @@ from supermem import run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.sweeps.checks import check_run
 from supermem.sweeps.executors import limit_threads
-from supermem.sweeps.index import index_rows
-from supermem.sweeps.spec import SweepSpec, config_key
+from supermem.sweeps.index import config_key, index_rows
+from supermem.sweeps.spec import SweepSpec
 
 # the test cluster binds to 127.0.0.1 only (set before Ray is first imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -190,7 +190,7 @@ def test_non_finite_parameters_give_non_finite_loss(name):
 
 
 def test_sweeps_cost_model_prices_what_auto_takes_for_the_variants():
-    from supermem.sweeps.spec import SECONDS_PER_UNIT, _tree_picked, _units, run_seconds
+    from supermem.sweeps.cost import SECONDS_PER_UNIT, _tree_picked, _units, run_seconds
 
     small = make_config(model="untied", engine="auto", features=1000, sparsity=0.99)
     small = small.replace(train_size=30)

@@ -13,7 +13,9 @@ import supermem.toy  # noqa: E402,F401  (fills the model and engine registries f
 from supermem.api import train, train_many  # noqa: E402
 from supermem.config import ConfigError, TrainConfig, make_config  # noqa: E402
 from supermem.sweeps.checks import DamagedRunError  # noqa: E402
-from supermem.sweeps.spec import SweepSpec, load_sweep, run_sweep, sweep_frame  # noqa: E402
+from supermem.sweeps.index import load_sweep, sweep_frame  # noqa: E402
+from supermem.sweeps.run import run_sweep  # noqa: E402
+from supermem.sweeps.spec import SweepSpec  # noqa: E402
 from supermem.sweeps.store import Run, load_run, save_run  # noqa: E402
 
 __all__ = [

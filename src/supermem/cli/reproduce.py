@@ -299,8 +299,10 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
+    from supermem.sweeps.cost import plan, total
+    from supermem.sweeps.index import SweepBusyError
     from supermem.sweeps.manifest import MANIFEST
-    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep, total
+    from supermem.sweeps.run import run_sweep
     from supermem.sweeps.store import provenance
 
     sweeps = args.out / "sweeps"

@@ -34,7 +34,7 @@ def default_columns(frame) -> list[str]:
 def run(args) -> int:
     import pandas as pd
 
-    from supermem.sweeps.spec import sweep_frame
+    from supermem.sweeps.index import sweep_frame
 
     try:
         frame = sweep_frame(args.dir)

@@ -57,7 +57,9 @@ def load_spec(path: Path):
 
 
 def run(args) -> int:
-    from supermem.sweeps.spec import SweepBusyError, plan, run_sweep
+    from supermem.sweeps.cost import plan
+    from supermem.sweeps.index import SweepBusyError
+    from supermem.sweeps.run import run_sweep
 
     spec = load_spec(args.spec)
     k = workers(args)

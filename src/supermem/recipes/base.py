@@ -2,7 +2,7 @@
 
 A recipe turns a scale into sweep specs, and the finished runs into figures and
 claims. Recipes never train anything themselves: ``supermem reproduce`` runs their
-specs with ``supermem.sweeps.spec.run_sweep`` and hands the loaded runs back.
+specs with ``supermem.sweeps.run.run_sweep`` and hands the loaded runs back.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def grid_configs(grid: Grid) -> list[dict[str, Any]]:
 def estimate_seconds(grids: list[Grid]) -> float:
     """Serial seconds for the grids on 2 CPU cores, by the sweeps' cost model."""
     from supermem.config import TrainConfig
-    from supermem.sweeps.spec import run_seconds
+    from supermem.sweeps.cost import run_seconds
 
     return sum(run_seconds(TrainConfig(**c)) for g in grids for c in grid_configs(g))
 
@@ -116,7 +116,7 @@ def t_sweep_grids(prefix: str, scale: str, hidden: int = 2, **fixed) -> list[Gri
 
 def runs_in(folder: Path) -> list:
     """The runs of a sweep folder, a reproduce folder (all its sweeps) or one run folder."""
-    from supermem.sweeps.spec import load_sweep
+    from supermem.sweeps.index import load_sweep
     from supermem.sweeps.store import load_run
 
     folder = Path(folder)
@@ -134,7 +134,7 @@ def spec_runs(out: str | os.PathLike, specs: list, ok_only: bool = True) -> list
     with a shared spec name) holds other runs in the same OUT/sweeps/<spec>/: only runs
     whose key is a config of ``specs`` are kept.
     """
-    from supermem.sweeps.spec import config_key
+    from supermem.sweeps.index import config_key
 
     keys = {config_key(c) for s in specs for c in s.configs()}
     seen: dict[str, Any] = {}

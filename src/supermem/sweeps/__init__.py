@@ -1,2 +1,3 @@
-"""Run directories and resumable sweeps: ``store`` (one run on disk), ``spec`` (grids,
-cost model, ``run_sweep``), ``index`` (layout, keys, SQLite index), ``executors``."""
+"""Run directories and resumable sweeps: ``store`` (one run on disk), ``spec`` (grids),
+``run`` (``run_sweep``), ``cost`` (cost model, ``plan``), ``index`` (layout, keys,
+SQLite index), ``executors``."""

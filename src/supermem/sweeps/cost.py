@@ -1,0 +1,359 @@
+"""The sweeps' cost model: a run's estimated seconds (``run_seconds``), calibrated on a
+sweep's finished runs and the checkpoints of its runs in flight, and ``plan``: what
+``run_sweep`` would do now and how long it would take. Reads only; creates nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from supermem.config import ConfigError, TrainConfig
+from supermem.sweeps.executors import Job, threads_per_worker
+from supermem.sweeps.index import PARTIAL, RUNS, config_key, damaged, done_keys, failed_keys, scan
+from supermem.sweeps.spec import SweepSpec, by_key, groups
+from supermem.toy import checkpoint
+from supermem.toy.engines import cost as engine_cost
+from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.engines.cuda import hidden_lanes
+from supermem.toy.memory import expected_nnz
+from supermem.toy.model import get_model
+
+__all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seconds", "total"]
+
+# Cost model: seconds(run) = OVERHEAD_S + steps * STEP_S + c * units, units as in _units.
+# Until this sweep dir has finished runs to calibrate from, c is the engine's default:
+# "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
+# 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
+# T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
+# The fast engine's generic kernel (m not 2 or 3) costs in proportion to m + 1, not m (a per-
+# element cost that does not grow with m, about one hidden dimension's worth), each
+# counting GENERIC_M m = 2 units. Fitted on the fig5 quick sweep (1 thread per worker, T >= 990):
+# per step per T*n, m = 1, 3, 4, 6, 8 cost 1.34, 2.54, 3.13, 4.48, 5.68 ns, i.e. (m + 1) *
+# (0.63 +- 0.02) ns, against 0.70 ns (2 units) for the m = 2 kernel; so GENERIC_M = 1.8
+DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads.
+SECONDS_PER_UNIT = {
+    "fast": 2.5e-10,
+    "auto": 2.5e-10,
+    "tree": 2.5e-10,
+    "chunked": 1e-8,
+    # one H200, m = 2, 3, T = 10^5..10^6 (benchmarks/bench_cuda.py, 2026-12-04): 6.0-7.2e-13;
+    # 2e-12 at T = 10^4, where the launches' fixed cost shows
+    "cuda": 7e-13,
+    "reference": 1e-8,
+    # untied / relu_hidden: 1.13-1.19x tied "fast" in seconds, measured side by side
+    # (n = 1,000, S = 0.99, m = 2, 1 thread each: 2,000 steps at T = 2,600, 500 at 10,000);
+    # the earlier 5e-9 (one T = 2,600 sweep under load) was ~20x too high
+    "fast_variants": 3e-10,
+}
+GENERIC_M = 1.8
+STEP_S = 3e-4
+OVERHEAD_S = 0.5
+
+
+def _units(c: TrainConfig) -> float:
+    """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
+    fast engine's generic kernel (m not in UNROLLED_M) counts (m + 1) * GENERIC_M for m. A run
+    that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
+    model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
+    loss runs on the fast engine's kernels (the tree engine computes mse only)."""
+    fast_kernels = ("fast", "auto", "tree", "fast_variants")  # the dense pass: fast's kernels
+    generic = c.engine in fast_kernels and c.hidden not in engine_cost.UNROLLED_M
+    width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
+    if c.engine == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
+        width = hidden_lanes(c.hidden)
+    units = float(c.steps) * c.restarts * c.train_size * c.features * width
+    if c.engine == "tree" or _tree_picked(c):
+        shape = _shape(c)
+        units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
+    return units
+
+
+def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
+    """(instances, T, n, m, nonzeros per point): what the engines' cost model reads."""
+    return (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
+
+
+def _tree_picked(c: TrainConfig) -> bool:
+    """Whether ``auto`` trains this run on the tree engine (by the engines' cost model)."""
+    return c.engine == "auto" and c.loss == "mse" and engine_cost.pick(*_shape(c)) == "tree"
+
+
+def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
+    """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
+    if c is None:
+        c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8)
+        if cfg.engine == "auto" and cfg.model != "tied" and not _tree_picked(cfg):
+            c = SECONDS_PER_UNIT["fast_variants"]  # what auto takes for these models
+    return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
+
+
+def _engine_used(c: TrainConfig) -> str:
+    """The engine that would train ``c`` alone here, resolved as ``train`` resolves it
+    (float64 on the reference engine, ``auto`` by ``get_engine``; a batch of several
+    instances can tip ``auto``'s pick near the crossover, which this does not see)."""
+    name = "reference" if c.dtype == "float64" else c.engine
+    if name != "auto":
+        return name
+    device = resolve_device(c.device)
+    return get_engine("auto", get_model(c.model), device, shape=_shape(c), loss=c.loss).name
+
+
+def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str]:
+    """What decides a run's seconds per unit beyond its units: the engine that trains it
+    (``engine``: the one a finished run recorded; else ``auto`` resolved, since one sweep's
+    T axis can cross from ``fast`` to ``tree``), dtype, model, loss."""
+    return (engine or _engine_used(c), c.dtype, c.model, c.loss)
+
+
+def _calibrate(
+    dirs: list[Path], skip: set[Path], threads: int
+) -> dict[tuple, tuple[float, int, int]]:
+    """{kind (see ``_kind``): (seconds per unit on one thread, runs used, of them in
+    flight)} from the ok runs
+    in ``dirs`` but ``skip`` (damaged ones), and from the checkpoints of the groups still
+    in flight there (``OUT/partial/``: the steps trained so far); a kind with neither is
+    absent (its default applies). Each run's c is scaled to one thread by the CPU threads
+    its metrics.json (or checkpoint) records (speed taken as linear in threads), or by
+    ``threads`` where it records none (trained off the CPU, or before runs recorded them)."""
+    keys = set(TrainConfig.__dataclass_fields__)
+    rows, cfgs = [], []
+    for d in dirs:
+        for r in scan(d, skip) if d.is_dir() else []:
+            if r["status"] == "ok":
+                rows.append(r)
+                cfgs.append(TrainConfig(**{k: v for k, v in r["config"].items() if k in keys}))
+    # runs trained in one train_many call share one wall time: split it between them
+    secs = [r["metrics"].get("seconds", 0.0) for r in rows]
+    share = {s: secs.count(s) for s in secs}
+    # per kind: [seconds on one thread, units, runs, of them in flight]
+    by_kind: dict[tuple, list[float]] = {}
+
+    def add(c: TrainConfig, engine: str | None, spent: float, used: float | None, done: float):
+        acc = by_kind.setdefault(_kind(c, engine), [0.0, 0.0, 0, 0])
+        acc[0] += spent * (used or threads)
+        acc[1] += _units(c) * done
+        acc[2] += 1
+        acc[3] += done < 1
+
+    for s, c, r in zip(secs, cfgs, rows):
+        # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
+        # separate, and a call's per-step overhead is paid once for all the runs it trains
+        add(c, r["metrics"].get("engine"), (s - c.steps * STEP_S) / share[s],
+            r["metrics"].get("threads"), 1.0)  # fmt: skip
+    for d in dirs:
+        finished = done_keys(d) if d.is_dir() else set()
+        for f in _in_flight(d):
+            if {config_key(c) for c in f.configs} <= finished:  # left behind by a stop
+                continue
+            used = f.thread_seconds / f.seconds if f.thread_seconds else None
+            for c in f.configs:
+                spent = (f.seconds - f.step * STEP_S) / len(f.configs)
+                add(c, f.engine, spent, used, f.step / c.steps)
+    return {k: (max(a[0] / a[1], 1e-13), int(a[2]), int(a[3])) for k, a in by_kind.items()}
+
+
+class _Flight(NamedTuple):
+    """What a checkpoint in ``OUT/partial/`` says of its group's training so far."""
+
+    configs: list[TrainConfig]
+    step: int
+    seconds: float
+    engine: str
+    thread_seconds: float | None
+
+
+def _in_flight(out: Path) -> list[_Flight]:
+    """The readable checkpoints in ``OUT/partial/`` with at least one step trained
+    (reads only)."""
+    part = out / PARTIAL
+    # a checkpoint caught between its two renames is a hidden .<key>.old-* (peek reads it)
+    keys = {p.name[1:].split(".old-")[0] if p.name.startswith(".") else p.name
+            for p in part.iterdir()} if part.is_dir() else set()  # fmt: skip
+    found = []
+    for key in sorted(keys):
+        meta = checkpoint.peek_meta(part / key)
+        if meta is None:
+            continue
+        try:
+            th = meta.get("thread_seconds")
+            got = _Flight(
+                [TrainConfig.from_dict(c) for c in meta["configs"]],
+                int(meta["step"]),
+                float(meta["seconds"]),
+                str(meta["engine"]),
+                None if th is None else float(th),
+            )
+        except (ConfigError, KeyError, TypeError, ValueError):
+            continue
+        if got.step > 0 and got.seconds > 0:
+            found.append(got)
+    return found
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``run_sweep(spec, out)`` would do now; ``seconds`` is the serial estimate
+    (one process, DEFAULT_CORES threads for the default c), ``wall_seconds`` the wall time."""
+
+    total: int  # distinct configs in the spec
+    done: int  # already finished in out (never retrained)
+    todo: int  # to train, including `retry`
+    retry: int  # of todo, those with a crash record from an earlier call
+    seconds: float
+    # the calibrated c on one worker's threads (several kinds calibrated: their mean
+    # weighted by the to-do runs' units); None: the engine defaults of SECONDS_PER_UNIT
+    seconds_per_unit: float | None
+    calibrated_from: int  # ok runs the cost model was fitted on (0: documented default)
+    workers: int = 1
+    damaged: int = 0  # of todo, run dirs found damaged (moved aside and retrained)
+    resuming: int = 0  # of todo, runs a checkpoint in OUT/partial/ takes part of the way
+    # of seconds, the part priced on the default c (runs of a kind nothing calibrates);
+    # None: all of it if calibrated_from is 0, else none
+    default_seconds: float | None = None
+    sibling_runs: int = 0  # of calibrated_from, runs of the other sweeps (siblings)
+    in_flight_runs: int = 0  # of calibrated_from, runs part-trained (their checkpoints)
+    # the wall seconds of the longest group (runs trained in one call, on one worker): no
+    # number of workers finishes sooner
+    longest_seconds: float = 0.0
+
+    @property
+    def from_siblings(self) -> bool:
+        """Whether the other sweeps' runs calibrated part of the estimate."""
+        return self.sibling_runs > 0
+
+    @property
+    def wall_seconds(self) -> float:
+        """Estimated wall time with ``workers`` processes on this machine's cores.
+
+        Calibrated c is per unit on one worker's threads (``plan`` scales each run's to
+        them from the threads it recorded): divide by the worker count. The
+        default c is for one process using DEFAULT_CORES cores; K workers get
+        ``threads_per_worker(K)`` each, and speed is taken as linear in threads. Never
+        less than the longest group (``longest_seconds``), which one worker trains alone.
+        """
+        default = self.default_seconds
+        if default is None:
+            default = 0.0 if self.calibrated_from else self.seconds
+        threads = self.workers * threads_per_worker(self.workers)
+        spread = (self.seconds - default) / self.workers + default * DEFAULT_CORES / threads
+        return max(spread, self.longest_seconds)
+
+    def __str__(self) -> str:
+        est = self.wall_seconds
+        how = f"calibrated on {self.calibrated_from} runs" if self.calibrated_from else "default"
+        if self.sibling_runs and self.sibling_runs == self.calibrated_from:
+            how += " of the other sweeps, same engine"
+        elif self.sibling_runs:
+            how += f" ({self.sibling_runs} of them the other sweeps', same engine)"
+        if self.in_flight_runs:
+            how += f"; {self.in_flight_runs} of them part-trained, from their checkpoints"
+        if self.calibrated_from and self.default_seconds:
+            how += "; runs of an engine with none calibrated on the default"
+        bad = f", {self.damaged} damaged" if self.damaged else ""
+        bad += f", {self.resuming} resuming from checkpoints" if self.resuming else ""
+        return (
+            f"{self.total} runs: {self.done} done, {self.todo} to do ({self.retry} retried{bad}); "
+            f"estimated {hms(est)} with {self.workers} worker(s) (cost model {how})"
+        )
+
+
+def plan(
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    workers: int = 1,
+    siblings: tuple[Path, ...] = (),
+    batch: bool = True,
+) -> SweepPlan:
+    """Count done / to-do runs and estimate time. Reads only; creates nothing.
+    ``batch``: as ``run_sweep``'s (which groups resume from checkpoints).
+
+    The cost model is calibrated per kind of to-do run (``_kind``: engine, dtype, model,
+    loss) on ``out``'s finished runs of that kind; a kind with none there on the runs of
+    that kind in ``siblings`` (other sweep dirs, e.g. a recipe's); a kind with none
+    anywhere is priced on the engine's default."""
+    out = Path(out)
+    todo_cfgs = by_key(spec.configs())
+    bad = set(damaged(out)) if out.is_dir() else set()
+    done = (done_keys(out) - {p.name for p in bad if p.parent.name == RUNS}) & set(todo_cfgs)
+    todo = [cfg for k, cfg in todo_cfgs.items() if k not in done]
+    todo_groups = groups(todo, batch)
+    # run_sweep starts no more processes than groups; the spare cores go to their threads
+    workers = max(1, min(workers, len(todo_groups)))
+    threads = threads_per_worker(workers)  # each worker's, as the runs will have them
+    own = _calibrate([out], bad, threads)
+    others = [Path(d) for d in siblings if Path(d) != out and Path(d).is_dir()]
+    sib = _calibrate(others, {p for d in others for p in damaged(d)}, threads) if others else {}
+    # per kind: c from this sweep's own runs of that kind, else from its siblings' runs of
+    # that kind, else the engine's default; a calibrated c per thread, on a worker's threads
+    kinds = [_kind(cfg) for cfg in todo]
+    cal: dict[tuple, tuple[float, int, int, bool]] = {}
+    for kind in set(kinds):
+        if kind in own or kind in sib:
+            c1, n, flying = own[kind] if kind in own else sib[kind]
+            cal[kind] = (c1 / threads, n, flying, kind not in own)
+    resume = resumed_steps(out, todo, batch)
+    secs = default_secs = cal_c = cal_units = 0.0
+    group_of = {config_key(c): i for i, g in enumerate(todo_groups) for c in g}
+    group_secs = [0.0] * len(todo_groups)  # on one worker
+    for k, cfg, kind in zip(map(config_key, todo), todo, kinds):
+        c = cal.get(kind, (None,))[0]
+        left = 1 - resume.get(k, 0) / cfg.steps
+        # a group's per-step overhead is paid once for all its runs (one train_many call)
+        shared = cfg.steps * STEP_S if group_secs[group_of[k]] else 0.0
+        one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S - shared) * left
+        secs += one
+        if c is None:
+            default_secs += one
+            group_secs[group_of[k]] += one * DEFAULT_CORES / threads
+        else:
+            cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
+            group_secs[group_of[k]] += one
+    retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
+    n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
+    return SweepPlan(
+        len(todo_cfgs), len(done), len(todo), retry, secs,
+        cal_c / cal_units if cal_units else None, sum(n for _, n, _, _ in cal.values()),
+        workers, n_bad, len(resume), default_secs if cal else None,
+        sum(n for _, n, _, theirs in cal.values() if theirs),
+        sum(flying for _, _, flying, _ in cal.values()), max(group_secs, default=0.0),
+    )  # fmt: skip
+
+
+def total(plans: list[SweepPlan]) -> str:
+    """One line for sweeps that run one after another (a recipe's): their runs, and the
+    sum of their wall estimates."""
+    done, todo = sum(p.done for p in plans), sum(p.todo for p in plans)
+    wall = hms(sum(p.wall_seconds for p in plans))
+    workers = plans[0].workers if plans else 1
+    return (
+        f"{sum(p.total for p in plans)} runs: {done} done, {todo} to do; estimated {wall} "
+        f"with {workers} worker(s), the {len(plans)} sweeps one after another"
+    )
+
+
+def resumed_steps(out: Path, cfgs: list[TrainConfig], batch: bool = True) -> dict[str, int]:
+    """Steps already trained, by config key, of those of ``cfgs`` (a sweep's to-do list)
+    whose group left a checkpoint in ``OUT/partial/``: the groups ``run_sweep`` would form
+    (``groups(cfgs, batch)``), each resumed only from a checkpoint of exactly its configs
+    (``executors.run_group`` discards any other). Reads only."""
+    steps: dict[str, int] = {}
+    for g in groups(cfgs, batch):
+        got = checkpoint.peek(out / PARTIAL / config_key(g[0]))
+        if got is not None and checkpoint.same_configs(got[1], g):
+            steps.update(dict.fromkeys(map(config_key, g), got[0]))
+    return steps
+
+
+def job_seconds(job: Job) -> float:
+    """Estimated serial seconds of one job (the default cost model: only its rank matters)."""
+    return sum(run_seconds(c) for c in job.configs)
+
+
+def hms(s: float) -> str:
+    s = int(round(s))
+    return (
+        f"{s // 3600}h{s // 60 % 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+    )
