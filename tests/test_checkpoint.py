@@ -388,3 +388,19 @@ def test_plan_does_not_count_a_checkpoint_its_finished_runs_left_behind(
     assert (tmp_path / PARTIAL / config_key(cfgs[0])).is_dir()
     after = plan(SweepSpec("t", fixed, {"seed": [0, 1, 2]}), tmp_path)
     assert (after.done, after.calibrated_from, after.in_flight_runs) == (2, 2, 0)
+
+
+def test_on_check_hears_the_step_training_starts_from_then_every_check(
+    tmp_path, stop_after_checkpoint
+):
+    cfg = make_config(steps=350, warmup=30)
+    seen: list[int] = []
+    train_many([cfg], progress=False, on_check=seen.append)
+    assert seen == [0, 100, 200, 300, 350]
+    ck = tmp_path / "ck"
+    stop_after_checkpoint(200)
+    with pytest.raises(Stop):
+        train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0)
+    seen.clear()
+    train_many([cfg], progress=False, checkpoint=ck, checkpoint_every=0, on_check=seen.append)
+    assert seen == [200, 300, 350]

@@ -803,3 +803,83 @@ def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
     numba.set_num_threads(old)
     with LocalExecutor(2, elastic=False) as fixed:  # workers keep their threads
         assert fixed.busy is None
+
+
+def test_sweep_progress__a_worker_reports_the_runs_worth_of_steps_its_group_trained(
+    tmp_path, monkeypatch
+):
+    """At every finiteness check run_group adds to the executor's progress the group's
+    runs times the share of their steps trained since it started (a resumed group counts
+    from its checkpoint's step); when the group ends it takes that back, as the sweep then
+    counts its runs whole."""
+    import multiprocessing
+
+    from supermem.sweeps import executors as ex
+
+    shared = multiprocessing.Value("d", 0.0)
+    monkeypatch.setattr(ex, "_PROGRESS", shared)
+    real, seen = ex.train_mod.train_many, []
+
+    def spy(cfgs, on_check=None, **kw):
+        def hook(step):
+            on_check(step)
+            seen.append((step, shared.value))
+
+        return real(cfgs, on_check=hook, **kw)
+
+    monkeypatch.setattr(ex.train_mod, "train_many", spy)
+    cfgs = tuple(make_config(steps=400, warmup=40, seed=s) for s in (0, 1))
+    job = ex.Job(cfgs, str(tmp_path))
+    assert [o.status for o in ex.run_group(job)] == ["ok", "ok"]
+    assert seen == [(0, 0.0), (100, 0.5), (200, 1.0), (300, 1.5), (400, 2.0)]
+    assert shared.value == 0.0
+    with ex._reporting(job) as hook:  # resumed at step 200: what it trains from there
+        hook(200)
+        assert shared.value == 0.0
+        hook(300)
+        assert shared.value == 0.5
+    assert shared.value == 0.0
+    monkeypatch.setattr(ex, "_PROGRESS", None)
+    with ex._reporting(job) as hook:  # outside a sweep: no hook, nothing to train_many
+        assert hook is None
+
+
+def test_sweep_bar__finished_runs_plus_the_part_trained_before_and_in_flight_never_back():
+    """The sweep's bar counts finished runs, the runs' worth of steps their checkpoints
+    had when the sweep started, and what the workers report (polled from a thread); a
+    finished job's share moves to the finished runs, and the bar never goes back."""
+    import io
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    from supermem.sweeps.run import _Bar
+
+    shared = multiprocessing.Value("d", 0.0)
+    bar = _Bar(tqdm(total=6, file=io.StringIO()), {"a": 1.5, "b": 0.0}, shared, every=0.01)
+    try:
+        assert bar.bar.n == 1.5  # job a's 3 runs were half-trained before this sweep
+        shared.value = 0.75
+        bar.show()
+        assert bar.bar.n == 2.25
+        shared.value = 0.0  # a's worker took its share back; its results not in yet
+        bar.show()
+        assert bar.bar.n == 2.25
+        bar.finished("a", 3, failed=0, diverged=0)
+        assert bar.bar.n == 3
+        shared.value = 1.5  # job b, half-way: the thread redraws the bar
+        deadline = time.monotonic() + 10
+        while bar.bar.n != 4.5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert bar.bar.n == 4.5
+        shared.value = 0.0
+        bar.finished("b", 3, failed=1, diverged=0)
+        assert bar.bar.n == 6
+    finally:
+        bar.close()
+    assert not bar.thread.is_alive()
+
+
+def test_run_sweep__the_bar_ends_at_all_runs(tmp_path, capsys):
+    run_sweep(spec(seed=[0, 1], train_size=[4, 8]), tmp_path / "sw", progress=True)
+    assert "4/4" in capsys.readouterr().err

@@ -77,10 +77,10 @@ def run_group(job: Job) -> list[Outcome]:
         except ConfigError:
             checkpoint.remove(ck)
         init = init_weights(job.configs[0])
-        with _training():
+        with _training(), _reporting(job) as on_check:
             results = train_mod.train_many(
                 list(job.configs), progress=False, init=init, checkpoint=ck,
-                checkpoint_every=CHECKPOINT_EVERY, threads=elastic_threads,
+                checkpoint_every=CHECKPOINT_EVERY, threads=elastic_threads, on_check=on_check,
             )  # fmt: skip
     except Exception as e:  # isolate: this group fails, the sweep goes on
         err = f"{type(e).__name__}: {e}"
@@ -124,6 +124,9 @@ class Executor(ABC):
     """
 
     workers: int = 1
+    # a shared double: the runs' worth of steps the jobs in flight have trained since they
+    # started (``run_group`` adds to it, for the sweep's progress bar); None: not reported
+    progress: Any = None
 
     @abstractmethod
     def imap_unordered(self, fn: Callable, jobs: Iterable[Job]) -> Iterator[tuple[Job, Any]]: ...
@@ -147,12 +150,20 @@ class Executor(ABC):
 class SerialExecutor(Executor):
     """In this process, one job at a time, with torch's default thread count."""
 
+    def __init__(self) -> None:
+        self.progress = multiprocessing.Value("d", 0.0)
+
     def imap_unordered(self, fn, jobs):
+        global _PROGRESS
         for job in jobs:
+            before, _PROGRESS = _PROGRESS, self.progress
             try:
-                yield job, fn(job)
+                got = fn(job)
             except Exception as e:
-                yield job, e
+                got = e
+            finally:
+                _PROGRESS = before
+            yield job, got
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -165,11 +176,18 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 _SHARED: tuple[Any, int, int] | None = None
 
 
-def limit_threads(n: int, busy: Any = None, cores: int = 0) -> None:
+# In a sweep's worker (or a SerialExecutor's process while it runs a job): the executor's
+# ``progress``, for ``_reporting``; None elsewhere.
+_PROGRESS: Any = None
+
+
+def limit_threads(n: int, busy: Any = None, cores: int = 0, progress: Any = None) -> None:
     """Worker initializer: cap torch's (and numba's, if present) intra-op threads at n;
-    ``busy`` (a shared counter) and ``cores``: see ``elastic_threads``."""
-    global _SHARED
+    ``busy`` (a shared counter) and ``cores``: see ``elastic_threads``; ``progress``: the
+    executor's (``Executor.progress``)."""
+    global _SHARED, _PROGRESS
     _SHARED = None if busy is None else (busy, cores, n)
+    _PROGRESS = progress
     import torch
 
     torch.set_num_threads(n)
@@ -206,6 +224,35 @@ def _training() -> Iterator[None]:
         set_numba_threads(own)
 
 
+@contextmanager
+def _reporting(job: Job) -> Iterator[Callable[[int], None] | None]:
+    """The hook ``train_many`` calls with the steps trained so far (first the step it
+    starts from): while in the block, it adds the runs' worth of the steps trained since
+    then to ``_PROGRESS`` (the group's runs times the share of their steps); after it, it
+    takes that back, as the sweep counts the finished runs whole. None: nothing reads it."""
+    shared = _PROGRESS
+    if shared is None:
+        yield None
+        return
+    runs, steps = len(job.configs), job.configs[0].steps
+    start: int | None = None
+    added = 0.0
+
+    def on_check(step: int) -> None:
+        nonlocal start, added
+        start = step if start is None else start
+        now = runs * (step - start) / steps
+        with shared.get_lock():
+            shared.value += now - added
+        added = now
+
+    try:
+        yield on_check
+    finally:
+        with shared.get_lock():
+            shared.value -= added
+
+
 class LocalExecutor(Executor):
     """``workers`` spawned processes, each with cores // workers threads (at least 1), and
     those of workers left without a group (``elastic_threads``) for the others.
@@ -221,11 +268,12 @@ class LocalExecutor(Executor):
         ctx = multiprocessing.get_context("spawn")
         # groups training now, over all the workers (elastic=False: each keeps its threads)
         self.busy = ctx.Value("i", 0) if elastic else None
+        self.progress = ctx.Value("d", 0.0)
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
             initializer=limit_threads,
-            initargs=(threads_per_worker(workers), self.busy, os.cpu_count() or 1),
+            initargs=(threads_per_worker(workers), self.busy, os.cpu_count() or 1, self.progress),
         )
 
     def imap_unordered(self, fn, jobs):

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from supermem.config import TrainConfig
-from supermem.sweeps.cost import hms, job_seconds
+from supermem.sweeps.cost import hms, job_seconds, resumed_steps
 from supermem.sweeps.executors import (
     Executor,
     Job,
@@ -33,6 +35,7 @@ from supermem.sweeps.executors import (
 )
 from supermem.sweeps.executors import write_failure as _write_failure
 from supermem.sweeps.index import (
+    config_key,
     damaged,
     done_keys,
     ensure_index,
@@ -131,7 +134,12 @@ def _run_locked(
     if executor.workers > 1:  # longest first, so no worker is left alone with a big job
         jobs.sort(key=job_seconds, reverse=True)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress)
+    resumed = resumed_steps(out, todo, batch)
+    bar = _Bar(
+        tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress),
+        {job: sum(resumed.get(config_key(c), 0) / c.steps for c in job.configs) for job in jobs},
+        executor.progress,
+    )
     try:
         for job, result in executor.imap_unordered(run_group, jobs):
             if isinstance(result, BaseException):  # the worker died before it could record
@@ -140,8 +148,8 @@ def _run_locked(
             upsert(out, [o.row for o in result])
             for o in result:
                 summary.add(o)
-            bar.update(len(result))
-            bar.set_postfix(failed=len(summary.failed), diverged=len(summary.diverged))
+            bar.finished(job, len(result), failed=len(summary.failed),
+                         diverged=len(summary.diverged))  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: end the jobs in flight, do not wait on them
         if own:
             executor.terminate()
@@ -152,6 +160,51 @@ def _run_locked(
             executor.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+class _Bar:
+    """A sweep's progress bar in runs: the finished ones, plus the part of the others
+    trained, in steps: before this call (``resumed``: runs' worth per job, from their
+    checkpoints) and since (the executor's ``progress``, which its workers add to at every
+    finiteness check), redrawn every ``every`` seconds from a thread. Never goes back."""
+
+    def __init__(self, bar: Any, resumed: dict[Job, float], shared: Any, every: float = 1.0):
+        self.bar, self.resumed, self.shared = bar, dict(resumed), shared
+        self.runs = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.show()
+        if not bar.disable and shared is not None:
+            self.thread = threading.Thread(target=self._poll, args=(every,), daemon=True)
+            self.thread.start()
+
+    def _poll(self, every: float) -> None:
+        while not self.stop.wait(every):
+            self.show()
+
+    def show(self, force: bool = False) -> None:
+        with self.lock:
+            flying = 0.0 if self.shared is None else self.shared.value
+            n = self.runs + sum(self.resumed.values()) + flying
+            n = max(self.bar.n, min(n, self.bar.total))  # a job's share moves to runs
+            n = int(n) if n == int(n) else round(n, 2)
+            if n != self.bar.n or force:  # a log file gets a line per change, not per poll
+                self.bar.n = n
+                self.bar.refresh()
+
+    def finished(self, job: Job, runs: int, **postfix: int) -> None:
+        with self.lock:
+            self.runs += runs
+            self.resumed.pop(job, None)
+            self.bar.set_postfix(postfix, refresh=False)
+        self.show(force=True)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.bar.close()
 
 
 def _set_aside(out: Path, path: Path, err: Exception, wanted: dict[str, TrainConfig]) -> str:

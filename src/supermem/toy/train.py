@@ -205,6 +205,7 @@ def train_many(
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 600.0,
     threads: Callable[[], int | None] | None = None,
+    on_check: Callable[[int], None] | None = None,
 ) -> list[InstanceResult]:
     """Train every restart of every config together; one result per config (best restart).
 
@@ -221,6 +222,9 @@ def train_many(
     ``threads``: asked before the first step and at every finiteness check, the CPU
     threads the next steps may use (None: as they are), for engines whose results do not
     depend on it (``Engine.elastic``): a sweep's worker takes the cores others freed.
+    ``on_check``: called with the steps trained so far, first with the step training
+    starts from (0, or a checkpoint's), then at every finiteness check (a sweep's
+    progress bar).
     """
     _check_batch(cfgs)
     c = cfgs[0]
@@ -285,6 +289,8 @@ def train_many(
     elastic = _Threads(engine, device, threads)
     t0 = saved_at = time.perf_counter()
     elastic.start(t0)
+    if on_check is not None:
+        on_check(start)
     bar = tqdm(
         total=c.steps,
         initial=start,
@@ -320,6 +326,8 @@ def train_many(
                 break
             now = time.perf_counter()
             elastic.check(now)
+            if on_check is not None:
+                on_check(step + 1)
             if checkpoint is not None and now - saved_at >= checkpoint_every:
                 if step + 1 < c.steps:
                     now_state = ckpt.Checkpoint(
