@@ -320,7 +320,15 @@ def test_a_sweep_start_puts_back_a_checkpoint_caught_between_renames(
 def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     tmp_path, monkeypatch, stop_after_checkpoint
 ):
-    from supermem.sweeps.cost import OVERHEAD_S, STEP_S, _units, plan, run_seconds
+    from supermem.sweeps.cost import (
+        OVERHEAD_S,
+        PARAM_S,
+        STEP_S,
+        _param_steps,
+        _units,
+        plan,
+        run_seconds,
+    )
     from supermem.sweeps.executors import threads_per_worker
     from supermem.sweeps.spec import SweepSpec
 
@@ -344,7 +352,8 @@ def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     meta = ckpt.peek_meta(tmp_path / PARTIAL / config_key(cfgs[0]))
     assert meta is not None and meta["step"] == 300
     used = meta["thread_seconds"] / meta["seconds"] / threads_per_worker(1)
-    c = (meta["seconds"] - 300 * STEP_S) * used / (2 * _units(cfgs[0]) * 300 / 400)
+    per_param = 2 * PARAM_S * _param_steps(cfgs[0]) * 300 / 400  # not scaled by threads
+    c = (meta["seconds"] - 300 * STEP_S - per_param) * used / (2 * _units(cfgs[0]) * 300 / 400)
     assert p.seconds_per_unit == pytest.approx(c)
     # the group's per-step overhead once (one train_many call trains both)
     left = [run_seconds(cfg, c) - OVERHEAD_S for cfg in cfgs]

@@ -460,15 +460,40 @@ def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, 
     assert cal.longest_seconds == pytest.approx(group) and cal.wall_seconds == cal.longest_seconds
 
 
-def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
-    from supermem.sweeps.cost import GENERIC_M, OVERHEAD_S, STEP_S, run_seconds
+def fixed(cfg: TrainConfig) -> float:
+    """A run's seconds that do not grow with T: overhead, per step, per parameter."""
+    from supermem.sweeps.cost import OVERHEAD_S, PARAM_S, STEP_S, _param_steps
 
-    def work(**kw):
+    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg)
+
+
+def test_run_seconds__the_per_parameter_term_is_paid_on_every_instance_whatever_T():
+    """Each step updates every instance's n * (m + 1) parameters, whatever T: at the
+    paper's n = 10,000 this outweighs the dense pass at small T (docs/SWEEPS.md)."""
+    from supermem.sweeps.cost import PARAM_S, run_seconds
+
+    base = dict(features=10_000, sparsity=0.999, steps=1000, engine="fast")
+    one = TrainConfig(**base, train_size=30)
+    assert fixed(one) - fixed(one.replace(features=5000)) == pytest.approx(
+        PARAM_S * 1000 * 5000 * 3
+    )
+    four = one.replace(restarts=4)
+    assert fixed(four) - fixed(one) == pytest.approx(3 * PARAM_S * 1000 * 10_000 * 3)
+    assert fixed(one.replace(train_size=3000)) == fixed(one)  # T is the dense pass's
+    assert fixed(one) - fixed(one.replace(engine="cuda")) == pytest.approx(PARAM_S * 3e7)
+    dense = run_seconds(one) - fixed(one)
+    assert PARAM_S * 1000 * 10_000 * 3 > dense  # at T = 30 the parameters cost more
+
+
+def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
+    from supermem.sweeps.cost import GENERIC_M, run_seconds
+
+    def work(**kw):  # the dense pass's part
         kw = {"engine": "fast", **kw}
         cfg = TrainConfig(
             features=1000, sparsity=0.99, train_size=1000, steps=1000, warmup=50, **kw
         )
-        return run_seconds(cfg) - OVERHEAD_S - cfg.steps * STEP_S
+        return run_seconds(cfg) - fixed(cfg)
 
     # the fast engine's generic kernel: affine in m, (m + 1) * GENERIC_M units per T * n
     assert work(hidden=4) == pytest.approx(5 * GENERIC_M / 2 * work(hidden=2))
@@ -484,22 +509,25 @@ def test_run_seconds__generic_kernel_costs_more_per_unit_than_m2():
     assert work(loss="l1") == pytest.approx(work(hidden=2))
     assert work(loss="l1", hidden=3) == pytest.approx(work(hidden=3))
     big = dict(features=10_000, sparsity=0.999, train_size=10**6, steps=10)
-    assert run_seconds(TrainConfig(**big, loss="l1")) > 10 * run_seconds(TrainConfig(**big))
+    l1 = run_seconds(TrainConfig(**big, loss="l1"))  # priced as the fast engine, exactly
+    assert l1 == pytest.approx(run_seconds(TrainConfig(**big, engine="fast")))
+    assert l1 > 5 * run_seconds(TrainConfig(**big))  # where auto's mse runs take the tree
 
 
 def test_run_seconds__tree_runs_cost_the_engine_models_ratio():
-    from supermem.sweeps.cost import OVERHEAD_S, STEP_S, run_seconds
+    from supermem.sweeps.cost import run_seconds
     from supermem.toy.engines import cost
 
-    def work(**kw):
+    def work(c=None, **kw):
         cfg = TrainConfig(features=10_000, train_size=100_000, steps=100, **kw)
-        return run_seconds(cfg) - OVERHEAD_S - cfg.steps * STEP_S
+        return run_seconds(cfg, c) - fixed(cfg)
 
     shape = (1, 100_000, 10_000, 2, 10.0)
-    assert cost.pick(*shape) == "tree"  # so auto trains it with the tree
+    assert cost.pick(*shape) == "tree"  # so auto trains it with the tree, at tree's c
     ratio = cost.tree_step(*shape) / cost.fast_step(*shape)
     assert work(engine="auto") == pytest.approx(work(engine="tree"), rel=1e-3)
-    assert work(engine="tree") == pytest.approx(ratio * work(engine="fast"), rel=0.01)
+    # in units: the fast engine's times the engines' model's ratio (at any one c)
+    assert work(1e-9, engine="tree") == pytest.approx(ratio * work(1e-9, engine="fast"), rel=0.01)
 
 
 # -- CLI --------------------------------------------------------------------------------

@@ -23,11 +23,19 @@ from supermem.toy.model import get_model
 
 __all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seconds", "total"]
 
-# Cost model: seconds(run) = OVERHEAD_S + steps * STEP_S + c * units, units as in _units.
+# Cost model: seconds(run) = OVERHEAD_S + steps * STEP_S + PARAM_S * param_steps + c * units,
+# param_steps and units as in _param_steps and _units.
 # Until this sweep dir has finished runs to calibrate from, c is the engine's default:
-# "fast" (also what "auto" picks on CPU) calibrated on the quick demo (26 runs, 5m05s on
-# 2 cores, fits both of its specs within 10%); "reference" from its ~2 s step at
-# T = n = 10^4, m = 2 (PAPER.md). STEP_S is the per-step optimiser and Python overhead.
+# "fast" (also what "auto" picks on CPU) and "tree" fitted on the quick demo's groups (a
+# fresh clone of 23368fa, 1 process on 2 cores: 1m15s and 5m04s for its two specs; the
+# fit prices them 1m18s and 4m22s, the rest being the tree kernels' first compile),
+# less STEP_S and PARAM_S; "reference" from its ~2 s step at T = n = 10^4, m = 2
+# (PAPER.md). STEP_S is the per-step Python and optimiser-call overhead, PARAM_S the
+# per-parameter work, both from benchmarks/bench_step_terms.py (free cores, 1 thread).
+# c depends on the regime (the fast engine skips blocks of features whose ReLU is off,
+# which pays more as training goes on and at S = 0.999), so a default is rough: the
+# paper-scale demo's small T took 58 min and is priced 4 h. A sweep's own runs, or its
+# first checkpoint, calibrate c.
 # The fast engine's generic kernel (m not 2 or 3) costs in proportion to m + 1, not m (a per-
 # element cost that does not grow with m, about one hidden dimension's worth), each
 # counting GENERIC_M m = 2 units. Fitted on the fig5 quick sweep (1 thread per worker, T >= 990):
@@ -35,9 +43,9 @@ __all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seco
 # (0.63 +- 0.02) ns, against 0.70 ns (2 units) for the m = 2 kernel; so GENERIC_M = 1.8
 DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads.
 SECONDS_PER_UNIT = {
-    "fast": 2.5e-10,
-    "auto": 2.5e-10,
-    "tree": 2.5e-10,
+    "fast": 3.0e-10,
+    "auto": 3.0e-10,
+    "tree": 7.6e-10,
     "chunked": 1e-8,
     # one H200, m = 2, 3, T = 10^5..10^6 (benchmarks/bench_cuda.py, 2026-12-04): 6.0-7.2e-13;
     # 2e-12 at T = 10^4, where the launches' fixed cost shows
@@ -49,7 +57,12 @@ SECONDS_PER_UNIT = {
     "fast_variants": 3e-10,
 }
 GENERIC_M = 1.8
-STEP_S = 3e-4
+STEP_S = 5e-4
+# The work per parameter of every instance per step, whatever T: the optimiser's update,
+# the gradients' buffers, the bias terms. At the paper's n = 10,000 with 16 instances it is
+# ~15 ms a step, more than the dense pass below T ~ 100 (benchmarks/bench_step_terms.py;
+# docs/SWEEPS.md, "Time estimates"). Not counted for the cuda engine.
+PARAM_S = 2.3e-8
 OVERHEAD_S = 0.5
 
 
@@ -71,6 +84,14 @@ def _units(c: TrainConfig) -> float:
     return units
 
 
+def _param_steps(c: TrainConfig) -> float:
+    """What one run's per-parameter work is paid on: steps * restarts * n * (m + 1) (the
+    tied model's parameters, W and b); 0 on the cuda engine."""
+    if c.engine == "cuda":
+        return 0.0
+    return float(c.steps) * c.restarts * c.features * (c.hidden + 1)
+
+
 def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
     """(instances, T, n, m, nonzeros per point): what the engines' cost model reads."""
     return (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
@@ -85,9 +106,11 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
     if c is None:
         c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8)
-        if cfg.engine == "auto" and cfg.model != "tied" and not _tree_picked(cfg):
+        if cfg.engine == "auto" and _tree_picked(cfg):
+            c = SECONDS_PER_UNIT["tree"]
+        elif cfg.engine == "auto" and cfg.model != "tied":
             c = SECONDS_PER_UNIT["fast_variants"]  # what auto takes for these models
-    return OVERHEAD_S + cfg.steps * STEP_S + c * _units(cfg)
+    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + c * _units(cfg)
 
 
 def _engine_used(c: TrainConfig) -> str:
@@ -133,7 +156,7 @@ def _calibrate(
 
     def add(c: TrainConfig, engine: str | None, spent: float, used: float | None, done: float):
         acc = by_kind.setdefault(_kind(c, engine), [0.0, 0.0, 0, 0])
-        acc[0] += spent * (used or threads)
+        acc[0] += max(spent, 0.0) * (used or threads)
         acc[1] += _units(c) * done
         acc[2] += 1
         acc[3] += done < 1
@@ -141,8 +164,8 @@ def _calibrate(
     for s, c, r in zip(secs, cfgs, rows):
         # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
         # separate, and a call's per-step overhead is paid once for all the runs it trains
-        add(c, r["metrics"].get("engine"), (s - c.steps * STEP_S) / share[s],
-            r["metrics"].get("threads"), 1.0)  # fmt: skip
+        spent = (s - c.steps * STEP_S) / share[s] - PARAM_S * _param_steps(c)
+        add(c, r["metrics"].get("engine"), spent, r["metrics"].get("threads"), 1.0)
     for d in dirs:
         finished = done_keys(d) if d.is_dir() else set()
         for f in _in_flight(d):
@@ -150,8 +173,9 @@ def _calibrate(
                 continue
             used = f.thread_seconds / f.seconds if f.thread_seconds else None
             for c in f.configs:
+                done = f.step / c.steps
                 spent = (f.seconds - f.step * STEP_S) / len(f.configs)
-                add(c, f.engine, spent, used, f.step / c.steps)
+                add(c, f.engine, spent - PARAM_S * _param_steps(c) * done, used, done)
     return {k: (max(a[0] / a[1], 1e-13), int(a[2]), int(a[3])) for k, a in by_kind.items()}
 
 
