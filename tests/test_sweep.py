@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -365,8 +365,11 @@ def test_plan__each_engine_is_calibrated_on_its_own_runs_the_rest_priced_on_the_
     assert both.seconds == pytest.approx(ref.seconds + fast.seconds)
     assert both.default_seconds == pytest.approx(fast.seconds)
     assert both.seconds_per_unit == ref.seconds_per_unit  # only reference is calibrated
-    # the calibrated part divides by the workers, the default part shares the 2 cores
-    assert both.wall_seconds == pytest.approx(ref.seconds / 2 + fast.seconds)
+    # spread: the calibrated part divides by the workers, the default part shares the 2 cores
+    spread = replace(both, schedule_seconds=None)
+    assert spread.wall_seconds == pytest.approx(ref.seconds / 2 + fast.seconds)
+    # scheduled group by group on the 2 workers (the default): the same prices, never less
+    assert both.schedule_seconds is not None and both.wall_seconds >= spread.wall_seconds
     assert "on the default" in str(both) and "on the default" not in str(ref)
     # a sibling sweep that ran the fast engine calibrates the fast runs, the own runs the rest
     run_sweep(spec(seed=[0], train_size=[4], engine=["fast"]), tmp_path / "f", progress=False)
@@ -444,12 +447,22 @@ def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, 
     # on the default c, for 2 threads; per-step overhead once for the group
     group = sum(run_seconds(cfg) for cfg in big) - 3 * big[0].steps * STEP_S
     p = plan(s, tmp_path, workers=4)  # 4 groups: 4 workers of 2 threads
-    assert p.longest_seconds == pytest.approx(group * 2 / 2) and p.wall_seconds == group
+    assert p.longest_seconds == pytest.approx(group * 2 / 2)
+    assert p.wall_seconds == pytest.approx(group)  # reference: no freed cores taken up
     assert p.seconds * 2 / 8 < p.longest_seconds  # what spreading alone would say
     # run_sweep starts no more workers than groups (8 asked: 4, of 2 threads each)
     assert plan(s, tmp_path, workers=8) == p
     one = plan(s, tmp_path, workers=1)  # one worker trains it all: the sum, as before
     assert one.wall_seconds == pytest.approx(one.seconds * 2 / 8)
+    # on the fast engine the big group takes the 6 cores the small ones free: sooner than
+    # alone on its 2 threads, not sooner than its own work spread on all 8 cores
+    fast = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000], engine=["fast"])
+    el, fixed_threads = (
+        plan(fast, tmp_path, workers=4),
+        plan(fast, tmp_path, workers=4, elastic=False),
+    )
+    assert fixed_threads.wall_seconds == pytest.approx(fixed_threads.longest_seconds)
+    assert fixed_threads.longest_seconds / 4 < el.wall_seconds < fixed_threads.wall_seconds
     # calibrated on serial_sweep's runs (the reference engine): the same bound
     ref = spec(seed=[0, 1, 2, 3], train_size=[4, 8, 16, 4000], engine=["reference"])
     cal = plan(ref, tmp_path / "new", workers=4, siblings=(serial_sweep,))
@@ -457,7 +470,26 @@ def test_wall_seconds__never_less_than_the_longest_group(monkeypatch, tmp_path, 
     c = cal.seconds_per_unit
     big = [cfg for cfg in ref.configs() if cfg.train_size == 4000]
     group = sum(run_seconds(cfg, c) for cfg in big) - 3 * big[0].steps * STEP_S
-    assert cal.longest_seconds == pytest.approx(group) and cal.wall_seconds == cal.longest_seconds
+    assert cal.longest_seconds == pytest.approx(group)
+    assert cal.wall_seconds == pytest.approx(cal.longest_seconds)
+
+
+def test_schedule__groups_in_order_on_the_workers_freed_cores_taken_up(monkeypatch):
+    """run_sweep's schedule as the plan simulates it: each worker takes the next group
+    when free; a group on an elastic engine trains its dense part on the cores over the
+    groups training now (its fixed part does not speed up), another keeps its threads."""
+    from supermem.sweeps.cost import _schedule
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert _schedule([1, 2], [3, 4], [True, True], 1) == pytest.approx(10)  # in turn
+    # 2 workers of 1 thread, no freed cores taken up: 4 | 3 then 2
+    assert _schedule([0, 0, 0], [4, 3, 2], [False] * 3, 2) == pytest.approx(5)
+    # A: 10 s, B: 4 s. Both on 1 thread until B ends; A's last 6 s take 3 on 2 threads
+    assert _schedule([0, 0], [10, 4], [True, True], 2) == pytest.approx(7)
+    # A: 4 s fixed + 6 s dense; at 4 s 60% is left: 2.4 fixed + 3.6 dense on 2 threads
+    assert _schedule([4, 0], [6, 4], [True, True], 2) == pytest.approx(4 + 2.4 + 1.8)
+    assert _schedule([0, 0], [10, 4], [False, True], 2) == pytest.approx(10)  # A keeps 1
+    assert _schedule([], [], [], 2) == 0.0
 
 
 def fixed(cfg: TrainConfig) -> float:

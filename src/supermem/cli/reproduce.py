@@ -308,7 +308,11 @@ def run(args) -> int:
     sweeps = args.out / "sweeps"
     if args.dry_run:
         others = tuple(sweeps / w.name for w in whole)  # calibrate a sweep with no runs yet
-        plans = [plan(s, sweeps / s.name, workers=workers(args), siblings=others) for s in specs]
+        local = args.executor != "ray"  # local workers take up freed cores; Ray's do not
+        plans = [
+            plan(s, sweeps / s.name, workers=workers(args), siblings=others, elastic=local)
+            for s in specs
+        ]
         for s, p in zip(specs, plans):
             print(f"{s.name}: {p}")
         if len(plans) > 1:

@@ -66,7 +66,8 @@ def run(args) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:
-        print(plan(spec, args.out, workers=k, batch=not args.no_batch))
+        local = args.executor != "ray"  # local workers take up freed cores; Ray's do not
+        print(plan(spec, args.out, workers=k, batch=not args.no_batch, elastic=local))
         return 0
     try:
         with open_executor(args) as executor:

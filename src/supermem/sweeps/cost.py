@@ -15,8 +15,8 @@ from supermem.sweeps.executors import Job, threads_per_worker
 from supermem.sweeps.index import PARTIAL, RUNS, config_key, damaged, done_keys, failed_keys, scan
 from supermem.sweeps.spec import SweepSpec, by_key, groups
 from supermem.toy import checkpoint
+from supermem.toy.engines import ENGINES, get_engine, resolve_device
 from supermem.toy.engines import cost as engine_cost
-from supermem.toy.engines import get_engine, resolve_device
 from supermem.toy.engines.cuda import hidden_lanes
 from supermem.toy.memory import expected_nnz
 from supermem.toy.model import get_model
@@ -240,8 +240,11 @@ class SweepPlan:
     sibling_runs: int = 0  # of calibrated_from, runs of the other sweeps (siblings)
     in_flight_runs: int = 0  # of calibrated_from, runs part-trained (their checkpoints)
     # the wall seconds of the longest group (runs trained in one call, on one worker): no
-    # number of workers finishes sooner
+    # number of workers finishes it sooner, unless it takes up cores others freed
     longest_seconds: float = 0.0
+    # the groups scheduled on the workers as run_sweep runs them (``_schedule``); None:
+    # not simulated (the wall estimate is then the spread, at least the longest group)
+    schedule_seconds: float | None = None
 
     @property
     def from_siblings(self) -> bool:
@@ -257,7 +260,11 @@ class SweepPlan:
         default c is for one process using DEFAULT_CORES cores; K workers get
         ``threads_per_worker(K)`` each, and speed is taken as linear in threads. Never
         less than the longest group (``longest_seconds``), which one worker trains alone.
+        Where ``plan`` scheduled the groups (``schedule_seconds``), that instead: the
+        same prices, with the order, the worker count and freed cores taken up.
         """
+        if self.schedule_seconds is not None:
+            return self.schedule_seconds
         default = self.default_seconds
         if default is None:
             default = 0.0 if self.calibrated_from else self.seconds
@@ -290,9 +297,11 @@ def plan(
     workers: int = 1,
     siblings: tuple[Path, ...] = (),
     batch: bool = True,
+    elastic: bool = True,
 ) -> SweepPlan:
     """Count done / to-do runs and estimate time. Reads only; creates nothing.
-    ``batch``: as ``run_sweep``'s (which groups resume from checkpoints).
+    ``batch``: as ``run_sweep``'s (which groups resume from checkpoints). ``elastic``:
+    whether the workers take up freed cores (``LocalExecutor``'s default; not Ray's).
 
     The cost model is calibrated per kind of to-do run (``_kind``: engine, dtype, model,
     loss) on ``out``'s finished runs of that kind; a kind with none there on the runs of
@@ -322,19 +331,31 @@ def plan(
     secs = default_secs = cal_c = cal_units = 0.0
     group_of = {config_key(c): i for i, g in enumerate(todo_groups) for c in g}
     group_secs = [0.0] * len(todo_groups)  # on one worker
+    group_dense = [0.0] * len(todo_groups)  # of it, the c * units part (scales with threads)
     for k, cfg, kind in zip(map(config_key, todo), todo, kinds):
         c = cal.get(kind, (None,))[0]
         left = 1 - resume.get(k, 0) / cfg.steps
         # a group's per-step overhead is paid once for all its runs (one train_many call)
         shared = cfg.steps * STEP_S if group_secs[group_of[k]] else 0.0
         one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S - shared) * left
+        dense = (run_seconds(cfg, c) - _fixed_seconds(cfg)) * left
         secs += one
         if c is None:
             default_secs += one
             group_secs[group_of[k]] += one * DEFAULT_CORES / threads
+            group_dense[group_of[k]] += dense * DEFAULT_CORES / threads
         else:
             cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left
             group_secs[group_of[k]] += one
+            group_dense[group_of[k]] += dense
+    # the order run_sweep submits them in: longest first (by the default model) on several
+    # workers; a group on an elastic engine takes the cores the others leave
+    order = list(range(len(todo_groups)))
+    if workers > 1:
+        order = sorted(order, key=lambda i: -sum(run_seconds(c) for c in todo_groups[i]))
+    flex = [_elastic(todo_groups[i][0]) and elastic for i in order]
+    fixed = [group_secs[i] - group_dense[i] for i in order]
+    sched = _schedule(fixed, [group_dense[i] for i in order], flex, workers)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
     n_bad = len({p.name for p in bad} & {config_key(cfg) for cfg in todo})
     return SweepPlan(
@@ -342,8 +363,46 @@ def plan(
         cal_c / cal_units if cal_units else None, sum(n for _, n, _, _ in cal.values()),
         workers, n_bad, len(resume), default_secs if cal else None,
         sum(n for _, n, _, theirs in cal.values() if theirs),
-        sum(flying for _, _, flying, _ in cal.values()), max(group_secs, default=0.0),
+        sum(flying for _, _, flying, _ in cal.values()), max(group_secs, default=0.0), sched,
     )  # fmt: skip
+
+
+def _fixed_seconds(cfg: TrainConfig) -> float:
+    """The part of ``run_seconds`` that does not scale with the CPU threads: the run's
+    overhead, per-step overhead and per-parameter work."""
+    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg)
+
+
+def _elastic(cfg: TrainConfig) -> bool:
+    """Whether the engine that trains ``cfg`` takes up freed cores (``Engine.elastic``)."""
+    engine = ENGINES.get(_engine_used(cfg))
+    return engine is not None and engine.elastic
+
+
+def _schedule(fixed: list[float], dense: list[float], elastic: list[bool], workers: int) -> float:
+    """Wall seconds of training groups in this order on ``workers`` processes, each taking
+    the next group when it is free. Group i takes ``fixed[i] + dense[i]`` seconds on one
+    worker's ``threads_per_worker(workers)`` threads, of which ``dense`` scales with
+    threads (linearly, as the calibration takes it); an ``elastic`` group trains on
+    ``max(1, cores // groups training)`` threads (``executors.elastic_threads``), so the
+    last groups of a sweep take the cores the others freed."""
+    cores = os.cpu_count() or 1
+    own = threads_per_worker(workers, cores)
+    queue = list(zip(fixed, dense, elastic))
+    active: list[list] = []  # [fraction left, fixed, dense, elastic]
+    wall = 0.0
+    while queue or active:
+        while queue and len(active) < workers:
+            active.append([1.0, *queue.pop(0)])
+        k = max(1, cores // len(active))
+        # each group's seconds, whole, at the threads it has now
+        whole = [g[1] + g[2] * own / (k if g[3] else own) for g in active]
+        dt = min(g[0] * w for g, w in zip(active, whole))
+        wall += dt
+        for g, w in zip(active, whole):
+            g[0] = g[0] - dt / w if w > 0 else 0.0
+        active = [g for g in active if g[0] > 1e-9]
+    return wall
 
 
 def total(plans: list[SweepPlan]) -> str:
