@@ -943,3 +943,14 @@ def test_sweep_bar__finished_runs_plus_the_part_trained_before_and_in_flight_nev
 def test_run_sweep__the_bar_ends_at_all_runs(tmp_path, capsys):
     run_sweep(spec(seed=[0, 1], train_size=[4, 8]), tmp_path / "sw", progress=True)
     assert "4/4" in capsys.readouterr().err
+
+
+def test_total__sums_the_sweeps_and_names_the_most_workers_any_starts():
+    from supermem.sweeps.cost import SweepPlan, total
+
+    one = SweepPlan(3, 1, 2, 0, 60.0, None, 0, workers=1, schedule_seconds=60.0)  # one group
+    two = SweepPlan(8, 0, 8, 0, 600.0, None, 0, workers=2, schedule_seconds=300.0)
+    assert total([one, two]) == (
+        "11 runs: 1 done, 10 to do; estimated 6m00s with 2 worker(s), "
+        "the 2 sweeps one after another"
+    )

@@ -410,7 +410,7 @@ def total(plans: list[SweepPlan]) -> str:
     sum of their wall estimates."""
     done, todo = sum(p.done for p in plans), sum(p.todo for p in plans)
     wall = hms(sum(p.wall_seconds for p in plans))
-    workers = plans[0].workers if plans else 1
+    workers = max((p.workers for p in plans), default=1)  # a one-group sweep starts one
     return (
         f"{sum(p.total for p in plans)} runs: {done} done, {todo} to do; estimated {wall} "
         f"with {workers} worker(s), the {len(plans)} sweeps one after another"
