@@ -54,7 +54,7 @@ def test_grids__quick_cost_fits_the_budget_and_float64_uses_the_reference_engine
 
     # The default cost model's price on 1 worker (2 threads). The 22-variant grid trained
     # in 35 min on 2 workers (docs/REPRODUCTION.md); the model with its per-parameter term
-    # (2026-12-06) prices it 51 min on 1 worker, 42 min on 2 (without it: 21 min, which
+    # (2026-12-06) prices it 51 min on 1 worker, 32 min on 2 (without it: 21 min, which
     # this bound, then 28 min, was set against). A variant adds ~2.3 min.
     assert estimate_seconds(d.grids("quick")) < 55 * 60
     f64 = [g for g in d.grids("quick") if "float64" in g[0]]

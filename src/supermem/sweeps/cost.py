@@ -34,7 +34,7 @@ __all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seco
 # per-parameter work, both from benchmarks/bench_step_terms.py (free cores, 1 thread).
 # c depends on the regime (the fast engine skips blocks of features whose ReLU is off,
 # which pays more as training goes on and at S = 0.999), so a default is rough: the
-# paper-scale demo's small T took 58 min and is priced 4 h. A sweep's own runs, or its
+# paper-scale demo's small T took 58 min and is priced 3 h. A sweep's own runs, or its
 # first checkpoint, calibrate c.
 # The fast engine's generic kernel (m not 2 or 3) costs in proportion to m + 1, not m (a per-
 # element cost that does not grow with m, about one hidden dimension's worth), each
@@ -84,12 +84,16 @@ def _units(c: TrainConfig) -> float:
     return units
 
 
-def _param_steps(c: TrainConfig) -> float:
+def _param_steps(c: TrainConfig, engine: str | None = None) -> float:
     """What one run's per-parameter work is paid on: steps * restarts * n * (m + 1) (the
-    tied model's parameters, W and b); 0 on the cuda engine."""
-    if c.engine == "cuda":
-        return 0.0
-    return float(c.steps) * c.restarts * c.features * (c.hidden + 1)
+    tied model's parameters, W and b); 0 on a GPU (``engine``: the one a finished run
+    recorded; else the config's, ``auto`` and its device resolved here)."""
+    on_gpu = (
+        engine == "cuda"
+        if engine
+        else c.engine == "cuda" or (resolve_device(c.device).type == "cuda")
+    )
+    return 0.0 if on_gpu else float(c.steps) * c.restarts * c.features * (c.hidden + 1)
 
 
 def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
@@ -156,7 +160,7 @@ def _calibrate(
 
     def add(c: TrainConfig, engine: str | None, spent: float, used: float | None, done: float):
         acc = by_kind.setdefault(_kind(c, engine), [0.0, 0.0, 0, 0])
-        acc[0] += max(spent, 0.0) * (used or threads)
+        acc[0] += spent * (used or threads)  # a kind's total is floored, not each run
         acc[1] += _units(c) * done
         acc[2] += 1
         acc[3] += done < 1
@@ -164,8 +168,9 @@ def _calibrate(
     for s, c, r in zip(secs, cfgs, rows):
         # `seconds` times the training loop only; OVERHEAD_S (data, metrics, saving) is
         # separate, and a call's per-step overhead is paid once for all the runs it trains
-        spent = (s - c.steps * STEP_S) / share[s] - PARAM_S * _param_steps(c)
-        add(c, r["metrics"].get("engine"), spent, r["metrics"].get("threads"), 1.0)
+        engine = r["metrics"].get("engine")
+        spent = (s - c.steps * STEP_S) / share[s] - PARAM_S * _param_steps(c, engine)
+        add(c, engine, spent, r["metrics"].get("threads"), 1.0)
     for d in dirs:
         finished = done_keys(d) if d.is_dir() else set()
         for f in _in_flight(d):
@@ -175,7 +180,7 @@ def _calibrate(
             for c in f.configs:
                 done = f.step / c.steps
                 spent = (f.seconds - f.step * STEP_S) / len(f.configs)
-                add(c, f.engine, spent - PARAM_S * _param_steps(c) * done, used, done)
+                add(c, f.engine, spent - PARAM_S * _param_steps(c, f.engine) * done, used, done)
     return {k: (max(a[0] / a[1], 1e-13), int(a[2]), int(a[3])) for k, a in by_kind.items()}
 
 
@@ -342,7 +347,8 @@ def plan(
         secs += one
         if c is None:
             default_secs += one
-            group_secs[group_of[k]] += one * DEFAULT_CORES / threads
+            # the default c is for DEFAULT_CORES threads; the fixed part does not scale
+            group_secs[group_of[k]] += one - dense + dense * DEFAULT_CORES / threads
             group_dense[group_of[k]] += dense * DEFAULT_CORES / threads
         else:
             cal_c, cal_units = cal_c + c * _units(cfg) * left, cal_units + _units(cfg) * left

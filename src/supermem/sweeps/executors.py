@@ -14,6 +14,7 @@ import importlib
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -147,11 +148,22 @@ class Executor(ABC):
         self.close()
 
 
+class _Counter:
+    """A float with a lock, as ``multiprocessing.Value("d")`` has, for one process."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self._lock = threading.Lock()
+
+    def get_lock(self) -> threading.Lock:
+        return self._lock
+
+
 class SerialExecutor(Executor):
     """In this process, one job at a time, with torch's default thread count."""
 
     def __init__(self) -> None:
-        self.progress = multiprocessing.Value("d", 0.0)
+        self.progress = _Counter()
 
     def imap_unordered(self, fn, jobs):
         global _PROGRESS

@@ -13,6 +13,7 @@ in ``sweeps.index``; where the training happens is in ``executors``. Semantics:
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -134,13 +135,18 @@ def _run_locked(
     if executor.workers > 1:  # longest first, so no worker is left alone with a big job
         jobs.sort(key=job_seconds, reverse=True)
     t0 = time.perf_counter()
-    resumed = resumed_steps(out, todo, batch)
-    bar = _Bar(
-        tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress),
-        {job: sum(resumed.get(config_key(c), 0) / c.steps for c in job.configs) for job in jobs},
-        executor.progress,
-    )
+    bar: _Bar | None = None
     try:
+        if executor.progress is not None:  # what an executor used before still counted
+            with executor.progress.get_lock():
+                executor.progress.value = 0.0
+        resumed = resumed_steps(out, todo, batch)
+        share = {j: sum(resumed.get(config_key(c), 0) / c.steps for c in j.configs) for j in jobs}
+        bar = _Bar(
+            tqdm(total=len(todo), unit="run", desc=spec.name, disable=not progress),
+            share,
+            executor.progress,
+        )
         for job, result in executor.imap_unordered(run_group, jobs):
             if isinstance(result, BaseException):  # the worker died before it could record
                 err = f"worker died: {type(result).__name__}: {result}"
@@ -155,7 +161,8 @@ def _run_locked(
             executor.terminate()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if own:
             executor.close()
     summary.seconds = time.perf_counter() - t0
@@ -188,7 +195,7 @@ class _Bar:
             flying = 0.0 if self.shared is None else self.shared.value
             n = self.runs + sum(self.resumed.values()) + flying
             n = max(self.bar.n, min(n, self.bar.total))  # a job's share moves to runs
-            n = int(n) if n == int(n) else round(n, 2)
+            n = int(n) if n == int(n) else math.floor(n * 100) / 100  # not 20/20 too soon
             if n != self.bar.n or force:  # a log file gets a line per change, not per poll
                 self.bar.n = n
                 self.bar.refresh()

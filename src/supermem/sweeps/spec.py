@@ -7,6 +7,7 @@ SQLite index in ``sweeps.index``, where the training happens in ``executors``.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 from dataclasses import dataclass, fields, replace
@@ -147,3 +148,20 @@ def groups(cfgs: list[TrainConfig], batch: bool = True, size: int = GROUP_SIZE) 
     for c in cfgs:
         shapes.setdefault(c.replace(**{f: 0 for f in INSTANCE_FIELDS}), []).append(c)
     return [g[i : i + size] for g in shapes.values() for i in range(0, len(g), size)]
+
+
+# Where the names this module held before it was split (2026-12-06) live now; importing
+# them from here still works (lazily: ``cost`` and ``run`` import this module).
+_MOVED = {
+    **dict.fromkeys(
+        ["plan", "SweepPlan", "run_seconds", "resumed_steps", "job_seconds", "total"], "cost"
+    ),
+    **dict.fromkeys(["run_sweep", "SweepSummary"], "run"),
+    **dict.fromkeys(["SweepBusyError", "load_sweep", "rebuild_index", "sweep_frame"], "index"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"supermem.sweeps.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
