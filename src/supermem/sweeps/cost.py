@@ -342,8 +342,9 @@ def plan(
         left = 1 - resume.get(k, 0) / cfg.steps
         # a group's per-step overhead is paid once for all its runs (one train_many call)
         shared = cfg.steps * STEP_S if group_secs[group_of[k]] else 0.0
-        one = OVERHEAD_S + (run_seconds(cfg, c) - OVERHEAD_S - shared) * left
-        dense = (run_seconds(cfg, c) - _fixed_seconds(cfg)) * left
+        whole = run_seconds(cfg, c)
+        one = OVERHEAD_S + (whole - OVERHEAD_S - shared) * left
+        dense = (whole - _fixed_seconds(cfg)) * left
         secs += one
         if c is None:
             default_secs += one
@@ -357,9 +358,11 @@ def plan(
     # the order run_sweep submits them in: longest first (by the default model) on several
     # workers; a group on an elastic engine takes the cores the others leave
     order = list(range(len(todo_groups)))
-    if workers > 1:
-        order = sorted(order, key=lambda i: -sum(run_seconds(c) for c in todo_groups[i]))
-    flex = [_elastic(todo_groups[i][0]) and elastic for i in order]
+    if workers > 1:  # run_sweep's sort, by the same key
+        jobs = [Job(tuple(g), str(out)) for g in todo_groups]
+        order.sort(key=lambda i: job_seconds(jobs[i]), reverse=True)
+    engine = dict(zip(map(config_key, todo), (kind[0] for kind in kinds)))  # resolved above
+    flex = [_elastic(engine[config_key(todo_groups[i][0])]) and elastic for i in order]
     fixed = [group_secs[i] - group_dense[i] for i in order]
     sched = _schedule(fixed, [group_dense[i] for i in order], flex, workers)
     retry = len(failed_keys(out) & {config_key(cfg) for cfg in todo})
@@ -379,9 +382,9 @@ def _fixed_seconds(cfg: TrainConfig) -> float:
     return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg)
 
 
-def _elastic(cfg: TrainConfig) -> bool:
-    """Whether the engine that trains ``cfg`` takes up freed cores (``Engine.elastic``)."""
-    engine = ENGINES.get(_engine_used(cfg))
+def _elastic(name: str) -> bool:
+    """Whether the engine ``name`` takes up freed cores (``Engine.elastic``)."""
+    engine = ENGINES.get(name)
     return engine is not None and engine.elastic
 
 
