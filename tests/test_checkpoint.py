@@ -354,6 +354,9 @@ def test_plan_prices_only_the_steps_left_to_a_checkpoint_and_reads_only(
     used = meta["thread_seconds"] / meta["seconds"] / threads_per_worker(1)
     per_param = 2 * PARAM_S * _param_steps(cfgs[0]) * 300 / 400  # not scaled by threads
     c = (meta["seconds"] - 300 * STEP_S - per_param) * used / (2 * _units(cfgs[0]) * 300 / 400)
+    # a kind's c per thread is floored at 1e-13 (a tiny run can train faster than its
+    # fixed terms say), then taken to the plan's threads
+    c = max(c * threads_per_worker(1), 1e-13) / threads_per_worker(1)
     assert p.seconds_per_unit == pytest.approx(c)
     # the group's per-step overhead once (one train_many call trains both)
     left = [run_seconds(cfg, c) - OVERHEAD_S for cfg in cfgs]
