@@ -20,7 +20,7 @@ from supermem import load_sweep, run_sweep, sweep_frame
 from supermem.cli import main
 from supermem.config import ConfigError, TrainConfig
 from supermem.sweeps.cost import plan
-from supermem.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
+from supermem.sweeps.executors import Job, LocalExecutor, SerialExecutor, threads_per_worker
 from supermem.sweeps.index import (
     INDEX,
     SweepBusyError,
@@ -875,6 +875,25 @@ def test_elastic_threads__a_worker_left_alone_takes_the_cores(monkeypatch):
     numba.set_num_threads(old)
     with LocalExecutor(2, elastic=False) as fixed:  # workers keep their threads
         assert fixed.busy is None
+
+
+def _add_to_progress(job: Job) -> bool:
+    """In a LocalExecutor worker: add 1 to the executor's progress, if the worker has it."""
+    from supermem.sweeps import executors as ex
+
+    if ex._PROGRESS is None:
+        return False
+    with ex._PROGRESS.get_lock():
+        ex._PROGRESS.value += 1.0
+    return True
+
+
+def test_local_executor__its_spawned_workers_share_its_progress(tmp_path):
+    """What a worker adds to its ``_PROGRESS`` is what the parent's bar reads."""
+    jobs = [Job((TrainConfig(features=4, hidden=2),), str(tmp_path)) for _ in range(3)]
+    with LocalExecutor(2) as ex:
+        got = [r for _, r in ex.imap_unordered(_add_to_progress, jobs)]
+        assert got == [True, True, True] and ex.progress.value == 3.0
 
 
 def test_sweep_progress__a_worker_reports_the_runs_worth_of_steps_its_group_trained(

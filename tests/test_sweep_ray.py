@@ -296,3 +296,21 @@ def test_cli_ray__ray_flags_need_executor_ray(tmp_path, capsys):
         capsys, ["reproduce", "mnist", "--out", str(tmp_path / "m"), "--executor", "ray"]
     )
     assert "trains in one process; drop --executor" in err
+
+
+def test_cli_ray_dry_run__plans_the_workers_ray_would_start_without_ray(
+    tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "s.toml").write_text(TOML)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    base = ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--dry-run"]
+    base += ["--no-batch"]  # 6 groups: the plan counts at most one worker per group
+    assert main(base + ["--executor", "ray"]) == 0  # a local Ray: one task per CPU
+    assert "with 3 worker(s)" in capsys.readouterr().out
+    assert main(base + ["--executor", "ray", "--workers", "2"]) == 0
+    assert "with 2 worker(s)" in capsys.readouterr().out
+    assert main(base + ["--executor", "ray", "--address", "10.0.0.1:6379"]) == 0
+    out, err = capsys.readouterr()  # a cluster's size is unknown without connecting
+    assert "with 1 worker(s)" in out and "pass --workers N" in err and "10.0.0.1:6379" in err
+    assert main(base) == 0 and "with 1 worker(s)" in capsys.readouterr().out  # local: 1
+    assert not (tmp_path / "o").exists()

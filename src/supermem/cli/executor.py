@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,23 @@ def workers(args) -> int:
         flag = "--address" if args.address is not None else "--no-shared-fs"
         raise CLIError(f"{flag} is for --executor ray")
     return args.workers or 1
+
+
+def plan_workers(args) -> int:
+    """The workers a ``--dry-run`` plans for: --workers, else what the sweep would start.
+    Locally that is 1; a local Ray instance runs one task per CPU (each task 1 thread); a
+    cluster's size is unknown without connecting, so plan 1 and say how to plan for it."""
+    k = workers(args)
+    if args.executor != "ray" or args.workers is not None:
+        return k
+    if args.address is None:
+        return max(1, os.cpu_count() or 1)
+    print(
+        "supermem: planned for 1 worker; pass --workers N (the cluster's CPUs) to plan for "
+        f"the cluster at {args.address}",
+        file=sys.stderr,
+    )
+    return k
 
 
 @contextlib.contextmanager

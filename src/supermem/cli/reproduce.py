@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from supermem.cli.common import CLIError, parse_assignment, parse_int, progress_enabled
-from supermem.cli.executor import add_executor_flags, open_executor, workers
+from supermem.cli.executor import add_executor_flags, open_executor, plan_workers, workers
 from supermem.sweeps.checks import DamagedRunError
 
 
@@ -309,10 +309,8 @@ def run(args) -> int:
     if args.dry_run:
         others = tuple(sweeps / w.name for w in whole)  # calibrate a sweep with no runs yet
         local = args.executor != "ray"  # local workers take up freed cores; Ray's do not
-        plans = [
-            plan(s, sweeps / s.name, workers=workers(args), siblings=others, elastic=local)
-            for s in specs
-        ]
+        k = plan_workers(args)
+        plans = [plan(s, sweeps / s.name, workers=k, siblings=others, elastic=local) for s in specs]
         for s, p in zip(specs, plans):
             print(f"{s.name}: {p}")
         if len(plans) > 1:

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from supermem.cli.common import CLIError, parse_int, progress_enabled
-from supermem.cli.executor import add_executor_flags, open_executor, workers
+from supermem.cli.executor import add_executor_flags, open_executor, plan_workers, workers
 from supermem.config import ConfigError
 
 
@@ -67,6 +67,7 @@ def run(args) -> int:
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:
         local = args.executor != "ray"  # local workers take up freed cores; Ray's do not
+        k = plan_workers(args)
         print(plan(spec, args.out, workers=k, batch=not args.no_batch, elastic=local))
         return 0
     try:
