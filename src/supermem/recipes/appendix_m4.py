@@ -72,7 +72,7 @@ RECIPE = Recipe(
     name="appendix-m4",
     title="Appendix: m = 4, bump vs training length and weight decay",
     description=f"{_text()}; plus weight decay {STRONG_DECAY:g} at the default length. "
-    f"Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    f"{scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

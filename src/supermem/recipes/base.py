@@ -157,12 +157,15 @@ def load_runs(sources, ok_only: bool = True) -> list:
 
 
 def scale_costs(grids: Callable[[str], list[Grid]]) -> str:
-    """'quick ~N min, cpu ~N h, ...': ``estimate_seconds`` of each scale's grids."""
+    """'Expected cost (...): quick ~N min, cpu ~N h, ...': ``estimate_seconds`` of each
+    scale's grids, the engine ``auto`` would pick for each run, at the default cost model's
+    rates (a folder's ``--dry-run`` prices it on its own runs and the workers)."""
 
     def fmt(sec: float) -> str:
         return f"~{sec / 60:.0f} min" if sec < 2 * 3600 else f"~{sec / 3600:.0f} h"
 
-    return ", ".join(f"{k} {fmt(estimate_seconds(grids(k)))}" for k in SCALES)
+    costs = ", ".join(f"{k} {fmt(estimate_seconds(grids(k)))}" for k in SCALES)
+    return f"Expected cost (default cost model, one run at a time on 2 CPU cores): {costs}"
 
 
 def t_sweep_text() -> str:

@@ -241,7 +241,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="circles",
     title="Two-circle optimisation failures (m = 2, memorising regime)",
-    description=f"{_text()}. Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

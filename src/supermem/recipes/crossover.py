@@ -318,7 +318,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="crossover",
     title="Where memorising stops winning: lowest training loss over learning rates (m = 2)",
-    description=f"{_text()}. Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

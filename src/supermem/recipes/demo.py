@@ -25,7 +25,7 @@ RECIPE = Recipe(
     name="demo",
     title="Demo: figs. 2-4 (m = 2) from one sweep",
     description=f"Figs. 2, 3 and 4 from the shared m = 2 T sweep ({t_sweep_text()}). "
-    f"Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    f"{scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

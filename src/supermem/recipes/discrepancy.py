@@ -441,8 +441,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="discrepancy",
     title="Why the replication disagreed: implementation variants side by side (m = 2)",
-    description=f"{_text()}; variants: {', '.join(VARIANTS)}. "
-    f"Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}; variants: {', '.join(VARIANTS)}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

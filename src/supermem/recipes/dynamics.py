@@ -230,7 +230,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="dynamics",
     title="Training dynamics: near misses and forgotten features (m = 2, middle regime)",
-    description=f"{_text()}. Expected cost, fast engine on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

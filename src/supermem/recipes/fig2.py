@@ -24,8 +24,7 @@ def check(runs: list) -> list[claims.Claim]:
 RECIPE = Recipe(
     name="fig2",
     title="Fig. 2: data points vs features (m = 2)",
-    description=f"m = 2 T sweep ({t_sweep_text()}). Expected cost, fast engine on 2 CPU "
-    f"cores: {scale_costs(grids)}.",
+    description=f"m = 2 T sweep ({t_sweep_text()}). {scale_costs(grids)}.",
     grids=grids,
     draw=figures.fig2,
     check=check,

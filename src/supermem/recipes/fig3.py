@@ -19,7 +19,7 @@ def check(runs: list) -> list[claims.Claim]:
 RECIPE = Recipe(
     name="fig3",
     title="Fig. 3: dimensionality and test loss vs T (m = 2)",
-    description=f"Same sweep as fig2 ({t_sweep_text()}). Expected cost: {scale_costs(grids)}.",
+    description=f"Same sweep as fig2 ({t_sweep_text()}). {scale_costs(grids)}.",
     grids=grids,
     draw=figures.fig3,
     check=check,

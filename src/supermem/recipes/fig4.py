@@ -23,7 +23,7 @@ def check(runs: list) -> list[claims.Claim]:
 RECIPE = Recipe(
     name="fig4",
     title="Fig. 4: vector lengths and norms vs T (m = 2)",
-    description=f"Same sweep as fig2 ({t_sweep_text()}). Expected cost: {scale_costs(grids)}.",
+    description=f"Same sweep as fig2 ({t_sweep_text()}). {scale_costs(grids)}.",
     grids=grids,
     draw=figures.fig4,
     check=check,

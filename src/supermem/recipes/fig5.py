@@ -42,8 +42,7 @@ RECIPE = Recipe(
     name="fig5",
     title="Fig. 5: test loss over (T, m)",
     description=f"{_text()}; 2 init x 2 data seeds per cell, {SCALES['quick'].steps} steps at "
-    f"quick, 50,000 otherwise. Expected cost, fast engine on 2 CPU cores: "
-    f"{scale_costs(grids)}.",
+    f"quick, 50,000 otherwise. {scale_costs(grids)}.",
     grids=grids,
     draw=figures.fig5,
     check=check,

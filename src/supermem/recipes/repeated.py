@@ -298,7 +298,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="repeated",
     title="Repeated data points: stored beside the features, and where (A. Jermyn)",
-    description=f"{_text()}. Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

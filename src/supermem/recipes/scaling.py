@@ -250,7 +250,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="scaling",
     title="What sets the generalisation scale: sparsity and weight decay (A. Jermyn)",
-    description=f"{_text()}. Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,

@@ -212,8 +212,7 @@ def _text() -> str:
 RECIPE = Recipe(
     name="variants",
     title="Other model variants: untied, ReLU between layers, L1 loss (m = 2)",
-    description=f"{_text()}; variants: {', '.join(VARIANTS)}. "
-    f"Expected cost on 2 CPU cores: {scale_costs(grids)}.",
+    description=f"{_text()}; variants: {', '.join(VARIANTS)}. {scale_costs(grids)}.",
     grids=grids,
     draw=draw,
     check=check,
