@@ -574,6 +574,43 @@ def test_run_seconds__tree_runs_cost_the_engine_models_ratio():
     assert work(1e-9, engine="tree") == pytest.approx(ratio * work(1e-9, engine="fast"), rel=0.01)
 
 
+def test_run_seconds__priced_on_the_engine_that_trains_it():
+    """The default c and the units are those of the engine ``train`` would take: float64
+    and an untied model's l1 loss on the reference engine whatever ``engine`` says; the
+    tree past the m its cost model is fitted for (m > 3) at the fast kernels' units."""
+    from supermem.sweeps.cost import _engine_used, run_seconds
+
+    base = dict(features=1000, sparsity=0.99, train_size=2400, steps=1000, warmup=50)
+    f64 = TrainConfig(**base, dtype="float64")
+    assert _engine_used(f64) == "reference"  # it was priced as the tree: 20x too low
+    assert run_seconds(f64) == pytest.approx(run_seconds(f64.replace(engine="reference")))
+    l1u = TrainConfig(**base, loss="l1", model="untied")
+    assert _engine_used(l1u) == "reference"
+    assert run_seconds(l1u) == pytest.approx(run_seconds(l1u.replace(engine="reference")))
+    t4 = TrainConfig(**base, hidden=4, engine="tree")  # was inf, and a plan NaN
+    f4 = t4.replace(engine="fast")
+    assert run_seconds(t4, 1e-9) - fixed(t4) == pytest.approx(run_seconds(f4, 1e-9) - fixed(f4))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli__a_device_this_machine_lacks__exit_2_one_line_nothing_created(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(TOML.replace('device = "cpu"', 'device = "cuda"'))
+    out = tmp_path / "o"
+    for argv in (
+        ["sweep", str(tmp_path / "s.toml"), "--out", str(out)],
+        ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run"],
+        ["reproduce", "demo", "--out", str(out), "--set", "device=cuda"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "no CUDA device" in err, err
+        assert not out.exists()
+    # a Ray cluster's workers may have the GPUs: its dry run plans them (cuda's own price)
+    argv = ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run", "--executor", "ray"]
+    assert main(argv) == 0 and "6 runs: 0 done" in capsys.readouterr().out
+    assert not out.exists()
+
+
 # -- CLI --------------------------------------------------------------------------------
 def test_cli_dry_run__prints_plan_creates_nothing(tmp_path, capsys):
     (tmp_path / "s.toml").write_text(TOML)

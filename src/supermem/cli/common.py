@@ -101,6 +101,21 @@ def config_from_args(cls, args: argparse.Namespace):
         raise CLIError(str(e)) from None
 
 
+def check_devices(cfgs, args: argparse.Namespace) -> None:
+    """Before any work: a device the runs ask for that this machine lacks (``device =
+    "cuda"`` without CUDA) is one line, not a traceback per run. Not for ``--executor ray``,
+    whose workers may have the GPUs this machine has not."""
+    if getattr(args, "executor", "local") == "ray":
+        return
+    from supermem.toy.engines import resolve_device
+
+    for device in sorted({c.device for c in cfgs}):
+        try:
+            resolve_device(device)
+        except ConfigError as e:
+            raise CLIError(str(e)) from None
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Before any work: ``out`` may be written (a missing or replaceable run directory)."""
     from supermem.sweeps.store import RunExistsError, check_replaceable

@@ -6,7 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from supermem.cli.common import CLIError, parse_assignment, parse_int, progress_enabled
+from supermem.cli.common import (
+    CLIError,
+    check_devices,
+    parse_assignment,
+    parse_int,
+    progress_enabled,
+)
 from supermem.cli.executor import add_executor_flags, open_executor, plan_workers, workers
 from supermem.sweeps.checks import DamagedRunError
 
@@ -299,6 +305,7 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
+    check_devices([c for s in specs for c in s.configs()], args)
     from supermem.sweeps.cost import plan, total
     from supermem.sweeps.index import SweepBusyError
     from supermem.sweeps.manifest import MANIFEST

@@ -5,10 +5,13 @@ sweep's finished runs and the checkpoints of its runs in flight, and ``plan``: w
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+import torch
 
 from supermem.config import ConfigError, TrainConfig
 from supermem.sweeps.executors import Job, threads_per_worker
@@ -54,14 +57,16 @@ SECONDS_PER_UNIT = {
     # untied / relu_hidden: 1.13-1.19x tied "fast" in seconds, measured side by side
     # (n = 1,000, S = 0.99, m = 2, 1 thread each: 2,000 steps at T = 2,600, 500 at 10,000);
     # the earlier 5e-9 (one T = 2,600 sweep under load) was ~20x too high
-    "fast_variants": 3e-10,
+    # (1.16x fast's 3.0e-10; it stayed 3e-10 when fast was refitted from 2.5e-10)
+    "fast_variants": 3.5e-10,
 }
 GENERIC_M = 1.8
 STEP_S = 5e-4
 # The work per parameter of every instance per step, whatever T: the optimiser's update,
 # the gradients' buffers, the bias terms. At the paper's n = 10,000 with 16 instances it is
-# ~15 ms a step, more than the dense pass below T ~ 100 (benchmarks/bench_step_terms.py;
-# docs/SWEEPS.md, "Time estimates"). Not counted for the cuda engine.
+# ~11 ms a step (12 ms with STEP_S), more than the dense pass below T ~ 100
+# (benchmarks/bench_step_terms.py; docs/SWEEPS.md, "Time estimates"). Not counted for
+# the cuda engine.
 PARAM_S = 2.3e-8
 OVERHEAD_S = 0.5
 
@@ -70,29 +75,30 @@ def _units(c: TrainConfig) -> float:
     """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
     fast engine's generic kernel (m not in UNROLLED_M) counts (m + 1) * GENERIC_M for m. A run
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
-    model picks it) counts that times the predicted tree / fast step-cost ratio. The l1
-    loss runs on the fast engine's kernels (the tree engine computes mse only)."""
-    fast_kernels = ("fast", "auto", "tree", "fast_variants")  # the dense pass: fast's kernels
-    generic = c.engine in fast_kernels and c.hidden not in engine_cost.UNROLLED_M
+    model picks it) counts that times the predicted tree / fast step-cost ratio (1 where
+    that model is not fitted, m > 3). The l1 loss runs on the fast engine's kernels (the
+    tree engine computes mse only)."""
+    name = _engine_used(c)
+    generic = name in _FAST_KERNELS and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
-    if c.engine == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
+    if name == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
         width = hidden_lanes(c.hidden)
     units = float(c.steps) * c.restarts * c.train_size * c.features * width
-    if c.engine == "tree" or _tree_picked(c):
+    if name == "tree":
         shape = _shape(c)
-        units *= engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
+        ratio = engine_cost.tree_step(*shape) / engine_cost.fast_step(*shape)
+        units *= ratio if math.isfinite(ratio) else 1.0
     return units
+
+
+_FAST_KERNELS = ("fast", "tree", "fast_variants")  # the dense pass: the fast engine's kernels
 
 
 def _param_steps(c: TrainConfig, engine: str | None = None) -> float:
     """What one run's per-parameter work is paid on: steps * restarts * n * (m + 1) (the
     tied model's parameters, W and b); 0 on a GPU (``engine``: the one a finished run
     recorded; else the config's, ``auto`` and its device resolved here)."""
-    on_gpu = (
-        engine == "cuda"
-        if engine
-        else c.engine == "cuda" or (resolve_device(c.device).type == "cuda")
-    )
+    on_gpu = engine == "cuda" if engine else c.engine == "cuda" or _device(c).type == "cuda"
     return 0.0 if on_gpu else float(c.steps) * c.restarts * c.features * (c.hidden + 1)
 
 
@@ -101,19 +107,10 @@ def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
     return (c.restarts, c.train_size, c.features, c.hidden, expected_nnz(c, 1))
 
 
-def _tree_picked(c: TrainConfig) -> bool:
-    """Whether ``auto`` trains this run on the tree engine (by the engines' cost model)."""
-    return c.engine == "auto" and c.loss == "mse" and engine_cost.pick(*_shape(c)) == "tree"
-
-
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
-    if c is None:
-        c = SECONDS_PER_UNIT.get(cfg.engine, 1e-8)
-        if cfg.engine == "auto" and _tree_picked(cfg):
-            c = SECONDS_PER_UNIT["tree"]
-        elif cfg.engine == "auto" and cfg.model != "tied":
-            c = SECONDS_PER_UNIT["fast_variants"]  # what auto takes for these models
+    if c is None:  # the default of the engine that trains it (auto and float64 resolved)
+        c = SECONDS_PER_UNIT.get(_engine_used(cfg), 1e-8)
     return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + c * _units(cfg)
 
 
@@ -124,8 +121,14 @@ def _engine_used(c: TrainConfig) -> str:
     name = "reference" if c.dtype == "float64" else c.engine
     if name != "auto":
         return name
-    device = resolve_device(c.device)
-    return get_engine("auto", get_model(c.model), device, shape=_shape(c), loss=c.loss).name
+    model = get_model(c.model)
+    return get_engine("auto", model, _device(c), shape=_shape(c), loss=c.loss).name
+
+
+def _device(c: TrainConfig) -> torch.device:
+    """The device ``c`` trains on; ``cuda`` as asked even where this machine has none (a plan
+    may be for a cluster's GPUs)."""
+    return torch.device("cuda") if c.device == "cuda" else resolve_device(c.device)
 
 
 def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str]:
