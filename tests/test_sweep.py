@@ -594,21 +594,40 @@ def test_run_seconds__priced_on_the_engine_that_trains_it():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cli__a_device_this_machine_lacks__exit_2_one_line_nothing_created(tmp_path, capsys):
-    (tmp_path / "s.toml").write_text(TOML.replace('device = "cpu"', 'device = "cuda"'))
+    toml = TOML.replace('device = "cpu"', 'device = "cuda"').replace('"reference"', '"auto"')
+    (tmp_path / "s.toml").write_text(toml)
+    (tmp_path / "c.toml").write_text(toml.replace('engine = "auto"', 'engine = "cuda"'))
     out = tmp_path / "o"
     for argv in (
         ["sweep", str(tmp_path / "s.toml"), "--out", str(out)],
         ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run"],
+        ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--executor", "ray"],  # local
         ["reproduce", "demo", "--out", str(out), "--set", "device=cuda"],
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "no CUDA device" in err, err
         assert not out.exists()
-    # a Ray cluster's workers may have the GPUs: its dry run plans them (cuda's own price)
-    argv = ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run", "--executor", "ray"]
-    assert main(argv) == 0 and "6 runs: 0 done" in capsys.readouterr().out
+    # a Ray cluster's workers may have the GPUs: its dry run plans them, at the cuda
+    # engine's price (what auto takes there), with no engine built here
+    ray = ["--out", str(out), "--dry-run", "--executor", "ray", "--address", "10.0.0.1:6379"]
+    assert main(["sweep", str(tmp_path / "s.toml"), *ray]) == 0
+    auto = capsys.readouterr().out
+    assert main(["sweep", str(tmp_path / "c.toml"), *ray]) == 0
+    assert "6 runs: 0 done" in auto and auto == capsys.readouterr().out
     assert not out.exists()
+
+
+def test_plan__a_tree_run_past_the_fitted_m_is_priced(tmp_path):
+    """The tree engine runs any m; its step-cost model stops at m = 3. A plan of m = 4
+    tree runs is finite (it was NaN, and the dry run a traceback)."""
+    import math
+
+    s = SweepSpec("t4", {"features": 50, "steps": 40, "engine": "tree", "hidden": 4},
+                  {"train_size": [4, 8]})  # fmt: skip
+    p = plan(s, tmp_path / "o")
+    assert p.todo == 2 and math.isfinite(p.wall_seconds) and p.wall_seconds > 0
+    assert "estimated" in str(p) and not (tmp_path / "o").exists()
 
 
 # -- CLI --------------------------------------------------------------------------------

@@ -103,9 +103,10 @@ def config_from_args(cls, args: argparse.Namespace):
 
 def check_devices(cfgs, args: argparse.Namespace) -> None:
     """Before any work: a device the runs ask for that this machine lacks (``device =
-    "cuda"`` without CUDA) is one line, not a traceback per run. Not for ``--executor ray``,
-    whose workers may have the GPUs this machine has not."""
-    if getattr(args, "executor", "local") == "ray":
+    "cuda"`` without CUDA) is one line, not a failure per run. Not for a Ray cluster at
+    ``--address``, whose workers may have the GPUs this machine has not (a local Ray
+    instance runs here, and is checked)."""
+    if getattr(args, "executor", "local") == "ray" and getattr(args, "address", None):
         return
     from supermem.toy.engines import resolve_device
 

@@ -86,11 +86,14 @@ def grid_configs(grid: Grid) -> list[dict[str, Any]]:
 
 
 def estimate_seconds(grids: list[Grid]) -> float:
-    """Serial seconds for the grids on 2 CPU cores, by the sweeps' cost model."""
+    """Serial seconds for the grids on 2 CPU cores, by the sweeps' cost model (priced on
+    the CPU whatever this machine has: the same text on every machine)."""
     from supermem.config import TrainConfig
     from supermem.sweeps.cost import run_seconds
 
-    return sum(run_seconds(TrainConfig(**c)) for g in grids for c in grid_configs(g))
+    return sum(
+        run_seconds(TrainConfig(**{**c, "device": "cpu"})) for g in grids for c in grid_configs(g)
+    )
 
 
 def t_sweep_grids(prefix: str, scale: str, hidden: int = 2, **fixed) -> list[Grid]:

@@ -71,14 +71,15 @@ PARAM_S = 2.3e-8
 OVERHEAD_S = 0.5
 
 
-def _units(c: TrainConfig) -> float:
+def _units(c: TrainConfig, engine: str | None = None) -> float:
     """Work of one run in m = 2 fast-kernel units: steps * restarts * T * n * m, where the
     fast engine's generic kernel (m not in UNROLLED_M) counts (m + 1) * GENERIC_M for m. A run
     that the tree engine trains (``--engine tree``, or ``auto`` where the engines' cost
     model picks it) counts that times the predicted tree / fast step-cost ratio (1 where
     that model is not fitted, m > 3). The l1 loss runs on the fast engine's kernels (the
-    tree engine computes mse only)."""
-    name = _engine_used(c)
+    tree engine computes mse only). ``engine``: the one a finished run recorded; else the
+    one ``train`` would take (``_engine_used``)."""
+    name = engine or _engine_used(c)
     generic = name in _FAST_KERNELS and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     if name == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
@@ -121,8 +122,12 @@ def _engine_used(c: TrainConfig) -> str:
     name = "reference" if c.dtype == "float64" else c.engine
     if name != "auto":
         return name
-    model = get_model(c.model)
-    return get_engine("auto", model, _device(c), shape=_shape(c), loss=c.loss).name
+    device = _device(c)
+    if device.type == "cuda":  # planned, not run: no shape given, so no self-check runs
+        if c.model == "tied" and c.loss == "mse":
+            return "cuda"  # auto's pick where Triton is installed; the GPU engine priced
+        return get_engine("auto", get_model(c.model), device, loss=c.loss).name
+    return get_engine("auto", get_model(c.model), device, shape=_shape(c), loss=c.loss).name
 
 
 def _device(c: TrainConfig) -> torch.device:
@@ -164,7 +169,7 @@ def _calibrate(
     def add(c: TrainConfig, engine: str | None, spent: float, used: float | None, done: float):
         acc = by_kind.setdefault(_kind(c, engine), [0.0, 0.0, 0, 0])
         acc[0] += spent * (used or threads)  # a kind's total is floored, not each run
-        acc[1] += _units(c) * done
+        acc[1] += _units(c, engine) * done
         acc[2] += 1
         acc[3] += done < 1
 
