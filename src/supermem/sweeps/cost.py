@@ -110,9 +110,10 @@ def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
-    if c is None:  # the default of the engine that trains it (auto and float64 resolved)
-        c = SECONDS_PER_UNIT.get(_engine_used(cfg), 1e-8)
-    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + c * _units(cfg)
+    name = _engine_used(cfg)  # the engine that trains it (auto and float64 resolved), once
+    if c is None:  # its default
+        c = SECONDS_PER_UNIT.get(name, 1e-8)
+    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + c * _units(cfg, name)
 
 
 def _engine_used(c: TrainConfig) -> str:
