@@ -618,6 +618,37 @@ def test_cli__a_device_this_machine_lacks__exit_2_one_line_nothing_created(tmp_p
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("swap", "says"),
+    [
+        ({'engine = "reference"': 'engine = "cuda"'}, "engine cuda needs --device cuda"),
+        ({'engine = "reference"': 'engine = "fast"\nmodel = "untied"'}, "does not support"),
+        ({'engine = "reference"': 'engine = "chunked"\nmodel = "relu_hidden"'}, "does not support"),
+    ],
+)
+def test_cli__an_engine_that_cannot_train_the_runs__exit_2_one_line_nothing_created(
+    tmp_path, capsys, swap, says
+):
+    """An engine/model/device mismatch was a failure per run, after OUT was made; now one
+    line before anything is (sweep, its dry run, and reproduce with --set)."""
+    toml = TOML
+    for a, b in swap.items():
+        toml = toml.replace(a, b)
+    (tmp_path / "s.toml").write_text(toml)
+    out = tmp_path / "o"
+    for argv in (
+        ["sweep", str(tmp_path / "s.toml"), "--out", str(out)],
+        ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err, err
+        assert not out.exists()
+    assert main(["reproduce", "demo", "--out", str(out), "--set", "engine=cuda"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "engine cuda" in err and not out.exists()
+
+
 def test_plan__a_tree_run_past_the_fitted_m_is_priced(tmp_path):
     """The tree engine runs any m; its step-cost model stops at m = 3. A plan of m = 4
     tree runs is finite (it was NaN, and the dry run a traceback)."""

@@ -103,16 +103,28 @@ def config_from_args(cls, args: argparse.Namespace):
 
 def check_devices(cfgs, args: argparse.Namespace) -> None:
     """Before any work: a device the runs ask for that this machine lacks (``device =
-    "cuda"`` without CUDA) is one line, not a failure per run. Not for a Ray cluster at
-    ``--address``, whose workers may have the GPUs this machine has not (a local Ray
-    instance runs here, and is checked)."""
+    "cuda"`` without CUDA), or an engine that cannot train a run's model, loss or device
+    (``engine = "cuda"`` on a CPU, ``engine = "fast"`` for the untied model, ``tree`` with
+    loss l1), is one line, not a failure per run after the folder is made. Checked as
+    ``train`` resolves them (float64 on the reference engine), without data or the cuda
+    engine's self-check. Not for a Ray cluster at ``--address``, whose workers may have
+    the GPUs this machine has not (a local Ray instance runs here, and is checked)."""
     if getattr(args, "executor", "local") == "ray" and getattr(args, "address", None):
         return
-    from supermem.toy.engines import resolve_device
+    from supermem.toy.engines import get_engine, resolve_device
+    from supermem.toy.model import get_model
 
     for device in sorted({c.device for c in cfgs}):
         try:
             resolve_device(device)
+        except ConfigError as e:
+            raise CLIError(str(e)) from None
+    kinds = {
+        ("reference" if c.dtype == "float64" else c.engine, c.model, c.loss, c.device) for c in cfgs
+    }
+    for engine, model, loss, device in sorted(kinds):
+        try:
+            get_engine(engine, get_model(model), resolve_device(device), loss=loss)
         except ConfigError as e:
             raise CLIError(str(e)) from None
 

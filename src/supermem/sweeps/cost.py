@@ -47,7 +47,6 @@ __all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seco
 DEFAULT_CORES = 2  # the default c's machine: one process, 2 threads.
 SECONDS_PER_UNIT = {
     "fast": 3.0e-10,
-    "auto": 3.0e-10,
     "tree": 7.6e-10,
     "chunked": 1e-8,
     # one H200, m = 2, 3, T = 10^5..10^6 (benchmarks/bench_cuda.py, 2026-12-04): 6.0-7.2e-13;
