@@ -624,6 +624,7 @@ def test_cli__a_device_this_machine_lacks__exit_2_one_line_nothing_created(tmp_p
         ({'engine = "reference"': 'engine = "cuda"'}, "engine cuda needs --device cuda"),
         ({'engine = "reference"': 'engine = "fast"\nmodel = "untied"'}, "does not support"),
         ({'engine = "reference"': 'engine = "chunked"\nmodel = "relu_hidden"'}, "does not support"),
+        ({'engine = "reference"': 'engine = "fast"\nmodel = "untied"\nloss = "l1"'}, "tied model"),
     ],
 )
 def test_cli__an_engine_that_cannot_train_the_runs__exit_2_one_line_nothing_created(
@@ -644,9 +645,32 @@ def test_cli__an_engine_that_cannot_train_the_runs__exit_2_one_line_nothing_crea
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and says in err, err
         assert not out.exists()
-    assert main(["reproduce", "demo", "--out", str(out), "--set", "engine=cuda"]) == 2
+    cpu = ["--set", "device=cpu", "--set", "engine=cuda"]  # device auto: a GPU host trains
+    assert main(["reproduce", "demo", "--out", str(out), *cpu]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "engine cuda" in err and not out.exists()
+
+
+def test_cli__finished_runs_are_not_checked_for_engines(tmp_path, capsys, monkeypatch):
+    """Only the runs still to train are checked: a folder of finished runs (trained on a
+    GPU elsewhere, say) re-reports here; an empty one is refused."""
+    import supermem.toy.engines as engines
+    from supermem.config import ConfigError
+
+    (tmp_path / "s.toml").write_text(TOML)
+    out = tmp_path / "o"
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--no-progress"]) == 0
+
+    def refuse(*a, **k):
+        raise ConfigError("no engine here")
+
+    monkeypatch.setattr(engines, "get_engine", refuse)
+    capsys.readouterr()
+    for extra in ([], ["--dry-run"]):
+        assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), *extra]) == 0
+        assert "6 runs" in capsys.readouterr().out
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "new")]) == 2
+    assert "no engine here" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_plan__a_tree_run_past_the_fitted_m_is_priced(tmp_path):

@@ -101,19 +101,28 @@ def config_from_args(cls, args: argparse.Namespace):
         raise CLIError(str(e)) from None
 
 
-def check_devices(cfgs, args: argparse.Namespace) -> None:
-    """Before any work: a device the runs ask for that this machine lacks (``device =
-    "cuda"`` without CUDA), or an engine that cannot train a run's model, loss or device
-    (``engine = "cuda"`` on a CPU, ``engine = "fast"`` for the untied model, ``tree`` with
-    loss l1), is one line, not a failure per run after the folder is made. Checked as
-    ``train`` resolves them (float64 on the reference engine), without data or the cuda
-    engine's self-check. Not for a Ray cluster at ``--address``, whose workers may have
-    the GPUs this machine has not (a local Ray instance runs here, and is checked)."""
+def check_devices(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -> None:
+    """Before any work, for the runs of each (spec, its OUT) still to train (a finished
+    run is never trained again, so runs trained on a GPU elsewhere may be re-reported
+    here): a device they ask for that this machine lacks (``device = "cuda"`` without
+    CUDA), or an engine that cannot train a run's model, loss or device (``engine =
+    "cuda"`` on a CPU, ``fast`` or ``chunked`` for the untied model, ``fast`` with loss l1
+    for it), is one line, not a failure per run after the folder is made. Checked as
+    ``train`` resolves them (float64 on the reference engine), without data, the cuda
+    engine's self-check per hidden size, or a checkpoint's engine (a run resumed under
+    ``auto`` goes on on the engine that began it, checked when it resumes). Not for a Ray
+    cluster at ``--address``, whose workers may have the GPUs this machine has not (a
+    local Ray instance runs here, and is checked)."""
     if getattr(args, "executor", "local") == "ray" and getattr(args, "address", None):
         return
+    from supermem.sweeps.index import config_key, done_keys
     from supermem.toy.engines import get_engine, resolve_device
     from supermem.toy.model import get_model
 
+    cfgs = []
+    for spec, out in specs_in:
+        done = done_keys(out) if out.is_dir() else set()
+        cfgs += [c for c in spec.configs() if config_key(c) not in done]
     for device in sorted({c.device for c in cfgs}):
         try:
             resolve_device(device)

@@ -305,7 +305,7 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
-    check_devices([c for s in specs for c in s.configs()], args)
+    check_devices([(s, args.out / "sweeps" / s.name) for s in specs], args)
     from supermem.sweeps.cost import plan, total
     from supermem.sweeps.index import SweepBusyError
     from supermem.sweeps.manifest import MANIFEST

@@ -63,7 +63,7 @@ def run(args) -> int:
 
     spec = load_spec(args.spec)
     k = workers(args)
-    check_devices(spec.configs(), args)
+    check_devices([(spec, args.out)], args)
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:
