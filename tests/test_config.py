@@ -29,3 +29,19 @@ def test_short_cli_run_needs_no_warmup_flag(tmp_path, capsys):
     args += ["--test-size", "16", "--steps", "1000", "--engine", "reference", "--snapshots", "0"]
     assert main([*args, "--no-progress", "--out", str(out)]) == 0
     assert '"warmup": 50' in (out / "config.json").read_text()
+
+
+def test_init_from_with_restarts_is_refused_by_the_config(tmp_path, capsys):
+    """Restarts from one saved W and b would be identical copies: refused where configs
+    are made (a sweep's spec, the CLI), not run by run inside training."""
+    with pytest.raises(ConfigError, match="identical copies"):
+        TrainConfig(init_from="some/run", restarts=2)
+    assert TrainConfig(init_from="some/run").restarts == 1
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        'name = "t"\n[fixed]\ninit_from = "some/run"\nrestarts = 2\n[axes]\nseed = [0]\n'
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "identical copies" in err
+    assert not (tmp_path / "o").exists()

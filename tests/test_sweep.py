@@ -578,14 +578,14 @@ def test_run_seconds__priced_on_the_engine_that_trains_it():
     """The default c and the units are those of the engine ``train`` would take: float64
     and an untied model's l1 loss on the reference engine whatever ``engine`` says; the
     tree past the m its cost model is fitted for (m > 3) at the fast kernels' units."""
-    from supermem.sweeps.cost import _engine_used, run_seconds
+    from supermem.sweeps.cost import engine_used, run_seconds
 
     base = dict(features=1000, sparsity=0.99, train_size=2400, steps=1000, warmup=50)
     f64 = TrainConfig(**base, dtype="float64")
-    assert _engine_used(f64) == "reference"  # it was priced as the tree: 20x too low
+    assert engine_used(f64) == "reference"  # it was priced as the tree: 20x too low
     assert run_seconds(f64) == pytest.approx(run_seconds(f64.replace(engine="reference")))
     l1u = TrainConfig(**base, loss="l1", model="untied")
-    assert _engine_used(l1u) == "reference"
+    assert engine_used(l1u) == "reference"
     assert run_seconds(l1u) == pytest.approx(run_seconds(l1u.replace(engine="reference")))
     t4 = TrainConfig(**base, hidden=4, engine="tree")  # was inf, and a plan NaN
     f4 = t4.replace(engine="fast")
@@ -1117,3 +1117,20 @@ def test_spec_module__the_names_it_held_before_the_split_still_import():
     )  # fmt: skip
     with pytest.raises(ImportError):
         from supermem.sweeps.spec import no_such_name  # noqa: F401
+
+
+def test_cli__a_run_too_big_for_this_machine__exit_2_one_line_nothing_created(
+    tmp_path, capsys, monkeypatch
+):
+    """A run that alone needs more memory than is available failed run by run after OUT
+    was made; now one line before anything is (its dry run too)."""
+    import supermem.toy.memory as memory
+
+    (tmp_path / "s.toml").write_text(TOML)
+    out = tmp_path / "o"
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)  # 1 MiB free
+    for extra in ([], ["--dry-run"]):
+        assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "not enough memory" in err, err
+        assert not out.exists()

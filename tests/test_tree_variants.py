@@ -190,15 +190,15 @@ def test_non_finite_parameters_give_non_finite_loss(name):
 
 
 def test_sweeps_cost_model_prices_what_auto_takes_for_the_variants():
-    from supermem.sweeps.cost import SECONDS_PER_UNIT, _engine_used, _units, run_seconds
+    from supermem.sweeps.cost import SECONDS_PER_UNIT, _units, engine_used, run_seconds
 
     small = make_config(model="untied", engine="auto", features=1000, sparsity=0.99)
     small = small.replace(train_size=30)
-    assert _engine_used(small) == "fast_variants"  # auto: fast_variants, priced as such
+    assert engine_used(small) == "fast_variants"  # auto: fast_variants, priced as such
     rate = (run_seconds(small) - run_seconds(small, 0.0)) / _units(small)
     assert rate == pytest.approx(SECONDS_PER_UNIT["fast_variants"])
     large = small.replace(features=10_000, sparsity=0.999, train_size=100_000)
-    assert _engine_used(large) == "tree"  # auto: the tree, priced as the tied model's tree
+    assert engine_used(large) == "tree"  # auto: the tree, priced as the tied model's tree
     assert _units(large) < 0.5 * _units(large.replace(engine="fast_variants"))
     tied = large.replace(model="tied")
     assert run_seconds(large) == run_seconds(tied)

@@ -204,6 +204,10 @@ class TrainConfig:
         )
         _check(self.restarts >= 1, f"restarts must be >= 1, got {self.restarts}")
         _check(
+            self.init_from is None or self.restarts == 1,
+            f"restarts {self.restarts} with init_from would train identical copies: use restarts 1",
+        )
+        _check(
             0 <= self.repeat_points <= self.train_size,
             f"repeat_points must be in [0, train_size={self.train_size}], got {self.repeat_points}",
         )

@@ -101,13 +101,15 @@ def config_from_args(cls, args: argparse.Namespace):
         raise CLIError(str(e)) from None
 
 
-def check_devices(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -> None:
+def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -> None:
     """Before any work, for the runs of each (spec, its OUT) still to train (a finished
     run is never trained again, so runs trained on a GPU elsewhere may be re-reported
     here): a device they ask for that this machine lacks (``device = "cuda"`` without
     CUDA), or an engine that cannot train a run's model, loss or device (``engine =
     "cuda"`` on a CPU, ``fast`` or ``chunked`` for the untied model, ``fast`` with loss l1
-    for it), is one line, not a failure per run after the folder is made. Checked as
+    for it), or a run that alone needs more memory than is available now
+    (``toy.memory.check_memory``; a batch of runs needs more, checked as it starts), is
+    one line, not a failure per run after the folder is made. Checked as
     ``train`` resolves them (float64 on the reference engine), without data, the cuda
     engine's self-check per hidden size, or a checkpoint's engine (a run resumed under
     ``auto`` goes on on the engine that began it, checked when it resumes). Not for a Ray
@@ -115,8 +117,10 @@ def check_devices(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) ->
     local Ray instance runs here, and is checked)."""
     if getattr(args, "executor", "local") == "ray" and getattr(args, "address", None):
         return
+    from supermem.sweeps.cost import engine_used
     from supermem.sweeps.index import config_key, done_keys
     from supermem.toy.engines import get_engine, resolve_device
+    from supermem.toy.memory import check_memory
     from supermem.toy.model import get_model
 
     cfgs = []
@@ -131,11 +135,13 @@ def check_devices(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) ->
     kinds = {
         ("reference" if c.dtype == "float64" else c.engine, c.model, c.loss, c.device) for c in cfgs
     }
-    for engine, model, loss, device in sorted(kinds):
-        try:
+    try:
+        for engine, model, loss, device in sorted(kinds):
             get_engine(engine, get_model(model), resolve_device(device), loss=loss)
-        except ConfigError as e:
-            raise CLIError(str(e)) from None
+        for c in {c: None for c in cfgs}:  # each alone: a batch only needs more
+            check_memory(c, c.restarts, engine_used(c), device=resolve_device(c.device).type)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from supermem.cli.common import (
     CLIError,
-    check_devices,
+    check_runnable,
     parse_assignment,
     parse_int,
     progress_enabled,
@@ -305,7 +305,7 @@ def run(args) -> int:
     if args.recipe in REAL_RECIPES:
         return run_real(args)
     recipe, whole, specs, changes = resolve(args)  # whole: what --specs / --only select from
-    check_devices([(s, args.out / "sweeps" / s.name) for s in specs], args)
+    check_runnable([(s, args.out / "sweeps" / s.name) for s in specs], args)
     from supermem.sweeps.cost import plan, total
     from supermem.sweeps.index import SweepBusyError
     from supermem.sweeps.manifest import MANIFEST

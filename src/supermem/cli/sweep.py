@@ -6,7 +6,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from supermem.cli.common import CLIError, check_devices, parse_int, progress_enabled
+from supermem.cli.common import CLIError, check_runnable, parse_int, progress_enabled
 from supermem.cli.executor import add_executor_flags, open_executor, plan_workers, workers
 from supermem.config import ConfigError
 
@@ -63,7 +63,7 @@ def run(args) -> int:
 
     spec = load_spec(args.spec)
     k = workers(args)
-    check_devices([(spec, args.out)], args)
+    check_runnable([(spec, args.out)], args)
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"{args.out} exists and is not a directory")
     if args.dry_run:

@@ -77,8 +77,8 @@ def _units(c: TrainConfig, engine: str | None = None) -> float:
     model picks it) counts that times the predicted tree / fast step-cost ratio (1 where
     that model is not fitted, m > 3). The l1 loss runs on the fast engine's kernels (the
     tree engine computes mse only). ``engine``: the one a finished run recorded; else the
-    one ``train`` would take (``_engine_used``)."""
-    name = engine or _engine_used(c)
+    one ``train`` would take (``engine_used``)."""
+    name = engine or engine_used(c)
     generic = name in _FAST_KERNELS and c.hidden not in engine_cost.UNROLLED_M
     width = (c.hidden + 1) * GENERIC_M if generic else c.hidden
     if name == "cuda":  # its kernels run on W padded to hidden_lanes(m) rows
@@ -109,13 +109,13 @@ def _shape(c: TrainConfig) -> tuple[int, int, int, int, float]:
 
 def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     """Estimated wall seconds of one run on 2 CPU cores (c: seconds per unit, or default)."""
-    name = _engine_used(cfg)  # the engine that trains it (auto and float64 resolved), once
+    name = engine_used(cfg)  # the engine that trains it (auto and float64 resolved), once
     if c is None:  # its default
         c = SECONDS_PER_UNIT.get(name, 1e-8)
     return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + c * _units(cfg, name)
 
 
-def _engine_used(c: TrainConfig) -> str:
+def engine_used(c: TrainConfig) -> str:
     """The engine that would train ``c`` alone here, resolved as ``train`` resolves it
     (float64 on the reference engine, ``auto`` by ``get_engine``; a batch of several
     instances can tip ``auto``'s pick near the crossover, which this does not see)."""
@@ -140,7 +140,7 @@ def _kind(c: TrainConfig, engine: str | None = None) -> tuple[str, str, str, str
     """What decides a run's seconds per unit beyond its units: the engine that trains it
     (``engine``: the one a finished run recorded; else ``auto`` resolved, since one sweep's
     T axis can cross from ``fast`` to ``tree``), dtype, model, loss."""
-    return (engine or _engine_used(c), c.dtype, c.model, c.loss)
+    return (engine or engine_used(c), c.dtype, c.model, c.loss)
 
 
 def _calibrate(

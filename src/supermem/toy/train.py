@@ -228,8 +228,6 @@ def train_many(
     """
     _check_batch(cfgs)
     c = cfgs[0]
-    if c.init_from is not None and c.restarts > 1:
-        raise ConfigError("restarts > 1 with init_from would train identical copies")
     device = resolve_device(c.device)
     model = get_model(c.model)
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
