@@ -1134,3 +1134,26 @@ def test_cli__a_run_too_big_for_this_machine__exit_2_one_line_nothing_created(
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "not enough memory" in err, err
         assert not out.exists()
+
+
+def test_cli__a_ray_cluster__refuses_only_what_no_device_trains(tmp_path, capsys):
+    """At --address the workers' devices and memory are unknown here: engine cuda on
+    device cuda plans from a head without CUDA; what no worker could train (fast for the
+    untied model; engine cuda on device cpu) is one line."""
+    ray = ["--dry-run", "--executor", "ray", "--address", "10.0.0.1:6379"]
+    out = tmp_path / "o"
+    gpu = TOML.replace('"reference"', '"cuda"').replace('device = "cpu"', 'device = "cuda"')
+    for name, toml, rc in [
+        ("gpu", gpu, 0),
+        ("gpu-auto", gpu.replace('device = "cuda"', 'device = "auto"'), 0),
+        ("untied", TOML.replace('"reference"', '"fast"\nmodel = "untied"'), 2),
+        ("cuda-on-cpu", TOML.replace('"reference"', '"cuda"'), 2),
+    ]:
+        (tmp_path / f"{name}.toml").write_text(toml)
+        assert main(["sweep", str(tmp_path / f"{name}.toml"), "--out", str(out), *ray]) == rc
+        got = capsys.readouterr()
+        if rc == 0:
+            assert "6 runs: 0 done" in got.out
+        else:
+            assert len(got.err.strip().splitlines()) == 1 and "no worker could" in got.err
+        assert not out.exists()

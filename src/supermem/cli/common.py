@@ -112,11 +112,12 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
     one line, not a failure per run after the folder is made. Checked as
     ``train`` resolves them (float64 on the reference engine), without data, the cuda
     engine's self-check per hidden size, or a checkpoint's engine (a run resumed under
-    ``auto`` goes on on the engine that began it, checked when it resumes). Not for a Ray
-    cluster at ``--address``, whose workers may have the GPUs this machine has not (a
-    local Ray instance runs here, and is checked)."""
-    if getattr(args, "executor", "local") == "ray" and getattr(args, "address", None):
-        return
+    ``auto`` goes on on the engine that began it, checked when it resumes). For a Ray
+    cluster at ``--address``, whose workers may have the GPUs and memory this machine has
+    not, only what no worker could train (``fast`` for the untied model, ``engine =
+    "cuda"`` with ``device = "cpu"``) is refused (a local Ray instance runs here, and is
+    checked in full)."""
+    cluster = getattr(args, "executor", "local") == "ray" and getattr(args, "address", None)
     from supermem.sweeps.cost import engine_used
     from supermem.sweeps.index import config_key, done_keys
     from supermem.toy.engines import get_engine, resolve_device
@@ -127,14 +128,18 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
     for spec, out in specs_in:
         done = done_keys(out) if out.is_dir() else set()
         cfgs += [c for c in spec.configs() if config_key(c) not in done]
+    kinds = {
+        ("reference" if c.dtype == "float64" else c.engine, c.model, c.loss, c.device) for c in cfgs
+    }
+    if cluster:
+        for kind in sorted(kinds):
+            _on_some_device(*kind)
+        return
     for device in sorted({c.device for c in cfgs}):
         try:
             resolve_device(device)
         except ConfigError as e:
             raise CLIError(str(e)) from None
-    kinds = {
-        ("reference" if c.dtype == "float64" else c.engine, c.model, c.loss, c.device) for c in cfgs
-    }
     try:
         for engine, model, loss, device in sorted(kinds):
             get_engine(engine, get_model(model), resolve_device(device), loss=loss)
@@ -142,6 +147,28 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
             check_memory(c, c.restarts, engine_used(c), device=resolve_device(c.device).type)
     except ConfigError as e:
         raise CLIError(str(e)) from None
+
+
+def _on_some_device(engine: str, model: str, loss: str, device: str) -> None:
+    """CLIError unless ``engine`` trains ``model`` with ``loss`` on some device ``device``
+    may be on a cluster's worker (``auto``: the CPU or a GPU), by device type only: this
+    machine need not have the GPU (nor Triton, so ``engine = "cuda"`` on a GPU passes)."""
+    import torch
+
+    from supermem.toy.engines import get_engine
+    from supermem.toy.model import get_model
+
+    kinds = ("cpu", "cuda") if device == "auto" else (torch.device(device).type,)
+    if engine == "auto" or (engine == "cuda" and "cuda" in kinds):
+        return
+    errors = []
+    for kind in kinds:
+        try:
+            get_engine(engine, get_model(model), torch.device(kind), loss=loss)
+            return
+        except ConfigError as e:
+            errors.append(str(e))
+    raise CLIError(f"no worker could train these runs: {'; nor: '.join(errors)}")
 
 
 def check_out(out: Path, overwrite: bool) -> None:
