@@ -135,12 +135,9 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
         for kind in sorted(kinds):
             _on_some_device(*kind)
         return
-    for device in sorted({c.device for c in cfgs}):
-        try:
-            resolve_device(device)
-        except ConfigError as e:
-            raise CLIError(str(e)) from None
     try:
+        for device in sorted({c.device for c in cfgs}):  # one line per missing device
+            resolve_device(device)
         for engine, model, loss, device in sorted(kinds):
             get_engine(engine, get_model(model), resolve_device(device), loss=loss)
         for c in {c: None for c in cfgs}:  # each alone: a batch only needs more
