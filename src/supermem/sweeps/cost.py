@@ -37,7 +37,8 @@ __all__ = ["SweepPlan", "hms", "job_seconds", "plan", "resumed_steps", "run_seco
 # per-parameter work, both from benchmarks/bench_step_terms.py (free cores, 1 thread).
 # c depends on the regime (the fast engine skips blocks of features whose ReLU is off,
 # which pays more as training goes on and at S = 0.999), so a default is rough: the
-# paper-scale demo's small T took 58 min and is priced 3 h. A sweep's own runs, or its
+# paper-scale demo's small T took 58 min on one host and is priced 3 h (on another host its
+# three costliest groups alone took 2 h 26 min of training). A sweep's own runs, or its
 # first checkpoint, calibrate c.
 # The fast engine's generic kernel (m not 2 or 3) costs in proportion to m + 1, not m (a per-
 # element cost that does not grow with m, about one hidden dimension's worth), each
