@@ -120,7 +120,7 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
     cluster = getattr(args, "executor", "local") == "ray" and getattr(args, "address", None)
     from supermem.sweeps.cost import engine_used
     from supermem.sweeps.index import config_key, done_keys
-    from supermem.toy.engines import get_engine, resolve_device
+    from supermem.toy.engines import get_engine, named_engine, resolve_device
     from supermem.toy.memory import check_memory
     from supermem.toy.model import get_model
 
@@ -128,9 +128,7 @@ def check_runnable(specs_in: list[tuple[Any, Path]], args: argparse.Namespace) -
     for spec, out in specs_in:
         done = done_keys(out) if out.is_dir() else set()
         cfgs += [c for c in spec.configs() if config_key(c) not in done]
-    kinds = {
-        ("reference" if c.dtype == "float64" else c.engine, c.model, c.loss, c.device) for c in cfgs
-    }
+    kinds = {(named_engine(c), c.model, c.loss, c.device) for c in cfgs}
     if cluster:
         for kind in sorted(kinds):
             _on_some_device(*kind)

@@ -18,7 +18,7 @@ from supermem.sweeps.executors import Job, threads_per_worker
 from supermem.sweeps.index import PARTIAL, RUNS, config_key, damaged, done_keys, failed_keys, scan
 from supermem.sweeps.spec import SweepSpec, by_key, groups
 from supermem.toy import checkpoint
-from supermem.toy.engines import ENGINES, get_engine, resolve_device
+from supermem.toy.engines import ENGINES, get_engine, named_engine, resolve_device
 from supermem.toy.engines import cost as engine_cost
 from supermem.toy.engines.cuda import hidden_lanes
 from supermem.toy.memory import expected_nnz
@@ -120,7 +120,7 @@ def engine_used(c: TrainConfig) -> str:
     """The engine that would train ``c`` alone here, resolved as ``train`` resolves it
     (float64 on the reference engine, ``auto`` by ``get_engine``; a batch of several
     instances can tip ``auto``'s pick near the crossover, which this does not see)."""
-    name = "reference" if c.dtype == "float64" else c.engine
+    name = named_engine(c)
     if name != "auto":
         return name
     device = _device(c)

@@ -27,7 +27,7 @@ from supermem.toy import checkpoint as ckpt
 from supermem.toy import data as data_mod
 from supermem.toy import losses
 from supermem.toy.data import SparseData
-from supermem.toy.engines import get_engine, resolve_device
+from supermem.toy.engines import get_engine, named_engine, resolve_device
 from supermem.toy.engines.base import Engine
 from supermem.toy.engines.weighted import WeightedData, WeightedEngine
 from supermem.toy.memory import check_memory, expected_nnz
@@ -232,7 +232,7 @@ def train_many(
     model = get_model(c.model)
     owners = [i for i, _ in enumerate(cfgs) for _ in range(c.restarts)]  # instance -> config
     nnz_row = expected_nnz(c, 1)
-    engine_name = "reference" if c.dtype == "float64" else c.engine  # fast engines: float32
+    engine_name = named_engine(c)
     found = (
         ckpt.info(checkpoint, cfgs) if engine_name == "auto" and checkpoint is not None else None
     )

@@ -40,6 +40,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def named_engine(cfg) -> str:
+    """The engine a config asks for before ``auto`` is resolved: float64 runs on the
+    reference engine (the fast engines compute in float32), else ``cfg.engine``."""
+    return "reference" if cfg.dtype == "float64" else cfg.engine
+
+
 def get_engine(
     name: str,
     model,
