@@ -269,6 +269,11 @@ def test_auto_picks_tree_where_the_cost_model_says_it_is_cheaper():
     for T in (10, 1_000, 100_000, 1_000_000):  # a consistent crossover: tree from some T on
         picks = [cost.pick(1, t, 10_000, 2, 10.0) for t in (T, 10 * T)]
         assert picks != ["tree", "fast"]
+    # m = 3 at the paper's n, S where it was measured on trained states (docs/ENGINES.md):
+    # fast ahead at T = 10^4; the tree 2-2.7x ahead at 2.5 x 10^4, 3.2-3.4x at 5 x 10^4
+    # (fig. 5's runs, past their first 1,000 steps) and 5.6x at 10^5
+    m3 = {T: cost.pick(1, T, 10_000, 3, 10.0) for T in (10_000, 25_000, 50_000, 100_000)}
+    assert m3 == {10_000: "fast", 25_000: "tree", 50_000: "tree", 100_000: "tree"}
 
 
 def test_runs_record_the_engine_auto_chose(tmp_path):

@@ -9,8 +9,9 @@ docs/ENGINES.md) and fitted as
                                                                push-down)
     both:  + *_SPARSE * inst * T * nnz_per_row * m + STEP     (h = W x, sparse terms)
 
-in seconds. The tree engine's walk is measured at the initial state (b = 0), its worst
-case (trained states cost it less), for m = 1, 2; for m = 3 on a trained state. It is
+in seconds (TREE_WALK per feature at n = 10^4; at m = 3 times (10^4 / n)^0.255, fitted at
+n = 10^3 and 10^4). The tree engine's walk is measured at the initial state (b = 0), its
+worst case (trained states cost it less), for m = 1, 2; for m = 3 on trained states. It is
 not fitted beyond m = 3 (the tree prunes less as m grows: the issue's model of the
 traversal gave 2x less work than dense at m = 4), so ``auto`` uses it for m <= 3 only.
 """
@@ -38,9 +39,19 @@ FAST_SPARSE = 2.0e-8  # s per nonzero per m (the fast engine's column pass misse
 # initial state (tree 1.5-3x slower than fast at T = 10^4..10^5) misleads, since after
 # 200 steps at T = 10^5 the tree is 6.5x faster (93-99 vs 609-685 ms) while at T = 10^4
 # after 1,500 steps fast still leads (43-56 vs 73-84 ms); 1.8e-8 is the T = 10^4 trained
-# walk, so `auto` switches to the tree between T = 5 x 10^4 and 10^5 at n = 10^4
-# (docs/ENGINES.md, "The cost model and auto")
-TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 1.8e-8}  # s per feature per sqrt(T * LEAF)
+# walk. Along the start of fig. 5's own runs (paper schedule, one thread each, side by
+# side, benchmarks/bench_run_turn.py) the tree is faster from step ~1,100 on: 2.0-2.7x at
+# T = 2.5 x 10^4 (to step 4,900), 3.2-3.4x at 5 x 10^4 (to 2,600), which the sqrt form
+# fits at 7.5-7.9e-9 where the T = 10^4 state (fast ahead) needs 1.9e-8: 1.0e-8 keeps
+# fast up to T ~ 1.5 x 10^4 and takes the tree from 2 x 10^4 at n = 10^4 (docs/ENGINES.md,
+# "The cost model and auto")
+TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 1.0e-8}  # s per feature per sqrt(T * LEAF), n = 10^4
+# ... times (10^4 / n)^WALK_N_EXP[m]: at n = 1,000 the m = 3 walk costs more per feature
+# (a 3,000-step run at S = 0.995, T = 8,000 tied, fast 32 s and tree 31 s, which 1.8e-8
+# predicts and 1.0e-8 does not), so 1.0e-8 at n = 10^4 and 1.8e-8 at 10^3, 10^0.255 = 1.8;
+# fitted at m = 3 only, where the two n were measured
+WALK_N = 10_000
+WALK_N_EXP = {3: 0.255}
 TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
 TREE_SPARSE = {2: 2.9e-9}  # s per nonzero per m (h = W x, the row pass): m = 2's kernels
 TREE_SPARSE_GENERIC = 5.0e-9  # the same for the generic kernels (m != 2)
@@ -57,7 +68,8 @@ def tree_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     """Seconds per step of the tree engine (2 cores); inf where it is not fitted (m > 3)."""
     if m not in TREE_WALK:
         return math.inf
-    walk = TREE_WALK[m] * inst * n * math.sqrt(T * LEAF)
+    per_feature = TREE_WALK[m] * (WALK_N / n) ** WALK_N_EXP.get(m, 0.0)
+    walk = per_feature * inst * n * math.sqrt(T * LEAF)
     sparse = TREE_SPARSE.get(m, TREE_SPARSE_GENERIC) * inst * T * nnz_row * m
     return walk + TREE_POINT * inst * T * m * m + sparse + STEP
 
