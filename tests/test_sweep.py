@@ -499,10 +499,44 @@ def test_schedule__groups_in_order_on_the_workers_freed_cores_taken_up(monkeypat
 
 
 def fixed(cfg: TrainConfig) -> float:
-    """A run's seconds that do not grow with T: overhead, per step, per parameter."""
-    from supermem.sweeps.cost import OVERHEAD_S, PARAM_S, STEP_S, _param_steps
+    """A run's seconds that do not grow with T: overhead, per step, per parameter, and on
+    the tree engine its extra per instance-step."""
+    from supermem.sweeps.cost import (
+        OVERHEAD_S,
+        PARAM_S,
+        STEP_S,
+        TREE_STEP_S,
+        _param_steps,
+        engine_used,
+    )
 
-    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg)
+    tree = TREE_STEP_S * cfg.steps * cfg.restarts if engine_used(cfg) == "tree" else 0.0
+    return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + tree
+
+
+def test_plan__tree_runs_that_took_their_price_calibrate_its_c_back(tmp_path, monkeypatch):
+    """A tree run's extra per instance-step (TREE_STEP_S) is part of its price and is taken
+    out of its seconds before they calibrate c: runs whose recorded seconds are what c
+    prices them give c back (and a bigger extra, the same c: it is not in the units)."""
+    from supermem.sweeps import cost
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    axes = dict(engine=["tree"], features=[200], restarts=[3])
+    s = spec(seed=[0], train_size=[300, 400], **axes)  # unequal seconds: trained apart
+    run_sweep(s, tmp_path, progress=False, batch=False)
+    keys = set(TrainConfig.__dataclass_fields__)
+    for extra in (cost.TREE_STEP_S, 10 * cost.TREE_STEP_S):
+        monkeypatch.setattr(cost, "TREE_STEP_S", extra)
+        for m in (tmp_path / "runs").glob("*/metrics.json"):
+            metrics = json.loads(m.read_text())
+            assert metrics["engine"] == "tree"
+            saved = json.loads((m.parent / "config.json").read_text())
+            cfg = TrainConfig(**{k: v for k, v in saved.items() if k in keys})
+            took = cost.run_seconds(cfg, 2e-9) - cost.OVERHEAD_S  # `seconds`: the loop only
+            m.write_text(json.dumps(metrics | {"seconds": took, "threads": 1.0}))
+        p = cost.plan(spec(seed=[2], train_size=[300], **axes), tmp_path)
+        # 2e-9 per thread (the runs recorded 1), on the one worker's 2 threads
+        assert p.calibrated_from == 2 and p.seconds_per_unit == pytest.approx(2e-9 / 2)
 
 
 def test_run_seconds__the_per_parameter_term_is_paid_on_every_instance_whatever_T(monkeypatch):
