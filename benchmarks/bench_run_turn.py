@@ -55,6 +55,9 @@ def _run(engine: str, cfg_json: str, seconds: float, out) -> None:
         train_many([cfg], progress=False, on_check=check)
     except _Budget:
         pass
+    except Exception as e:  # noqa: BLE001 (reported by the parent, which would wait forever)
+        out.put((engine, None, f"{type(e).__name__}: {e}"))
+        return
     marks = marks[1:]  # from the first check on: its first steps compile the kernels
     start = marks[0][1]
     out.put((engine, marks[0][1] - t0, [(s, t - start) for s, t in marks]))
@@ -65,14 +68,19 @@ def main() -> None:
     ap.add_argument("--recipe", default="fig5")
     ap.add_argument("--scale", default="paper")
     ap.add_argument("--hidden", type=int, default=3)
-    ap.add_argument("--train-size", type=int, default=50_000)
-    ap.add_argument("--minutes", type=float, default=20.0, help="wall budget per engine")
-    ap.add_argument("--window", type=int, default=500, help="steps per row")
-    ap.add_argument("--quick", action="store_true", help="T = 2,000, one minute")
+    ap.add_argument("--train-size", type=int, help="T (default 50,000; --quick 2,000)")
+    ap.add_argument("--minutes", type=float, help="wall budget per engine (20; --quick 1)")
+    ap.add_argument("--window", type=int, help="steps per row (500; --quick 100)")
+    ap.add_argument("--quick", action="store_true", help="small defaults, for a check")
     ap.add_argument("--json", help="also write the marks here")
     a = ap.parse_args()
-    if a.quick:
-        a.train_size, a.minutes, a.window = 2_000, 1.0, 100
+    for k, full, quick in (
+        ("train_size", 50_000, 2_000),
+        ("minutes", 20.0, 1.0),
+        ("window", 500, 100),
+    ):
+        if getattr(a, k) is None:
+            setattr(a, k, quick if a.quick else full)
     cfg = _cfg(a.recipe, a.scale, a.hidden, a.train_size)
     print(
         f"{a.recipe} {a.scale}: n = {cfg.features}, S = {cfg.sparsity}, m = {cfg.hidden}, "
@@ -91,6 +99,8 @@ def main() -> None:
     got = {}
     for _ in procs:
         engine, setup, marks = q.get()
+        if setup is None:
+            raise SystemExit(f"{engine}: {marks}")
         got[engine] = (setup, dict(marks))
     for p in procs:
         p.join()
@@ -98,6 +108,8 @@ def main() -> None:
         print(f"setup {e}: {setup:.1f} s")
     fast, tree = got["fast"][1], got["tree"][1]
     common = sorted(set(fast) & set(tree))
+    if len(common) < 2:
+        raise SystemExit("fewer than two common finiteness checks: raise --minutes")
     print(f"{'steps':>15} {'fast ms':>9} {'tree ms':>9} {'fast/tree':>9}")
     lo = common[0]
     for hi in common[1:]:
@@ -109,7 +121,7 @@ def main() -> None:
         lo = hi
     end = common[-1]
     print(
-        f"steps 0-{end}: fast {fast[end]:.0f} s, tree {tree[end]:.0f} s, "
+        f"steps {common[0]}-{end}: fast {fast[end]:.0f} s, tree {tree[end]:.0f} s, "
         f"fast/tree {fast[end] / tree[end]:.2f}; reached in the budget: "
         f"fast {max(fast)}, tree {max(tree)} of {cfg.steps}"
     )

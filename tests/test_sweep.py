@@ -514,6 +514,23 @@ def fixed(cfg: TrainConfig) -> float:
     return OVERHEAD_S + cfg.steps * STEP_S + PARAM_S * _param_steps(cfg) + tree
 
 
+def test_run_seconds__a_gpu_run_pays_no_per_parameter_work_whatever_its_engine():
+    """On a CUDA device the per-parameter term is not counted (docs/SWEEPS.md), also for a
+    run there on another engine than cuda (the chunked, fast or reference one): its price
+    is its fixed part plus c * units, and the fixed part has no PARAM_S."""
+    from supermem.sweeps import cost
+
+    base = dict(features=1000, sparsity=0.99, train_size=2400, steps=1000, warmup=50)
+    for engine in ("fast", "chunked", "reference"):
+        gpu = TrainConfig(**base, engine=engine, device="cuda")
+        name = cost.engine_used(gpu)
+        assert cost._param_steps(gpu) == 0.0
+        assert cost.run_seconds(gpu, 1e-9) - cost._fixed_seconds(gpu) == pytest.approx(
+            1e-9 * cost._units(gpu, name)
+        )
+        assert cost._fixed_seconds(gpu) == pytest.approx(cost.OVERHEAD_S + 1000 * cost.STEP_S)
+
+
 def test_plan__tree_runs_that_took_their_price_calibrate_its_c_back(tmp_path, monkeypatch):
     """A tree run's extra per instance-step (TREE_STEP_S) is part of its price and is taken
     out of its seconds before they calibrate c: runs whose recorded seconds are what c

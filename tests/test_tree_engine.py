@@ -275,6 +275,22 @@ def test_auto_picks_tree_where_the_cost_model_says_it_is_cheaper():
     m3 = {T: cost.pick(1, T, 10_000, 3, 10.0) for T in (10_000, 25_000, 50_000, 100_000)}
     assert m3 == {10_000: "fast", 25_000: "tree", 50_000: "tree", 100_000: "tree"}
 
+    # at n <= 1,000 (the quick and cpu scales) the m = 3 walk keeps its earlier 1.8e-8
+    # per feature, so those runs keep the engine they were trained on; m = 1, 2 have no n term
+    def walk(n, m, T=10_000):
+        rest = cost.tree_step(1, T, n, m, 10.0) - cost.tree_step(1, 0, n, m, 10.0)
+        return (
+            rest
+            - (cost.TREE_POINT * m * m + cost.TREE_SPARSE.get(m, cost.TREE_SPARSE_GENERIC) * 10 * m)
+            * T
+        ) / (n * (T * cost.LEAF) ** 0.5)
+
+    for n in (200, 1_000):
+        assert walk(n, 3) == pytest.approx(1.8e-8, rel=0.01)
+    assert walk(10_000, 3) == pytest.approx(walk(40_000, 3)) == pytest.approx(cost.TREE_WALK[3])
+    for m in (1, 2):
+        assert walk(1_000, m) == pytest.approx(walk(10_000, m)) == pytest.approx(cost.TREE_WALK[m])
+
 
 def test_runs_record_the_engine_auto_chose(tmp_path):
     from supermem import load_run, save_run

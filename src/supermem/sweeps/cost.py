@@ -74,11 +74,12 @@ STEP_S = 5e-4
 # (benchmarks/bench_step_terms.py; docs/SWEEPS.md, "Time estimates"). Not counted for
 # the cuda engine.
 PARAM_S = 2.3e-8
-# A tree run's seconds per instance per step beyond the engines' model (the refit, the
-# push-down and the kernels' calls, which that model, fitted at n = 10,000, leaves out
-# and which show at n = 1,000): fitted so that this machine's quick-scale tree runs are
-# priced as its fast runs are (1.3x and 0.9x of fast's over-pricing, two folders of 46
-# tree runs; 0.6x and 0.9x without it), which moves the paper scale's by 2%
+# A tree run's seconds per instance per step beyond the engines' model (work of its step
+# that model, fitted at n = 10,000, does not see and which shows at n = 1,000: kernel calls,
+# the features' order, the finiteness and rebuild checks): fitted so that this machine's
+# quick-scale tree runs are priced as its fast runs are (1.3x and 0.9x of fast's
+# over-pricing, two folders of 46 one-instance tree runs; 0.9x and 0.6x without it), which
+# moves the paper scale's by 2%. Per instance: a batch may pay it less (its calls are shared)
 TREE_STEP_S = 6e-4
 OVERHEAD_S = 0.5
 
@@ -125,16 +126,20 @@ def run_seconds(cfg: TrainConfig, c: float | None = None) -> float:
     name = engine_used(cfg)  # the engine that trains it (auto and float64 resolved), once
     if c is None:  # its default
         c = SECONDS_PER_UNIT.get(name, 1e-8)
-    return OVERHEAD_S + cfg.steps * STEP_S + _fixed_work(cfg, name) + c * _units(cfg, name)
+    fixed = PARAM_S * _param_steps(cfg) + _tree_extra(cfg, name)
+    return OVERHEAD_S + cfg.steps * STEP_S + fixed + c * _units(cfg, name)
+
+
+def _tree_extra(c: TrainConfig, name: str) -> float:
+    """TREE_STEP_S per instance-step where the engine ``name`` is the tree, else 0."""
+    return TREE_STEP_S * c.steps * c.restarts if name == "tree" else 0.0
 
 
 def _fixed_work(c: TrainConfig, engine: str | None = None) -> float:
-    """A run's seconds of work that do not grow with T: its parameters' (``PARAM_S``) and,
-    on the tree engine, TREE_STEP_S per instance-step (``engine``: the one a finished run
-    recorded; else the one ``train`` would take)."""
-    name = engine or engine_used(c)
-    tree = TREE_STEP_S * c.steps * c.restarts if name == "tree" else 0.0
-    return PARAM_S * _param_steps(c, engine) + tree
+    """A run's seconds of work that do not grow with T: its parameters' (``PARAM_S``) and
+    the tree's extra (``engine``: the one a finished run recorded; else the config's
+    device and the engine ``train`` would take decide)."""
+    return PARAM_S * _param_steps(c, engine) + _tree_extra(c, engine or engine_used(c))
 
 
 def engine_used(c: TrainConfig) -> str:
