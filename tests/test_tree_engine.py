@@ -277,14 +277,7 @@ def test_auto_picks_tree_where_the_cost_model_says_it_is_cheaper():
 
     # at n <= 1,000 (the quick and cpu scales) the m = 3 walk keeps its earlier 1.8e-8
     # per feature, so those runs keep the engine they were trained on; m = 1, 2 have no n term
-    def walk(n, m, T=10_000):
-        rest = cost.tree_step(1, T, n, m, 10.0) - cost.tree_step(1, 0, n, m, 10.0)
-        return (
-            rest
-            - (cost.TREE_POINT * m * m + cost.TREE_SPARSE.get(m, cost.TREE_SPARSE_GENERIC) * 10 * m)
-            * T
-        ) / (n * (T * cost.LEAF) ** 0.5)
-
+    walk = cost.tree_walk
     for n in (200, 1_000):
         assert walk(n, 3) == pytest.approx(1.8e-8, rel=0.01)
     assert walk(10_000, 3) == pytest.approx(walk(40_000, 3)) == pytest.approx(cost.TREE_WALK[3])

@@ -52,7 +52,7 @@ TREE_WALK = {1: 9.0e-10, 2: 2.4e-9, 3: 1.0e-8}  # s per feature per sqrt(T * LEA
 # sits between the two constants (the tree predicted 1.29x faster with 1.0e-8, 0.81x with
 # 1.8e-8) and asks for no change, so the quick and cpu scales (n = 1,000) keep 1.8e-8 and
 # every engine their runs were trained on: 10^0.255 = 1.8. A choice, not a fit
-WALK_N = 10_000
+WALK_N, WALK_N_MIN = 10_000, 1_000  # the n the constants are at; the n term's lower end
 WALK_N_EXP = {3: 0.255}
 TREE_POINT = 6.0e-9  # s per point per m^2 (refit, push-down)
 TREE_SPARSE = {2: 2.9e-9}  # s per nonzero per m (h = W x, the row pass): m = 2's kernels
@@ -66,12 +66,17 @@ def fast_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     return pair * inst * T * n + FAST_SPARSE * inst * T * nnz_row * m + STEP
 
 
+def tree_walk(n: int, m: int) -> float:
+    """The walk's seconds per feature per sqrt(T * LEAF) at n features (m <= 3):
+    TREE_WALK[m], times (WALK_N / n)^WALK_N_EXP[m] with n held within [WALK_N_MIN, WALK_N]."""
+    return TREE_WALK[m] * (WALK_N / min(max(n, WALK_N_MIN), WALK_N)) ** WALK_N_EXP.get(m, 0.0)
+
+
 def tree_step(inst: int, T: int, n: int, m: int, nnz_row: float) -> float:
     """Seconds per step of the tree engine (2 cores); inf where it is not fitted (m > 3)."""
     if m not in TREE_WALK:
         return math.inf
-    per_feature = TREE_WALK[m] * (WALK_N / min(max(n, 1_000), WALK_N)) ** WALK_N_EXP.get(m, 0.0)
-    walk = per_feature * inst * n * math.sqrt(T * LEAF)
+    walk = tree_walk(n, m) * inst * n * math.sqrt(T * LEAF)
     sparse = TREE_SPARSE.get(m, TREE_SPARSE_GENERIC) * inst * T * nnz_row * m
     return walk + TREE_POINT * inst * T * m * m + sparse + STEP
 
