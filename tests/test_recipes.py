@@ -157,6 +157,21 @@ def test_loss_panel__log_axis_only_when_the_bump_spans_decades(peak, scale):
     plt.close(fig)
 
 
+@pytest.mark.parametrize("k, image", [(50, False), (20_000, True)])
+def test_vectors__svg_keeps_few_vectors_as_paths_and_many_as_one_image(k, image, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from supermem.report import plots
+
+    V = np.random.default_rng(0).normal(size=(k, 2))
+    fig, axes = plt.subplots(1, 2)
+    plots.vector_pair(axes, V.T, V)
+    svg = plots.save(fig, tmp_path, "v")[1].read_text()
+    assert ("<image" in svg) == image
+    # paths per vector: 20,000 of them as SVG paths would be megabytes
+    assert len(svg) < (2_000_000 if image else 200_000)
+
+
 def test_hurts__finds_the_rise_along_T_at_fixed_m():
     loss = {(1, 3): 1.0, (1, 30): 1.2, (2, 3): 1.0, (2, 30): 0.5}
     runs = [fake(T, m=m, test_loss=v) for (m, T), v in loss.items()]

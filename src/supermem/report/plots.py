@@ -17,6 +17,9 @@ from matplotlib.collections import LineCollection  # noqa: E402
 
 FEATURE_COLOR, DATA_COLOR = "#1f5fbf", "#d62728"
 FORMATS = ("png", "svg")
+# Above this many marks an artist is drawn into the SVG as an image: the paper scale's
+# 100,000 hidden vectors would otherwise make every vector figure ~70 MB of SVG paths.
+RASTER_ABOVE = 2000
 
 
 def vectors(ax, V: np.ndarray, color: str, lim: float | None = None, title: str = "") -> float:
@@ -27,8 +30,9 @@ def vectors(ax, V: np.ndarray, color: str, lim: float | None = None, title: str 
     alpha = np.clip(norms / max(norms.max(initial=0.0), 1e-12), 0.08, 1.0)
     segs = np.stack([np.zeros_like(V), V], axis=1)
     colors = [matplotlib.colors.to_rgba(color, a) for a in alpha]
-    ax.add_collection(LineCollection(list(segs), colors=colors, linewidths=1.2))
-    ax.scatter(V[:, 0], V[:, 1], s=6, c=colors, zorder=3)
+    raster = len(V) > RASTER_ABOVE
+    ax.add_collection(LineCollection(list(segs), colors=colors, linewidths=1.2, rasterized=raster))
+    ax.scatter(V[:, 0], V[:, 1], s=6, c=colors, zorder=3, rasterized=raster)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -63,7 +67,7 @@ def dims_panel(ax_f, ax_d, fd: np.ndarray, dd: np.ndarray, m: int) -> None:
     ax_f.set_xlabel("feature (sorted by dimensionality)")
     ax_f.set_ylabel("feature dimensionality $D_i$")
     ax_f.set_title(f"top {len(top)} of {len(fd)} features", fontsize=9)
-    ax_d.scatter(np.arange(T), dd, s=8, color=DATA_COLOR)
+    ax_d.scatter(np.arange(T), dd, s=8, color=DATA_COLOR, rasterized=T > RASTER_ABOVE)
     ax_d.axhline(m / T, color="k", ls="--", lw=1, label=f"m/T = {m / T:.3g}")
     ax_d.set_xlabel("training point t")
     ax_d.set_ylabel("data dimensionality $D_t$")
