@@ -321,15 +321,16 @@ def test_bad_input__exits_2_with_one_line(argv, msg, capsys, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(
-    "name, figure, n_claims", [("fig5", "fig5_loss_map", 2), ("appendix-m4", "appendix_m4", 2)]
+    "name, figures, n_claims",
+    [("fig5", ("fig5_loss_map", "fig5_loss_curves"), 2), ("appendix-m4", ("appendix_m4",), 2)],
 )
 def test_reproduce__map_and_appendix_recipes_end_to_end(
-    name, figure, n_claims, tmp_path, monkeypatch
+    name, figures, n_claims, tmp_path, monkeypatch
 ):
     monkeypatch.setitem(SCALES, "tiny", TINY)
     assert (
         main(["reproduce", name, "--scale", "tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     )
-    assert (tmp_path / "figures" / f"{figure}.svg").is_file()
+    assert all((tmp_path / "figures" / f"{f}.svg").is_file() for f in figures)
     saved = json.loads((tmp_path / "claims.json").read_text())
     assert len(saved) == n_claims and all(c["holds"] in (True, False, None) for c in saved)

@@ -188,7 +188,31 @@ def fig5(runs: list, out: Path) -> list[Path]:
         f"Test loss over (T, m), mean of {n} models per cell (red: each m's peak); "
         f"n={runs[0].config['features']}, S={runs[0].config['sparsity']}"
     )
-    return save(fig, out, "fig5_loss_map")
+    return save(fig, out, "fig5_loss_map") + fig5_curves(runs, out)
+
+
+def fig5_curves(runs: list, out: Path) -> list[Path]:
+    """Fig. 5's rows as curves: test loss vs T, one line per m (the mean of its models,
+    each model a dot), each m's peak ringed; the map's colours hide a curve's shape."""
+    by_m = group(runs, "hidden")
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(by_m)))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for ((m,), rs), col in zip(sorted(by_m.items()), colors):
+        loss_panel(ax, rs, color=col, label=f"m = {m}")
+        Ts, means, _ = series(rs, "test_loss")
+        j = int(np.nanargmax(means))
+        ax.scatter([Ts[j]], [means[j]], s=90, facecolors="none", edgecolors="r", lw=1.2)
+    log_if_wide(ax)
+    ax.set_xlabel("training set size T")
+    ax.set_ylabel("test loss")
+    ax.legend(fontsize=8, ncol=2 if len(by_m) > 6 else 1)
+    c = runs[0].config
+    fig.suptitle(
+        f"Test loss vs T per hidden size m (line: mean, dots: models, ring: peak); "
+        f"n={c['features']}, S={c['sparsity']}",
+        fontsize=10,
+    )
+    return save(fig, out, "fig5_loss_curves")
 
 
 def fig_m4(runs: list, out: Path, default_steps: int) -> list[Path]:
