@@ -180,6 +180,13 @@ def test_hurts__finds_the_rise_along_T_at_fixed_m():
     assert claims.hurts(runs, along="hidden", across="train_size").holds is False
 
 
+def test_hurts__one_m_leaves_the_bigger_model_claim_undecided():
+    runs = [fake(T, m=1, test_loss=v) for T, v in ((3, 1.0), (30, 1.5), (300, 0.9))]
+    assert claims.hurts(runs, along="train_size", across="hidden").holds is True
+    c = claims.hurts(runs, along="hidden", across="train_size")
+    assert c.holds is None and "nothing to compare" in c.measured
+
+
 def test_appendix_claims__bump_grows_with_steps_and_decay_removes_it():
     curve = {100: [1, 1.1, 0.5], 1000: [1, 1.5, 0.5]}
     runs = [

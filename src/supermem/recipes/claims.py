@@ -155,14 +155,16 @@ def hurts(runs: list, along: str, across: str, rel: float = 0.01) -> Claim:
     """
     table = {k: _mean_test(v) for k, v in group(runs, across, along).items()}
     best: tuple[float, tuple | None] = (0.0, None)
+    pairs = 0  # neighbouring steps compared; none where every `across` value has one `along`
     for c in sorted({k[0] for k in table}):
         pts = sorted((a, v) for (cc, a), v in table.items() if cc == c)
         for (a0, v0), (a1, v1) in zip(pts, pts[1:]):
+            pairs += 1
             if v1 / v0 - 1 > best[0]:
                 best = (v1 / v0 - 1, (c, a0, a1, v0, v1))
     name = {"train_size": "T", "hidden": "m"}
     what = {"train_size": "more data", "hidden": "a bigger model"}[along]
-    measured = "no rise found"
+    measured = "no rise found" if pairs else f"one {name[along]} only: nothing to compare"
     if best[1]:
         c, a0, a1, v0, v1 = best[1]
         measured = (
@@ -173,7 +175,7 @@ def hurts(runs: list, along: str, across: str, rel: float = 0.01) -> Claim:
         claim=f"In places {what} raises the test loss",
         paper="regions of the (T, m) map where more data or a bigger model hurts",
         measured=measured,
-        holds=bool(best[0] > rel) if len(table) > 1 else None,
+        holds=bool(best[0] > rel) if pairs else None,
         note=f"holds if some neighbouring step raises the mean test loss by > {rel:.0%}",
     )
 
