@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +27,10 @@ def test_roundtrip_arrays_config_metrics(result, tmp_path):
         assert key in run.metrics
     for key in ("supermem_version", "git_commit", "init_seeds", "kept_init_seed"):
         assert key in run.config
+    # the CPU: the numba engines' float32 sums round as its LLVM target's vector code does
+    for key in ("numba_version", "cpu", "cpu_target", "torch_cpu_capability"):
+        assert key in run.config
+    assert isinstance(run.config["cpu_target"], str) and run.config["cpu_target"]
     a = run.arrays
     assert a["W"].shape == (2, 50) and a["b"].shape == (50,) and a["H_train"].shape == (8, 2)
     assert a["feature_dims"].shape == (50,) and a["data_dims"].shape == (8,)
@@ -64,3 +71,12 @@ def test_diverged_run_is_recorded_without_arrays(tmp_path):
     run = load_run(save_run(r, tmp_path / "d"))
     assert run.status == "diverged" and run.metrics["diverged_step"] is not None
     assert run.arrays == {} and "train_loss" not in run.metrics
+
+
+def test_cpu_target_is_numbas_compile_target(tmp_path):
+    """NUMBA_CPU_NAME, set to a run's recorded cpu_target, is what the new runs record."""
+    code = "from supermem.provenance import provenance; print(provenance()['cpu_target'])"
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "generic"

@@ -1,9 +1,17 @@
 """Where a result came from: the package version, the git commit of the source tree,
-the versions of torch and NumPy (recorded in every run's config.json)."""
+the versions of torch, NumPy and Numba, and the CPU (recorded in every run's config.json).
+
+The CPU matters: Numba compiles the fast and tree engines' kernels for the host's LLVM
+target (``cpu_target``, e.g. znver4 or icelake-server), whose vector code sums float32 in
+its own order, so the same seeds give the same bits on the same target, and runs in the
+middle regime can end far apart on another (docs/ENGINES.md, "Reproducibility across
+hosts"). ``NUMBA_CPU_NAME=<cpu_target>`` makes another host with the same instruction
+set compile for the recorded target."""
 
 from __future__ import annotations
 
 import functools
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,30 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.cache
+def cpu_model() -> str | None:
+    """The CPU's model name as the OS gives it (/proc/cpuinfo; platform elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+@functools.cache
+def cpu_target() -> str:
+    """The LLVM CPU Numba compiles its kernels for: NUMBA_CPU_NAME if set, else the host's."""
+    import llvmlite.binding as ll  # type: ignore[import-untyped]
+    from numba.core import config
+
+    # numba.config reads NUMBA_CPU_NAME at import, from the environment: not in its types
+    return str(config.CPU_NAME or ll.get_host_cpu_name())  # type: ignore[attr-defined]
+
+
 def provenance() -> dict[str, Any]:
+    import numba
     import torch
 
     return {
@@ -42,4 +73,8 @@ def provenance() -> dict[str, Any]:
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
+        "numba_version": numba.__version__,
+        "cpu": cpu_model(),
+        "cpu_target": cpu_target(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }

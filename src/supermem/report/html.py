@@ -103,8 +103,8 @@ def image(path: Path) -> str:
 
 
 def provenance(runs: list) -> list[dict]:
-    """Versions and git commits the runs were trained with, with run counts."""
-    keys = ("supermem_version", "git_commit", "torch_version", "engine", "device")
+    """Versions, git commits and CPU targets the runs were trained with, with run counts."""
+    keys = ("supermem_version", "git_commit", "torch_version", "engine", "device", "cpu_target")
     seen = Counter(tuple(r.config.get(k) for k in keys) for r in runs)
     return [{**dict(zip(keys, k)), "runs": n} for k, n in seen.items()]
 
