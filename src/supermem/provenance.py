@@ -4,8 +4,8 @@ the versions of torch, NumPy and Numba, and the CPU (recorded in every run's con
 The CPU matters: Numba compiles the fast and tree engines' kernels for the host's LLVM
 target (``cpu_target``, e.g. znver4 or icelake-server), whose vector code sums float32 in
 its own order, so the same seeds give the same bits on the same target, and runs in the
-middle regime can end far apart on another (docs/ENGINES.md, "Reproducibility across
-hosts"). ``NUMBA_CPU_NAME=<cpu_target>`` makes another host with the same instruction
+middle regime can end far apart on another (docs/ENGINES.md, "Exactness and
+determinism"). ``NUMBA_CPU_NAME=<cpu_target>`` makes another host with the same instruction
 set compile for the recorded target."""
 
 from __future__ import annotations
