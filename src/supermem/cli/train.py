@@ -72,13 +72,20 @@ def run(args) -> int:
             found = None
         if found is not None:
             print(f"supermem train: resuming from step {found.step:,} ({ck})", file=sys.stderr)
-            from supermem.provenance import git_commit
+            from supermem.provenance import cpu_target, git_commit
 
             if any(c != git_commit() for c in found.commits):
                 print(
                     f"supermem train: warning: earlier segments ran other source "
                     f"({', '.join(str(c) for c in found.commits)}; now {git_commit()}): "
                     "the numbers equal one run's only where the engine's code is the same",
+                    file=sys.stderr,
+                )
+            if any(t is not None and t != cpu_target() for t in found.targets):
+                print(
+                    f"supermem train: warning: earlier segments ran on another CPU target "
+                    f"({', '.join(str(t) for t in found.targets)}; now {cpu_target()}): "
+                    "the numbers equal one run's only on the same target",
                     file=sys.stderr,
                 )
     try:

@@ -58,9 +58,11 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "threads": None if r.threads is None else round(r.threads, 3),
         "restart_train_losses": r.restart_train_losses,
     }
-    if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one)
+    if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one
+        # where every segment ran the same code for the same CPU target)
         base["resumed_at_steps"] = r.resumed
         base["segment_commits"] = r.segment_commits
+        base["segment_cpu_targets"] = r.segment_cpu_targets
     if r.diverged:
         return config, base, {}
     W, b = r.params["W"], r.params["b"]

@@ -59,6 +59,9 @@ class Checkpoint:
     # seconds times the CPU threads each segment's steps used, summed (None: a segment ran
     # off the CPU or before checkpoints recorded it)
     thread_seconds: float | None = None
+    # the CPU target Numba compiled each segment's kernels for (None: not recorded then);
+    # float32 sums round as that target's vector code orders them (supermem.provenance)
+    targets: list[str | None] | None = None
 
 
 def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> None:
@@ -88,6 +91,7 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
         "resumed": ck.resumed,
         "commits": ck.commits,
         "thread_seconds": ck.thread_seconds,
+        "cpu_targets": ck.targets,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -111,6 +115,7 @@ class Info:
     step: int
     commits: list[str | None]
     engine: str
+    targets: list[str | None]  # each segment's CPU target (supermem.provenance.cpu_target)
 
 
 def _complete(d: Path) -> bool:
@@ -163,11 +168,17 @@ def _commits(meta: dict) -> list[str | None]:
     return meta.get("commits", [None] * (len(meta.get("resumed", [])) + 1))
 
 
+def _targets(meta: dict) -> list[str | None]:
+    return meta.get("cpu_targets") or [None] * (len(meta.get("resumed", [])) + 1)
+
+
 def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
-    """The step and segment commits of the checkpoint in ``path``, reading only its JSON;
-    None if there is none, ConfigError as ``load``."""
+    """The step, segment commits and CPU targets of the checkpoint in ``path``, reading
+    only its JSON; None if there is none, ConfigError as ``load``."""
     meta = _meta(Path(path), cfgs)
-    return None if meta is None else Info(int(meta["step"]), _commits(meta), meta["engine"])
+    if meta is None:
+        return None
+    return Info(int(meta["step"]), _commits(meta), meta["engine"], _targets(meta))
 
 
 def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
@@ -231,6 +242,7 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         resumed=[int(s) for s in meta.get("resumed", [])],
         commits=_commits(meta),
         thread_seconds=meta.get("thread_seconds"),
+        targets=_targets(meta),
     )
 
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.provenance import git_commit
+from supermem.provenance import cpu_target, git_commit
 from supermem.toy import checkpoint as ckpt
 from supermem.toy import data as data_mod
 from supermem.toy import losses
@@ -106,6 +106,8 @@ class InstanceResult:
     resumed: list[int] = field(default_factory=list)  # steps it resumed at from checkpoints
     segment_commits: list[str | None] = field(default_factory=list)  # when resumed: the git
     # commit of each segment's source (the numbers equal one run's where the engine is the same)
+    segment_cpu_targets: list[str | None] = field(default_factory=list)  # when resumed: the
+    # CPU target of each segment (the numbers equal one run's only on the same target)
     threads: float | None = None  # CPU threads the steps used (seconds-weighted mean over
     # segments); None off the CPU or where a resumed segment did not record them
 
@@ -267,6 +269,7 @@ def train_many(
     start, earlier_seconds, resumed = 0, 0.0, list[int]()
     earlier_thread_seconds: float | None = 0.0
     commits = [git_commit()]  # this segment's source, read before it can change on disk
+    targets: list[str | None] = [cpu_target()]  # and the CPU its kernels are compiled for
     ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
     if ck is not None:
         if ck.engine != engine.name:
@@ -284,6 +287,7 @@ def train_many(
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
         earlier_thread_seconds = ck.thread_seconds
         commits = [*ck.commits, commits[0]]
+        targets = [*(ck.targets or [None] * len(ck.commits)), targets[0]]
     elastic = _Threads(engine, device, threads)
     t0 = saved_at = time.perf_counter()
     elastic.start(t0)
@@ -333,7 +337,7 @@ def train_many(
                         {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
                         history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
                         diverged, engine.state(train_data), resumed, commits,
-                        elastic.total(earlier_thread_seconds),
+                        elastic.total(earlier_thread_seconds), targets,
                     )  # fmt: skip
                     ckpt.save(checkpoint, cfgs, now_state)
                 saved_at = time.perf_counter()
@@ -385,6 +389,7 @@ def train_many(
                 engine=engine.name,
                 resumed=resumed,
                 segment_commits=commits if resumed else [],
+                segment_cpu_targets=targets if resumed else [],
                 threads=None if thread_seconds is None or not seconds else thread_seconds / seconds,
             )
         )
