@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,7 @@ class Checkpoint:
     thread_seconds: float | None = None
     # the CPU target Numba compiled each segment's kernels for (None: not recorded then);
     # float32 sums round as that target's vector code orders them (supermem.provenance)
-    targets: list[str | None] | None = None
+    targets: list[str | None] = field(default_factory=list)
 
 
 def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> None:
@@ -164,12 +164,10 @@ def same_configs(stored: object, cfgs: list[TrainConfig]) -> bool:
         return False
 
 
-def _commits(meta: dict) -> list[str | None]:
-    return meta.get("commits", [None] * (len(meta.get("resumed", [])) + 1))
-
-
-def _targets(meta: dict) -> list[str | None]:
-    return meta.get("cpu_targets") or [None] * (len(meta.get("resumed", [])) + 1)
+def _per_segment(meta: dict, key: str) -> list[str | None]:
+    """A per-segment record (``commits``, ``cpu_targets``); None for each segment of a
+    checkpoint saved before it was recorded."""
+    return meta.get(key) or [None] * (len(meta.get("resumed", [])) + 1)
 
 
 def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
@@ -178,7 +176,8 @@ def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
     meta = _meta(Path(path), cfgs)
     if meta is None:
         return None
-    return Info(int(meta["step"]), _commits(meta), meta["engine"], _targets(meta))
+    commits, targets = _per_segment(meta, "commits"), _per_segment(meta, "cpu_targets")
+    return Info(int(meta["step"]), commits, meta["engine"], targets)
 
 
 def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
@@ -240,9 +239,9 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         diverged=np.asarray(meta["diverged"], dtype=np.int64),
         engine_state={k: v.numpy() for k, v in strip("engine.").items()},
         resumed=[int(s) for s in meta.get("resumed", [])],
-        commits=_commits(meta),
+        commits=_per_segment(meta, "commits"),
         thread_seconds=meta.get("thread_seconds"),
-        targets=_targets(meta),
+        targets=_per_segment(meta, "cpu_targets"),
     )
 
 

@@ -287,7 +287,7 @@ def train_many(
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
         earlier_thread_seconds = ck.thread_seconds
         commits = [*ck.commits, commits[0]]
-        targets = [*(ck.targets or [None] * len(ck.commits)), targets[0]]
+        targets = [*ck.targets, targets[0]]
     elastic = _Threads(engine, device, threads)
     t0 = saved_at = time.perf_counter()
     elastic.start(t0)
