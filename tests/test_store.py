@@ -28,9 +28,10 @@ def test_roundtrip_arrays_config_metrics(result, tmp_path):
     for key in ("supermem_version", "git_commit", "init_seeds", "kept_init_seed"):
         assert key in run.config
     # the CPU: the numba engines' float32 sums round as its LLVM target's vector code does
-    for key in ("numba_version", "cpu", "cpu_target", "torch_cpu_capability"):
+    for key in ("numba_version", "cpu", "cpu_target", "cpu_features", "torch_cpu_capability"):
         assert key in run.config
     assert isinstance(run.config["cpu_target"], str) and run.config["cpu_target"]
+    assert isinstance(run.config["cpu_features"], str)
     a = run.arrays
     assert a["W"].shape == (2, 50) and a["b"].shape == (50,) and a["H_train"].shape == (8, 2)
     assert a["feature_dims"].shape == (50,) and a["data_dims"].shape == (8,)
@@ -80,3 +81,23 @@ def test_cpu_target_is_numbas_compile_target(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "generic"
+
+
+def test_cpu_target_and_features_are_what_numba_compiles_for():
+    """The recorded target and features are the ones Numba's JIT builds its kernels with."""
+    from numba.core.registry import cpu_target as numba_cpu
+
+    from supermem.provenance import cpu_features, cpu_target
+
+    codegen = numba_cpu.target_context.codegen()
+    assert cpu_target() == codegen._get_host_cpu_name()
+    assert cpu_features() == codegen._tm_features
+
+
+def test_cpu_features_follow_numba_cpu_features():
+    """NUMBA_CPU_FEATURES, set to a run's recorded cpu_features, is what new runs record."""
+    code = "from supermem.provenance import provenance; print(provenance()['cpu_features'])"
+    env = {**os.environ, "NUMBA_CPU_FEATURES": "+64bit,+sse2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "+64bit,+sse2"

@@ -2,11 +2,13 @@
 the versions of torch, NumPy and Numba, and the CPU (recorded in every run's config.json).
 
 The CPU matters: Numba compiles the fast and tree engines' kernels for the host's LLVM
-target (``cpu_target``, e.g. znver4 or icelake-server), whose vector code sums float32 in
-its own order, so the same seeds give the same bits on the same target, and runs in the
-middle regime can end far apart on another (docs/ENGINES.md, "Exactness and
-determinism"). ``NUMBA_CPU_NAME=<cpu_target>`` makes another host with the same instruction
-set compile for the recorded target."""
+target (``cpu_target``, e.g. znver4 or icelake-server) and its instruction-set features
+(``cpu_features``), whose vector code sums float32 in its own order, so the same seeds give
+the same bits for the same target and features, and runs in the middle regime can end far
+apart on another (docs/ENGINES.md, "Exactness and determinism"). ``NUMBA_CPU_NAME`` and
+``NUMBA_CPU_FEATURES`` set to the recorded values make another host compile the same code,
+provided it has every feature the record enables (else the kernels stop on an illegal
+instruction)."""
 
 from __future__ import annotations
 
@@ -64,6 +66,16 @@ def cpu_target() -> str:
     return str(config.CPU_NAME or ll.get_host_cpu_name())  # type: ignore[attr-defined]
 
 
+@functools.cache
+def cpu_features() -> str:
+    """The LLVM features Numba compiles for ('+avx2,-avx512f,...'): NUMBA_CPU_FEATURES if
+    set, else the host's as Numba reads them; with ``cpu_target`` they fix the kernels' code."""
+    from numba.core import codegen, config
+
+    # numba.config reads NUMBA_CPU_FEATURES at import, from the environment
+    return str(config.CPU_FEATURES or codegen.get_host_cpu_features())  # type: ignore[attr-defined]
+
+
 def provenance() -> dict[str, Any]:
     import numba
     import torch
@@ -76,5 +88,6 @@ def provenance() -> dict[str, Any]:
         "numba_version": numba.__version__,
         "cpu": cpu_model(),
         "cpu_target": cpu_target(),
+        "cpu_features": cpu_features(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
