@@ -6,9 +6,9 @@ target (``cpu_target``, e.g. znver4 or icelake-server) and its instruction-set f
 (``cpu_features``), whose vector code sums float32 in its own order, so the same seeds give
 the same bits for the same target and features, and runs in the middle regime can end far
 apart on another (docs/ENGINES.md, "Exactness and determinism"). ``NUMBA_CPU_NAME`` and
-``NUMBA_CPU_FEATURES`` set to the recorded values make another host compile the same code,
-provided it has every feature the record enables (else the kernels stop on an illegal
-instruction)."""
+``NUMBA_CPU_FEATURES`` set to the recorded values make another host's Numba build the same
+kernels, provided it has every feature the record enables (else they stop on an illegal
+instruction); NumPy and torch still pick their own kernels by the CPU."""
 
 from __future__ import annotations
 
