@@ -72,8 +72,10 @@ def cpu_features() -> str:
     set, else the host's as Numba reads them; with ``cpu_target`` they fix the kernels' code."""
     from numba.core import codegen, config
 
-    # numba.config reads NUMBA_CPU_FEATURES at import, from the environment
-    return str(config.CPU_FEATURES or codegen.get_host_cpu_features())  # type: ignore[attr-defined]
+    # numba.config reads NUMBA_CPU_FEATURES at import, from the environment; it is '' (the
+    # target's own) where unset and NUMBA_CPU_NAME is generic, which Numba then uses as is
+    features = config.CPU_FEATURES  # type: ignore[attr-defined]
+    return str(codegen.get_host_cpu_features() if features is None else features)
 
 
 def provenance() -> dict[str, Any]:
