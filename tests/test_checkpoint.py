@@ -11,7 +11,7 @@ from conftest import make_config
 
 from supermem.cli import main
 from supermem.config import ConfigError
-from supermem.provenance import cpu_target
+from supermem.provenance import cpu_features, cpu_target
 from supermem.sweeps.executors import Job, run_group
 from supermem.sweeps.index import PARTIAL, RUNS, config_key
 from supermem.sweeps.store import load_run
@@ -204,21 +204,31 @@ def test_cli_resumes_a_stopped_run_and_cleans_up(tmp_path, stop_after_checkpoint
     assert b.metrics["resumed_at_steps"] == [200]
     assert b.metrics["segment_commits"] == [b.config["git_commit"]] * 2
     assert b.metrics["segment_cpu_targets"] == [b.config["cpu_target"]] * 2
+    assert b.metrics["segment_cpu_features"] == [b.config["cpu_features"]] * 2
 
 
-def test_cli_warns_when_earlier_segments_ran_other_source(tmp_path, stop_after_checkpoint, capsys):
+def _resume_with_recorded(tmp_path, stop_after_checkpoint, capsys, key, value):
+    """Stop a CLI run at its step-100 checkpoint, set the checkpoint's per-segment record
+    ``key`` to ``value`` (as another host or source would have), and resume it; returns
+    (the record as saved, stderr of the resume, the run)."""
     stop_after_checkpoint(100)
     with pytest.raises(Stop):
         main(["train", *ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"])
     meta_path = tmp_path / ".run.checkpoint" / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "commits": ["0123abc"]}))
+    meta_path.write_text(json.dumps({**meta, key: value}))
     stop_after_checkpoint(-1)
     capsys.readouterr()
     assert main(["train", *ARGS, "--out", str(tmp_path / "run")]) == 0
-    err = capsys.readouterr().err
+    return meta[key], capsys.readouterr().err, load_run(tmp_path / "run")
+
+
+def test_cli_warns_when_earlier_segments_ran_other_source(tmp_path, stop_after_checkpoint, capsys):
+    _, err, run = _resume_with_recorded(
+        tmp_path, stop_after_checkpoint, capsys, "commits", ["0123abc"]
+    )
     assert "warning: earlier segments ran other source (0123abc;" in err
-    assert load_run(tmp_path / "run").metrics["segment_commits"][0] == "0123abc"
+    assert run.metrics["segment_commits"][0] == "0123abc"
 
 
 @pytest.mark.parametrize("recorded", [["no-such-cpu"], None])
@@ -227,21 +237,27 @@ def test_cli_warns_when_earlier_segments_ran_on_another_cpu_target(
 ):
     """A checkpoint from another CPU target warns (its float32 sums round otherwise); one
     saved before targets were recorded resumes without the warning, its target None."""
-    stop_after_checkpoint(100)
-    with pytest.raises(Stop):
-        main(["train", *ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"])
-    meta_path = tmp_path / ".run.checkpoint" / "checkpoint.json"
-    meta = json.loads(meta_path.read_text())
-    assert meta["cpu_targets"] == [cpu_target()]
-    meta_path.write_text(json.dumps({**meta, "cpu_targets": recorded}))
-    stop_after_checkpoint(-1)
-    capsys.readouterr()
-    assert main(["train", *ARGS, "--out", str(tmp_path / "run")]) == 0
-    err = capsys.readouterr().err
+    saved, err, run = _resume_with_recorded(
+        tmp_path, stop_after_checkpoint, capsys, "cpu_targets", recorded
+    )
+    assert saved == [cpu_target()]
     warned = "warning: earlier segments ran on another CPU target (no-such-cpu;" in err
     assert warned == (recorded is not None) and "other source" not in err
-    targets = load_run(tmp_path / "run").metrics["segment_cpu_targets"]
+    targets = run.metrics["segment_cpu_targets"]
     assert targets == [recorded[0] if recorded else None, cpu_target()]
+
+
+def test_cli_warns_when_earlier_segments_ran_with_other_cpu_features(
+    tmp_path, stop_after_checkpoint, capsys
+):
+    """The same target name compiled with other features is other code: that warns too."""
+    saved, err, run = _resume_with_recorded(
+        tmp_path, stop_after_checkpoint, capsys, "cpu_features", ["+no-such-feature"]
+    )
+    assert saved == [cpu_features()]
+    assert f"warning: earlier segments ran on the CPU target {cpu_target()} with other" in err
+    assert "another CPU target" not in err
+    assert run.metrics["segment_cpu_features"] == ["+no-such-feature", cpu_features()]
 
 
 def test_cli_overwrite_discards_a_checkpoint_of_other_configs(tmp_path, stop_after_checkpoint):

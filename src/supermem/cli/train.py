@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supermem.cli.common import (
     CLIError,
@@ -14,6 +15,9 @@ from supermem.cli.common import (
 )
 from supermem.config import ConfigError, TrainConfig
 from supermem.sweeps.checks import DamagedRunError
+
+if TYPE_CHECKING:
+    from supermem.toy.checkpoint import Info
 
 
 def register(sub) -> None:
@@ -72,22 +76,8 @@ def run(args) -> int:
             found = None
         if found is not None:
             print(f"supermem train: resuming from step {found.step:,} ({ck})", file=sys.stderr)
-            from supermem.provenance import cpu_target, git_commit
-
-            if any(c != git_commit() for c in found.commits):
-                print(
-                    f"supermem train: warning: earlier segments ran other source "
-                    f"({', '.join(str(c) for c in found.commits)}; now {git_commit()}): "
-                    "the numbers equal one run's only where the engine's code is the same",
-                    file=sys.stderr,
-                )
-            if any(t is not None and t != cpu_target() for t in found.targets):
-                print(
-                    f"supermem train: warning: earlier segments ran on another CPU target "
-                    f"({', '.join(str(t) for t in found.targets)}; now {cpu_target()}): "
-                    "the numbers equal one run's only on the same target",
-                    file=sys.stderr,
-                )
+            for warning in _resume_warnings(found):
+                print(f"supermem train: warning: {warning}", file=sys.stderr)
     try:
         result = train(cfg, progress_enabled(args), ck, max(args.checkpoint_every, 0.0))
     except ConfigError as e:
@@ -103,3 +93,28 @@ def run(args) -> int:
         return 1
     print(f"{path}: train_loss={result.train_loss:.4g} test_loss={result.test_loss:.4g}")
     return 0
+
+
+def _resume_warnings(found: Info) -> list[str]:
+    """Why a resumed run may not give one run's numbers: its earlier segments ran other
+    source, or kernels compiled for another CPU target or with other features."""
+    from supermem.provenance import cpu_features, cpu_target, git_commit
+
+    out = []
+    if any(c != git_commit() for c in found.commits):
+        out.append(
+            f"earlier segments ran other source ({', '.join(map(str, found.commits))}; "
+            f"now {git_commit()}): the numbers equal one run's only where the engine's "
+            "code is the same"
+        )
+    if any(t is not None and t != cpu_target() for t in found.targets):
+        out.append(
+            f"earlier segments ran on another CPU target ({', '.join(map(str, found.targets))}; "
+            f"now {cpu_target()}): the numbers equal one run's only on the same target"
+        )
+    elif any(f is not None and f != cpu_features() for f in found.features):
+        out.append(
+            f"earlier segments ran on the CPU target {cpu_target()} with other features "
+            "(see cpu_features): the numbers equal one run's only with the same features"
+        )
+    return out

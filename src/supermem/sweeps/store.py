@@ -59,10 +59,11 @@ def run_record(r: InstanceResult) -> tuple[dict, dict, dict[str, np.ndarray]]:
         "restart_train_losses": r.restart_train_losses,
     }
     if r.resumed:  # trained in segments, from checkpoints (the same numbers as in one
-        # where every segment ran the same code for the same CPU target)
+        # where every segment ran the same code for the same CPU target and features)
         base["resumed_at_steps"] = r.resumed
         base["segment_commits"] = r.segment_commits
         base["segment_cpu_targets"] = r.segment_cpu_targets
+        base["segment_cpu_features"] = r.segment_cpu_features
     if r.diverged:
         return config, base, {}
     W, b = r.params["W"], r.params["b"]

@@ -59,9 +59,10 @@ class Checkpoint:
     # seconds times the CPU threads each segment's steps used, summed (None: a segment ran
     # off the CPU or before checkpoints recorded it)
     thread_seconds: float | None = None
-    # the CPU target Numba compiled each segment's kernels for (None: not recorded then);
-    # float32 sums round as that target's vector code orders them (supermem.provenance)
+    # the CPU target and features Numba compiled each segment's kernels for (None: not
+    # recorded then); float32 sums round as that code orders them (supermem.provenance)
     targets: list[str | None] = field(default_factory=list)
+    features: list[str | None] = field(default_factory=list)
 
 
 def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> None:
@@ -92,6 +93,7 @@ def save(path: str | os.PathLike, cfgs: list[TrainConfig], ck: Checkpoint) -> No
         "commits": ck.commits,
         "thread_seconds": ck.thread_seconds,
         "cpu_targets": ck.targets,
+        "cpu_features": ck.features,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -116,6 +118,7 @@ class Info:
     commits: list[str | None]
     engine: str
     targets: list[str | None]  # each segment's CPU target (supermem.provenance.cpu_target)
+    features: list[str | None]  # and its features (supermem.provenance.cpu_features)
 
 
 def _complete(d: Path) -> bool:
@@ -165,19 +168,19 @@ def same_configs(stored: object, cfgs: list[TrainConfig]) -> bool:
 
 
 def _per_segment(meta: dict, key: str) -> list[str | None]:
-    """A per-segment record (``commits``, ``cpu_targets``); None for each segment of a
-    checkpoint saved before it was recorded."""
+    """A per-segment record (``commits``, ``cpu_targets``, ``cpu_features``); None for
+    each segment of a checkpoint saved before it was recorded."""
     return meta.get(key) or [None] * (len(meta.get("resumed", [])) + 1)
 
 
 def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
-    """The step, segment commits and CPU targets of the checkpoint in ``path``, reading
-    only its JSON; None if there is none, ConfigError as ``load``."""
+    """The step, segment commits, CPU targets and features of the checkpoint in ``path``,
+    reading only its JSON; None if there is none, ConfigError as ``load``."""
     meta = _meta(Path(path), cfgs)
     if meta is None:
         return None
-    commits, targets = _per_segment(meta, "commits"), _per_segment(meta, "cpu_targets")
-    return Info(int(meta["step"]), commits, meta["engine"], targets)
+    seg = [_per_segment(meta, k) for k in ("commits", "cpu_targets", "cpu_features")]
+    return Info(int(meta["step"]), seg[0], meta["engine"], seg[1], seg[2])
 
 
 def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
@@ -242,6 +245,7 @@ def load(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Checkpoint | None:
         commits=_per_segment(meta, "commits"),
         thread_seconds=meta.get("thread_seconds"),
         targets=_per_segment(meta, "cpu_targets"),
+        features=_per_segment(meta, "cpu_features"),
     )
 
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from supermem.config import ConfigError, TrainConfig
-from supermem.provenance import cpu_target, git_commit
+from supermem.provenance import cpu_features, cpu_target, git_commit
 from supermem.toy import checkpoint as ckpt
 from supermem.toy import data as data_mod
 from supermem.toy import losses
@@ -107,7 +107,8 @@ class InstanceResult:
     segment_commits: list[str | None] = field(default_factory=list)  # when resumed: the git
     # commit of each segment's source (the numbers equal one run's where the engine is the same)
     segment_cpu_targets: list[str | None] = field(default_factory=list)  # when resumed: the
-    # CPU target of each segment (the numbers equal one run's only on the same target)
+    # CPU target of each segment (the numbers equal one run's only on the same target
+    segment_cpu_features: list[str | None] = field(default_factory=list)  # and features)
     threads: float | None = None  # CPU threads the steps used (seconds-weighted mean over
     # segments); None off the CPU or where a resumed segment did not record them
 
@@ -270,6 +271,7 @@ def train_many(
     earlier_thread_seconds: float | None = 0.0
     commits = [git_commit()]  # this segment's source, read before it can change on disk
     targets: list[str | None] = [cpu_target()]  # and the CPU its kernels are compiled for
+    features: list[str | None] = [cpu_features()]
     ck = ckpt.load(checkpoint, cfgs) if checkpoint is not None else None
     if ck is not None:
         if ck.engine != engine.name:
@@ -287,7 +289,7 @@ def train_many(
         start, earlier_seconds, resumed = ck.step, ck.seconds, [*ck.resumed, ck.step]
         earlier_thread_seconds = ck.thread_seconds
         commits = [*ck.commits, commits[0]]
-        targets = [*ck.targets, targets[0]]
+        targets, features = [*ck.targets, targets[0]], [*ck.features, features[0]]
     elastic = _Threads(engine, device, threads)
     t0 = saved_at = time.perf_counter()
     elastic.start(t0)
@@ -337,7 +339,7 @@ def train_many(
                         {k: v.detach() for k, v in p.items()}, opt.state_dict()["state"],
                         history, snap_taken, {k: torch.stack(v) for k, v in snaps.items() if v},
                         diverged, engine.state(train_data), resumed, commits,
-                        elastic.total(earlier_thread_seconds), targets,
+                        elastic.total(earlier_thread_seconds), targets, features,
                     )  # fmt: skip
                     ckpt.save(checkpoint, cfgs, now_state)
                 saved_at = time.perf_counter()
@@ -390,6 +392,7 @@ def train_many(
                 resumed=resumed,
                 segment_commits=commits if resumed else [],
                 segment_cpu_targets=targets if resumed else [],
+                segment_cpu_features=features if resumed else [],
                 threads=None if thread_seconds is None or not seconds else thread_seconds / seconds,
             )
         )
