@@ -179,8 +179,13 @@ def info(path: str | os.PathLike, cfgs: list[TrainConfig]) -> Info | None:
     meta = _meta(Path(path), cfgs)
     if meta is None:
         return None
-    seg = [_per_segment(meta, k) for k in ("commits", "cpu_targets", "cpu_features")]
-    return Info(int(meta["step"]), seg[0], meta["engine"], seg[1], seg[2])
+    return Info(
+        step=int(meta["step"]),
+        commits=_per_segment(meta, "commits"),
+        engine=meta["engine"],
+        targets=_per_segment(meta, "cpu_targets"),
+        features=_per_segment(meta, "cpu_features"),
+    )
 
 
 def peek(path: str | os.PathLike) -> tuple[int, list[dict]] | None:
